@@ -1,0 +1,117 @@
+//! Secrets: given inline, by environment variable or by file; never printed.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A secret value. `Debug`, `Display` and `Serialize` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for handing to a client library. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// How a secret is given in the file: `"value"`, `{ env = "VAR" }` or `{ file = "/path" }`.
+#[derive(Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum SecretSource {
+    Inline(String),
+    Env { env: String },
+    File { file: String },
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        use serde::de::Error;
+        match SecretSource::deserialize(d).map_err(|_| {
+            D::Error::custom("a secret is a string, { env = \"VAR\" } or { file = \"/path\" }")
+        })? {
+            SecretSource::Inline(v) => Ok(Secret(v)),
+            SecretSource::Env { env } => std::env::var(&env)
+                .map(Secret)
+                .map_err(|_| D::Error::custom(format!("environment variable `{env}` is not set"))),
+            SecretSource::File { file } => std::fs::read_to_string(&file)
+                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_owned()))
+                .map_err(|e| D::Error::custom(format!("cannot read secret file `{file}`: {e}"))),
+        }
+    }
+}
+
+/// Whether a librdkafka property holds a secret (its value is masked when printed).
+pub fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "jaas",
+        "ssl.key.pem",
+        "token",
+        "credential",
+    ]
+    .iter()
+    .any(|p| k.contains(p))
+}
+
+/// A connection URL with its password replaced by `***`.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
+    }
+
+    #[test]
+    fn url_passwords_are_masked() {
+        assert_eq!(
+            mask_url_password("postgres://dw:s3cr@t@db:5432/dw?sslmode=require"),
+            "postgres://dw:***@db:5432/dw?sslmode=require"
+        );
+        assert_eq!(mask_url_password("sqlite://./dw.db"), "sqlite://./dw.db");
+        assert!(is_secret_property("sasl.password"));
+        assert!(!is_secret_property("security.protocol"));
+    }
+}

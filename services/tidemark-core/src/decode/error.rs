@@ -1,0 +1,120 @@
+//! Typed decode errors: what failed, where in the record, and what the pipeline should do.
+
+use std::fmt;
+
+use crate::event::KafkaCoords;
+use crate::registry::RegistryError;
+use crate::schema::SchemaError;
+
+/// Which part of the Kafka record failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordPart {
+    Key,
+    Value,
+}
+
+impl fmt::Display for RecordPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecordPart::Key => "key",
+            RecordPart::Value => "value",
+        })
+    }
+}
+
+/// A record that could not be decoded, with its Kafka coordinates.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("cannot decode {part} of {}[{}]@{}: {kind}", .kafka.topic, .kafka.partition, .kafka.offset)]
+pub struct DecodeError {
+    pub kafka: KafkaCoords,
+    pub part: RecordPart,
+    pub kind: DecodeErrorKind,
+}
+
+/// What the pipeline does with a record that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The record itself is bad: dead-letter it and go on.
+    DeadLetter,
+    /// Something outside the record failed (registry down): retry later, do not dead-letter.
+    Retry,
+}
+
+impl DecodeError {
+    pub fn disposition(&self) -> Disposition {
+        match &self.kind {
+            DecodeErrorKind::Registry(e) if e.is_transient() => Disposition::Retry,
+            _ => Disposition::DeadLetter,
+        }
+    }
+
+    /// A short, stable label for metrics (`reason` label of dead letters).
+    pub fn reason(&self) -> &'static str {
+        match &self.kind {
+            DecodeErrorKind::Json { .. } => "invalid_json",
+            DecodeErrorKind::Field { .. } => "bad_field",
+            DecodeErrorKind::Schema(_) => "bad_schema",
+            DecodeErrorKind::MissingOp => "missing_op",
+            DecodeErrorKind::UnknownOp(_) => "unknown_op",
+            DecodeErrorKind::Envelope(_) => "bad_envelope",
+            DecodeErrorKind::AvroWire(_) => "bad_avro_wire",
+            DecodeErrorKind::Avro(_) => "bad_avro",
+            DecodeErrorKind::Registry(_) => "schema_registry",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeErrorKind {
+    #[error("invalid JSON at line {line} column {column}: {message}")]
+    Json {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("field `{path}`: {reason}")]
+    Field { path: String, reason: FieldReason },
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error(
+        "no `op` member: not a Debezium change event (heartbeat, transaction and schema-change topics are recognised by name; check the topic settings)"
+    )]
+    MissingOp,
+    #[error("unknown op `{0}` (expected c, u, d, r, t or m)")]
+    UnknownOp(String),
+    #[error("not a Debezium envelope: {0}")]
+    Envelope(String),
+    #[error("not Confluent Avro wire format: {0}")]
+    AvroWire(String),
+    #[error("Avro: {0}")]
+    Avro(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Why one field's value was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldReason {
+    #[error("expected {expected}, found {found}")]
+    WrongType {
+        expected: String,
+        found: &'static str,
+    },
+    #[error("{value} does not fit {expected}")]
+    OutOfRange {
+        value: String,
+        expected: &'static str,
+    },
+    #[error("invalid base64: {0}")]
+    BadBase64(String),
+    #[error("decimal of {bytes} bytes does not fit 38 digits")]
+    DecimalOverflow { bytes: usize },
+    #[error("invalid timestamp {0}")]
+    BadTimestamp(String),
+    #[error("invalid UUID {0}")]
+    BadUuid(String),
+    #[error("invalid JSON document: {0}")]
+    BadJson(String),
+    #[error("{0}")]
+    Other(String),
+}

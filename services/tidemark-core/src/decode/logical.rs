@@ -1,0 +1,231 @@
+//! Physical value + logical type → [`Value`]. Shared by the JSON and Avro decoders so both give
+//! the same value for the same field.
+
+use base64::Engine as _;
+
+use crate::schema::{Kind, Logical, Schema};
+use crate::value::{Decimal, TimeUnit, Timestamp, Value};
+
+use super::error::FieldReason;
+
+/// The TOAST placeholder (`unavailable.value.placeholder`), as text and as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placeholder {
+    text: Option<String>,
+    bytes: Vec<u8>,
+}
+
+/// Debezium's default `unavailable.value.placeholder`.
+pub const DEFAULT_PLACEHOLDER: &str = "__debezium_unavailable_value";
+
+impl Default for Placeholder {
+    fn default() -> Self {
+        Placeholder::new(DEFAULT_PLACEHOLDER).expect("default placeholder is valid")
+    }
+}
+
+impl Placeholder {
+    /// From the connector setting: plain text, or `hex:<bytes>` as Debezium allows.
+    pub fn new(setting: &str) -> Result<Placeholder, String> {
+        let bytes = match setting.strip_prefix("hex:") {
+            Some(hex) => decode_hex(hex).ok_or_else(|| format!("`{setting}` is not valid hex"))?,
+            None => setting.as_bytes().to_vec(),
+        };
+        let text = String::from_utf8(bytes.clone()).ok();
+        Ok(Placeholder { text, bytes })
+    }
+
+    pub fn matches_str(&self, s: &str) -> bool {
+        self.text.as_deref() == Some(s)
+    }
+
+    pub fn matches_bytes(&self, b: &[u8]) -> bool {
+        self.bytes == b
+    }
+
+    /// The placeholder as text, when it is valid UTF-8 (used by encoders and tests).
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn wrong(schema: &Schema, found: &'static str) -> FieldReason {
+    FieldReason::WrongType {
+        expected: expected_name(schema),
+        found,
+    }
+}
+
+/// What a schema expects, for error messages (`int32`, `int64 io.debezium.time.MicroTimestamp`).
+pub fn expected_name(schema: &Schema) -> String {
+    match &schema.name {
+        Some(n) if schema.logical != Logical::None => format!("{} {n}", schema.kind.name()),
+        _ => schema.kind.name().to_owned(),
+    }
+}
+
+pub fn from_bool(schema: &Schema, v: bool) -> Result<Value, FieldReason> {
+    match schema.kind {
+        Kind::Boolean => Ok(Value::Bool(v)),
+        _ => Err(wrong(schema, "boolean")),
+    }
+}
+
+/// An integer under an integer, floating or temporal schema.
+pub fn from_int(schema: &Schema, v: i64) -> Result<Value, FieldReason> {
+    let range = |lo: i64, hi: i64| {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(FieldReason::OutOfRange {
+                value: v.to_string(),
+                expected: schema.kind.name(),
+            })
+        }
+    };
+    match schema.kind {
+        Kind::Int8 => range(i8::MIN.into(), i8::MAX.into())?,
+        Kind::Int16 => range(i16::MIN.into(), i16::MAX.into())?,
+        Kind::Int32 => range(i32::MIN.into(), i32::MAX.into())?,
+        Kind::Int64 => {}
+        Kind::Float32 | Kind::Float64 => return Ok(Value::Float(v as f64)),
+        _ => return Err(wrong(schema, "integer")),
+    }
+    Ok(match schema.logical {
+        Logical::Date => Value::Date(v as i32),
+        Logical::TimeMillis => Value::Time(v * 1_000_000),
+        Logical::TimeMicros => {
+            Value::Time(
+                v.checked_mul(1_000)
+                    .ok_or_else(|| FieldReason::OutOfRange {
+                        value: v.to_string(),
+                        expected: "MicroTime",
+                    })?,
+            )
+        }
+        Logical::TimeNanos => Value::Time(v),
+        Logical::TimestampMillis => Value::Timestamp(Timestamp::from_epoch(v, TimeUnit::Millis)),
+        Logical::TimestampMicros => Value::Timestamp(Timestamp::from_epoch(v, TimeUnit::Micros)),
+        Logical::TimestampNanos => Value::Timestamp(Timestamp::from_epoch(v, TimeUnit::Nanos)),
+        _ => Value::Int(v),
+    })
+}
+
+pub fn from_u64(schema: &Schema, v: u64) -> Result<Value, FieldReason> {
+    match i64::try_from(v) {
+        Ok(i) => from_int(schema, i),
+        Err(_) if matches!(schema.kind, Kind::Float32 | Kind::Float64) => {
+            Ok(Value::Float(v as f64))
+        }
+        Err(_) => Err(FieldReason::OutOfRange {
+            value: v.to_string(),
+            expected: schema.kind.name(),
+        }),
+    }
+}
+
+pub fn from_f64(schema: &Schema, v: f64) -> Result<Value, FieldReason> {
+    match schema.kind {
+        Kind::Float32 | Kind::Float64 => Ok(Value::Float(v)),
+        _ => Err(wrong(schema, "floating-point number")),
+    }
+}
+
+/// A string under a string schema (or a float's NaN/Infinity spelling, or JSON's base64 bytes).
+pub fn from_str(schema: &Schema, s: &str, ph: &Placeholder) -> Result<Value, FieldReason> {
+    if ph.matches_str(s) {
+        return Ok(Value::Unavailable);
+    }
+    match schema.kind {
+        Kind::String => string_logical(schema, s.to_owned()),
+        Kind::Bytes => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| FieldReason::BadBase64(e.to_string()))?;
+            from_bytes(schema, bytes, ph)
+        }
+        Kind::Float32 | Kind::Float64 => match s {
+            "NaN" => Ok(Value::Float(f64::NAN)),
+            "Infinity" => Ok(Value::Float(f64::INFINITY)),
+            "-Infinity" => Ok(Value::Float(f64::NEG_INFINITY)),
+            _ => Err(wrong(schema, "string")),
+        },
+        _ => Err(wrong(schema, "string")),
+    }
+}
+
+/// An owned string under a string schema (the Avro path hands strings over by value).
+pub fn from_string(schema: &Schema, s: String, ph: &Placeholder) -> Result<Value, FieldReason> {
+    if schema.kind == Kind::String && !ph.matches_str(&s) {
+        return string_logical(schema, s);
+    }
+    from_str(schema, &s, ph)
+}
+
+fn string_logical(schema: &Schema, s: String) -> Result<Value, FieldReason> {
+    Ok(match schema.logical {
+        Logical::ZonedTimestamp => {
+            let t = chrono::DateTime::parse_from_rfc3339(&s)
+                .map_err(|e| FieldReason::BadTimestamp(format!("`{s}`: {e}")))?;
+            let utc = t.to_utc();
+            Value::Timestamp(Timestamp::At {
+                seconds: utc.timestamp(),
+                nanos: utc.timestamp_subsec_nanos(),
+            })
+        }
+        Logical::Json => {
+            serde_json::from_str::<serde::de::IgnoredAny>(&s)
+                .map_err(|e| FieldReason::BadJson(e.to_string()))?;
+            Value::Json(s)
+        }
+        Logical::Uuid => Value::Uuid(
+            uuid::Uuid::parse_str(&s).map_err(|e| FieldReason::BadUuid(format!("`{s}`: {e}")))?,
+        ),
+        _ => Value::String(s),
+    })
+}
+
+/// Bytes under a bytes schema (Decimal or plain).
+pub fn from_bytes(schema: &Schema, b: Vec<u8>, ph: &Placeholder) -> Result<Value, FieldReason> {
+    if ph.matches_bytes(&b) {
+        return Ok(Value::Unavailable);
+    }
+    match (&schema.kind, &schema.logical) {
+        (Kind::Bytes, Logical::Decimal { scale, .. }) => decimal(&b, *scale),
+        (Kind::Bytes, _) => Ok(Value::Bytes(b)),
+        (Kind::String, _) => {
+            // Avro may carry strings as bytes only if the schema says so; refuse otherwise.
+            Err(wrong(schema, "bytes"))
+        }
+        _ => Err(wrong(schema, "bytes")),
+    }
+}
+
+/// Kafka Connect's Decimal bytes at a scale.
+pub fn decimal(b: &[u8], scale: i32) -> Result<Value, FieldReason> {
+    Decimal::from_be_bytes(b, scale)
+        .map(Value::Decimal)
+        .ok_or(FieldReason::DecimalOverflow { bytes: b.len() })
+}
+
+/// `io.debezium.data.VariableScaleDecimal` from its decoded struct fields.
+pub fn variable_scale(scale: &Value, value: &Value) -> Result<Value, FieldReason> {
+    match (scale, value) {
+        (Value::Int(s), Value::Bytes(b)) => decimal(b, *s as i32),
+        (Value::Null, Value::Null) => Ok(Value::Null),
+        _ => Err(FieldReason::WrongType {
+            expected: "struct {scale int32, value bytes}".into(),
+            found: "other struct",
+        }),
+    }
+}

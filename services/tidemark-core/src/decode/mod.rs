@@ -1,0 +1,171 @@
+//! The Debezium decoder: a Kafka record becomes a typed [`Decoded`] or a typed [`DecodeError`].
+//!
+//! - `json`: JsonConverter output with or without the schema envelope (detected per record).
+//! - `avro`: Confluent wire format with schemas from a [`RegistryClient`].
+//! - `envelope`: routing by members (op, status, ddl) and names (heartbeat topic, schema name).
+//! - `json_row` / `logical`: schema-driven values; both formats share `logical`.
+//!
+//! Invariant: decoding never panics on input; every failure names the record's coordinates,
+//! the part (key or value) and, for field errors, the field path.
+
+mod avro;
+mod envelope;
+mod error;
+mod json;
+mod json_row;
+mod logical;
+
+use std::sync::Arc;
+
+pub use avro::split_wire;
+pub use envelope::Routing;
+pub use error::{DecodeError, DecodeErrorKind, Disposition, FieldReason, RecordPart};
+pub use logical::{DEFAULT_PLACEHOLDER, Placeholder};
+
+use crate::event::{Decoded, RawRecord, Tombstone};
+use crate::registry::RegistryClient;
+use crate::value::Row;
+
+/// The wire format of a topic's keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// JsonConverter, with or without the schema envelope.
+    #[default]
+    Json,
+    /// Confluent Avro (needs a Schema Registry).
+    Avro,
+}
+
+/// How to decode.
+#[derive(Debug, Clone, Default)]
+pub struct DecoderOptions {
+    pub format: Format,
+    pub placeholder: Placeholder,
+    pub routing: Routing,
+}
+
+/// Decodes records of any number of topics; keeps parsed schemas. One per consumer task.
+#[derive(Debug)]
+pub struct Decoder {
+    opts: DecoderOptions,
+    json_schemas: json::JsonSchemaCache,
+    avro_schemas: avro::AvroCache,
+    registry: Option<RegistryClient>,
+}
+
+impl Decoder {
+    /// A decoder; Avro needs a registry client.
+    pub fn new(opts: DecoderOptions, registry: Option<RegistryClient>) -> Decoder {
+        Decoder {
+            opts,
+            json_schemas: Default::default(),
+            avro_schemas: Default::default(),
+            registry,
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.opts.format
+    }
+
+    /// Decodes one record, fetching unknown Avro schemas from the registry first.
+    pub async fn decode(&mut self, rec: &RawRecord<'_>) -> Result<Decoded, DecodeError> {
+        if self.opts.format == Format::Avro {
+            for (part, bytes) in [(RecordPart::Key, rec.key), (RecordPart::Value, rec.value)] {
+                if let Some(bytes) = bytes {
+                    self.ensure_avro_schema(bytes)
+                        .await
+                        .map_err(|kind| self.error(rec, part, kind))?;
+                }
+            }
+        }
+        self.decode_cached(rec)
+    }
+
+    /// Decodes one record without network I/O: JSON always; Avro only when its schemas are
+    /// already cached (use [`Decoder::decode`] otherwise).
+    pub fn decode_cached(&mut self, rec: &RawRecord<'_>) -> Result<Decoded, DecodeError> {
+        let key = match rec.key {
+            None => None,
+            Some(bytes) => self
+                .decode_key(bytes)
+                .map_err(|kind| self.error(rec, RecordPart::Key, kind))?,
+        };
+        let Some(value) = rec.value else {
+            return Ok(Decoded::Tombstone(Tombstone {
+                kafka: rec.coords(),
+                key,
+            }));
+        };
+        let opts = &self.opts;
+        let result = match opts.format {
+            Format::Json => json::decode_value(
+                value,
+                rec.coords(),
+                key,
+                &mut self.json_schemas,
+                &opts.placeholder,
+                &opts.routing,
+            ),
+            Format::Avro => self.cached_avro(value).and_then(|(entry, body)| {
+                avro::decode_value(
+                    &entry,
+                    body,
+                    rec.coords(),
+                    key,
+                    &opts.placeholder,
+                    &opts.routing,
+                )
+            }),
+        };
+        result.map_err(|kind| self.error(rec, RecordPart::Value, kind))
+    }
+
+    fn decode_key(&mut self, bytes: &[u8]) -> Result<Option<Row>, DecodeErrorKind> {
+        match self.opts.format {
+            Format::Json => json::decode_key(bytes, &mut self.json_schemas, &self.opts.placeholder),
+            Format::Avro => {
+                let (entry, body) = self.cached_avro(bytes)?;
+                avro::decode_key(&entry, body, &self.opts.placeholder)
+            }
+        }
+    }
+
+    fn cached_avro<'b>(
+        &self,
+        bytes: &'b [u8],
+    ) -> Result<(Arc<avro::AvroEntry>, &'b [u8]), DecodeErrorKind> {
+        let (id, body) = split_wire(bytes)?;
+        let entry = self.avro_schemas.map.get(&id).cloned().ok_or_else(|| {
+            DecodeErrorKind::Avro(format!("schema id {id} not fetched (call Decoder::decode)"))
+        })?;
+        Ok((entry, body))
+    }
+
+    async fn ensure_avro_schema(&mut self, bytes: &[u8]) -> Result<(), DecodeErrorKind> {
+        let (id, _) = split_wire(bytes)?;
+        if self.avro_schemas.map.contains_key(&id) {
+            return Ok(());
+        }
+        let registry = self.registry.as_ref().ok_or_else(|| {
+            DecodeErrorKind::Avro("format is avro but no schema registry is configured".into())
+        })?;
+        let text = registry.schema_text(id).await?;
+        self.avro_schemas.insert(id, &text)?;
+        Ok(())
+    }
+
+    /// Registers an Avro schema under an id without a registry (tests, `inspect decode`).
+    pub fn add_avro_schema(&mut self, id: u32, text: &str) -> Result<(), DecodeErrorKind> {
+        self.avro_schemas.insert(id, text).map(|_| ())
+    }
+
+    fn error(&self, rec: &RawRecord<'_>, part: RecordPart, kind: DecodeErrorKind) -> DecodeError {
+        DecodeError {
+            kafka: rec.coords(),
+            part,
+            kind,
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Confluent Schema Registry client: fetch a schema by id over HTTP, cached forever (ids are
+//! immutable), with basic auth, a request timeout and bounded retries with backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::Secret;
+
+/// Why a schema could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "schema id {id} is not in the Schema Registry at {url} (404): the record was written against another registry, or the subject was hard-deleted"
+    )]
+    SchemaNotFound { id: u32, url: String },
+    #[error(
+        "Schema Registry at {url} refused the credentials (HTTP {status}): check kafka.schema_registry_username / _password"
+    )]
+    Unauthorized { url: String, status: u16 },
+    #[error(
+        "Schema Registry at {url} answered HTTP {status} for schema id {id} after {attempts} attempts: {body}"
+    )]
+    Http {
+        url: String,
+        id: u32,
+        status: u16,
+        attempts: u32,
+        body: String,
+    },
+    #[error(
+        "Schema Registry at {url} unreachable for schema id {id} after {attempts} attempts: {reason}"
+    )]
+    Unavailable {
+        url: String,
+        id: u32,
+        attempts: u32,
+        reason: String,
+    },
+    #[error(
+        "schema id {id} is a {schema_type} schema; tidemark decodes Avro only with format = \"avro\""
+    )]
+    NotAvro { id: u32, schema_type: String },
+    #[error("Schema Registry answered an unreadable body for schema id {id}: {reason}")]
+    BadResponse { id: u32, reason: String },
+}
+
+impl RegistryError {
+    /// Whether retrying later may succeed (registry down or overloaded), as opposed to a
+    /// record that will never decode.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Unavailable { .. } | RegistryError::Unauthorized { .. } => true,
+            RegistryError::Http { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// How to reach the registry.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Per request.
+    pub timeout: Duration,
+    /// Attempts per lookup (1 = no retry).
+    pub attempts: u32,
+    /// First backoff; doubles per attempt.
+    pub backoff: Duration,
+}
+
+impl RegistrySettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        RegistrySettings {
+            url: url.into(),
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(10),
+            attempts: 5,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A registry client with a shared cache of raw schema texts by id.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    settings: Arc<RegistrySettings>,
+    http: reqwest::Client,
+    cache: Arc<Mutex<HashMap<u32, Arc<str>>>>,
+}
+
+#[derive(Deserialize)]
+struct SchemaResponse {
+    schema: String,
+    #[serde(rename = "schemaType")]
+    schema_type: Option<String>,
+}
+
+impl RegistryClient {
+    pub fn new(settings: RegistrySettings) -> Result<RegistryClient, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .build()?;
+        Ok(RegistryClient {
+            settings: Arc::new(settings),
+            http,
+            cache: Arc::default(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.settings.url
+    }
+
+    /// The Avro schema text registered under `id`.
+    pub async fn schema_text(&self, id: u32) -> Result<Arc<str>, RegistryError> {
+        if let Some(s) = self.cache.lock().expect("cache lock").get(&id) {
+            return Ok(s.clone());
+        }
+        let text: Arc<str> = self.fetch(id).await?.into();
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .insert(id, text.clone());
+        Ok(text)
+    }
+
+    async fn fetch(&self, id: u32) -> Result<String, RegistryError> {
+        let s = &self.settings;
+        let base = s.url.trim_end_matches('/');
+        let url = format!("{base}/schemas/ids/{id}");
+        let mut backoff = s.backoff;
+        let attempts = s.attempts.max(1);
+        let mut last: Option<RegistryError> = None;
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+            }
+            let mut req = self
+                .http
+                .get(&url)
+                .header("Accept", "application/vnd.schemaregistry.v1+json");
+            if let Some(user) = &s.username {
+                req = req.basic_auth(user, s.password.as_ref().map(|p| p.expose()));
+            }
+            match req.send().await {
+                Err(e) => {
+                    tracing::warn!(registry = %s.url, id, attempt, error = %e, "schema registry request failed");
+                    last = Some(RegistryError::Unavailable {
+                        url: s.url.clone(),
+                        id,
+                        attempts: attempt,
+                        reason: e.to_string(),
+                    });
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let body = resp.text().await.unwrap_or_default();
+                    match status {
+                        200 => return parse_body(id, &body),
+                        404 => {
+                            return Err(RegistryError::SchemaNotFound {
+                                id,
+                                url: s.url.clone(),
+                            });
+                        }
+                        401 | 403 => {
+                            return Err(RegistryError::Unauthorized {
+                                url: s.url.clone(),
+                                status,
+                            });
+                        }
+                        _ => {
+                            let err = RegistryError::Http {
+                                url: s.url.clone(),
+                                id,
+                                status,
+                                attempts: attempt,
+                                body: body.chars().take(200).collect(),
+                            };
+                            if !err.is_transient() {
+                                return Err(err);
+                            }
+                            tracing::warn!(registry = %s.url, id, attempt, status, "schema registry error, retrying");
+                            last = Some(err);
+                        }
+                    }
+                }
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+}
+
+fn parse_body(id: u32, body: &str) -> Result<String, RegistryError> {
+    let resp: SchemaResponse =
+        serde_json::from_str(body).map_err(|e| RegistryError::BadResponse {
+            id,
+            reason: e.to_string(),
+        })?;
+    match resp.schema_type.as_deref() {
+        None | Some("AVRO") => Ok(resp.schema),
+        Some(other) => Err(RegistryError::NotAvro {
+            id,
+            schema_type: other.to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,24 @@
+//! `tidemark config check`: validate and print the effective configuration, secrets masked.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use tidemark_core::config::{Config, LoadError};
+
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    match Config::load(path, false) {
+        Ok(config) => {
+            println!("# {}: valid", path.display());
+            print!("{}", config.to_masked_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(LoadError::Invalid(errors)) => {
+            eprint!("{}: {errors}", path.display());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

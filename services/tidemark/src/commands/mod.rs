@@ -1,0 +1,46 @@
+//! Subcommand dispatch. Exit codes: 0 ok, 1 failure, 2 not available in this version.
+
+mod config_check;
+mod inspect_decode;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, ConfigCommand, DlqCommand, InspectCommand};
+
+/// Exit status of a subcommand that a later version provides.
+pub const NOT_AVAILABLE: u8 = 2;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match &cli.command {
+        Command::Config(ConfigCommand::Check) => config_check::run(&cli.config),
+        Command::Inspect(InspectCommand::Decode(args)) => inspect_decode::run(&cli.config, args),
+        Command::Ingest => not_available("ingest", "bronze ingest"),
+        Command::Merge => not_available("merge", "the merger"),
+        Command::Run => not_available("run", "the merger"),
+        Command::Replay => not_available("replay", "the merger"),
+        Command::Demo => not_available("demo", "the demo"),
+        Command::Generate => not_available("generate", "the demo"),
+        Command::Gc => not_available("gc", "bronze ingest"),
+        Command::Inspect(InspectCommand::Bronze) => {
+            not_available("inspect bronze", "bronze ingest")
+        }
+        Command::Dlq(DlqCommand::List | DlqCommand::Requeue) => {
+            not_available("dlq", "bronze ingest")
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn not_available(command: &str, part: &str) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "`tidemark {command}` is not available yet in this version: it arrives with {part}. \
+         Available now: `tidemark config check`, `tidemark inspect decode`."
+    );
+    Ok(ExitCode::from(NOT_AVAILABLE))
+}
