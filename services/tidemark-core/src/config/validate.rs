@@ -149,14 +149,14 @@ impl Config {
                 "set it to the Schema Registry URL, e.g. http://localhost:8081",
             );
         }
-        if let Some(u) = &k.schema_registry_url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                err(
-                    "kafka.schema_registry_url",
-                    format!("`{u}` is not an http(s) URL"),
-                    "use http://host:port or https://host",
-                );
-            }
+        if let Some(u) = &k.schema_registry_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            err(
+                "kafka.schema_registry_url",
+                format!("`{u}` is not an http(s) URL"),
+                "use http://host:port or https://host",
+            );
         }
         if k.schema_registry_password.is_some() && k.schema_registry_username.is_none() {
             err(
@@ -241,14 +241,15 @@ impl Config {
                 "use 1 (fast) to 22 (small)",
             );
         }
-        if let Some(e) = &b.s3.endpoint {
-            if e.starts_with("http://") && !b.s3.allow_http {
-                err(
-                    "bronze.s3.allow_http",
-                    "is false but the endpoint is http://".into(),
-                    "set allow_http = true or use https",
-                );
-            }
+        if let Some(e) = &b.s3.endpoint
+            && e.starts_with("http://")
+            && !b.s3.allow_http
+        {
+            err(
+                "bronze.s3.allow_http",
+                "is false but the endpoint is http://".into(),
+                "set allow_http = true or use https",
+            );
         }
         if b.s3.secret_access_key.is_some() != b.s3.access_key_id.is_some() {
             err(

@@ -247,10 +247,10 @@ fn value(v: Avro, schema: &Schema, ph: &Placeholder, path: &str) -> Result<Value
         Avro::Record(fields) => match &schema.kind {
             Kind::Struct(st) => {
                 let values = struct_values(fields, st, ph, path)?;
-                if schema.logical == Logical::VariableScaleDecimal {
-                    if let (Some(s), Some(v)) = (st.index_of("scale"), st.index_of("value")) {
-                        return logical::variable_scale(&values[s], &values[v]).map_err(field);
-                    }
+                if schema.logical == Logical::VariableScaleDecimal
+                    && let (Some(s), Some(v)) = (st.index_of("scale"), st.index_of("value"))
+                {
+                    return logical::variable_scale(&values[s], &values[v]).map_err(field);
                 }
                 return Ok(Value::Struct(values));
             }

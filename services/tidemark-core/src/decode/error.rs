@@ -28,7 +28,8 @@ impl fmt::Display for RecordPart {
 pub struct DecodeError {
     pub kafka: KafkaCoords,
     pub part: RecordPart,
-    pub kind: DecodeErrorKind,
+    /// Boxed: errors are the cold path, and results stay small on the hot one.
+    pub kind: Box<DecodeErrorKind>,
 }
 
 /// What the pipeline does with a record that failed.
@@ -42,7 +43,7 @@ pub enum Disposition {
 
 impl DecodeError {
     pub fn disposition(&self) -> Disposition {
-        match &self.kind {
+        match self.kind.as_ref() {
             DecodeErrorKind::Registry(e) if e.is_transient() => Disposition::Retry,
             _ => Disposition::DeadLetter,
         }
@@ -50,7 +51,7 @@ impl DecodeError {
 
     /// A short, stable label for metrics (`reason` label of dead letters).
     pub fn reason(&self) -> &'static str {
-        match &self.kind {
+        match self.kind.as_ref() {
             DecodeErrorKind::Json { .. } => "invalid_json",
             DecodeErrorKind::Field { .. } => "bad_field",
             DecodeErrorKind::Schema(_) => "bad_schema",

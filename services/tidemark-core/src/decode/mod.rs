@@ -14,6 +14,7 @@ mod error;
 mod json;
 mod json_row;
 mod logical;
+mod schemaless;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ pub use avro::split_wire;
 pub use envelope::Routing;
 pub use error::{DecodeError, DecodeErrorKind, Disposition, FieldReason, RecordPart};
 pub use logical::{DEFAULT_PLACEHOLDER, Placeholder};
+pub use schemaless::{decode_json_row, infer_json_row};
 
 use crate::event::{Decoded, RawRecord, Tombstone};
 use crate::registry::RegistryClient;
@@ -165,7 +167,7 @@ impl Decoder {
         DecodeError {
             kafka: rec.coords(),
             part,
-            kind,
+            kind: Box::new(kind),
         }
     }
 }

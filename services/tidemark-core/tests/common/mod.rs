@@ -1,0 +1,30 @@
+//! Helpers shared by the decoder tests.
+#![allow(dead_code)]
+
+use tidemark_core::decode::{DecodeError, Decoder, DecoderOptions, Format};
+use tidemark_core::event::{Decoded, RawRecord};
+
+pub fn record<'a>(topic: &'a str, key: Option<&'a [u8]>, value: Option<&'a [u8]>) -> RawRecord<'a> {
+    RawRecord {
+        topic,
+        partition: 3,
+        offset: 42,
+        timestamp_ms: Some(1_700_000_000_000),
+        key,
+        value,
+    }
+}
+
+pub fn json_decoder() -> Decoder {
+    Decoder::new(
+        DecoderOptions {
+            format: Format::Json,
+            ..Default::default()
+        },
+        None,
+    )
+}
+
+pub fn decode_json(topic: &str, value: &[u8]) -> Result<Decoded, DecodeError> {
+    json_decoder().decode_cached(&record(topic, None, Some(value)))
+}
