@@ -374,9 +374,9 @@ fn avro_inner(v: &Value, schema: &Schema, ph: &Placeholder) -> Avro {
         Value::Null => Avro::Null,
         Value::Unavailable => {
             let text = ph.text().unwrap_or_default().to_owned();
-            match schema.kind {
+            match &schema.kind {
                 Kind::Bytes => Avro::Bytes(text.into_bytes()),
-                Kind::Array(_) => Avro::Array(vec![Avro::String(text)]),
+                Kind::Array(item) => Avro::Array(vec![avro_value(&Value::String(text), item, ph)]),
                 _ => Avro::String(text),
             }
         }

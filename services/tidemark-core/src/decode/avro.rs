@@ -118,8 +118,10 @@ pub(crate) fn decode_value(
             _ => rest.push((name, v)),
         }
     }
-    let members: Members<IgnoredAny> = apache_avro::from_value(&Avro::Record(rest))
-        .map_err(|e| DecodeErrorKind::Envelope(e.to_string()))?;
+    let rest = Avro::Record(rest);
+    let members: Members<IgnoredAny> =
+        serde::Deserialize::deserialize(super::avro_serde::AvroDe(&rest))
+            .map_err(|e| DecodeErrorKind::Envelope(e.to_string()))?;
     let table_changes = table_changes
         .map(|v| serde_json::Value::try_from(unwrap_union(v)))
         .transpose()
