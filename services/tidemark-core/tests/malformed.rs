@@ -1,0 +1,154 @@
+//! Malformed input yields a typed error naming the record (topic/partition/offset), the part and,
+//! for field errors, the field path; never a panic.
+
+mod common;
+
+use tidemark_core::decode::{DecodeErrorKind, Decoder, DecoderOptions, Disposition, FieldReason, Format, RecordPart};
+use tidemark_core::schema::SchemaError;
+
+use common::{decode_json, record};
+
+fn envelope(field_schema: &str, value: &str) -> Vec<u8> {
+    format!(
+        r#"{{"schema":{{"type":"struct","name":"e.Envelope","fields":[
+            {{"type":"struct","optional":true,"field":"after","name":"e.Value","fields":[{field_schema}]}},
+            {{"type":"struct","field":"source","fields":[{{"type":"string","field":"connector"}}]}},
+            {{"type":"string","field":"op"}}]}},
+          "payload":{{"after":{{"x":{value}}},"source":{{"connector":"postgresql"}},"op":"c"}}}}"#
+    )
+    .into_bytes()
+}
+
+fn field_error(bytes: &[u8]) -> (String, FieldReason) {
+    let e = decode_json("bank.public.t", bytes).unwrap_err();
+    assert_eq!((e.kafka.topic.as_str(), e.kafka.partition, e.kafka.offset), ("bank.public.t", 3, 42));
+    assert_eq!(e.part, RecordPart::Value);
+    assert_eq!(e.disposition(), Disposition::DeadLetter);
+    match *e.kind {
+        DecodeErrorKind::Field { path, reason } => (path, reason),
+        other => panic!("expected a field error, got {other:?}"),
+    }
+}
+
+#[test]
+fn truncated_json_reports_position() {
+    let good = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/debezium/postgres/pg_doc_create_envelope.json")).unwrap();
+    let good = good.trim_ascii();
+    for cut in [1, 10, good.len() / 2, good.len() - 1] {
+        let e = decode_json("t", &good[..cut]).unwrap_err();
+        assert!(matches!(*e.kind, DecodeErrorKind::Json { .. }), "cut {cut}: {e}");
+        assert!(e.to_string().contains("t[3]@42"), "{e}");
+    }
+    let e = decode_json("t", b"not json at all").unwrap_err();
+    assert!(matches!(*e.kind, DecodeErrorKind::Json { line: 1, .. }));
+    assert_eq!(e.reason(), "invalid_json");
+}
+
+#[test]
+fn wrong_types_name_the_field() {
+    let (path, reason) = field_error(&envelope(r#"{"type":"int32","field":"x"}"#, r#""abc""#));
+    assert_eq!(path, "after.x");
+    assert!(matches!(reason, FieldReason::WrongType { found: "string", .. }), "{reason:?}");
+    let (path, reason) = field_error(&envelope(r#"{"type":"int8","field":"x"}"#, "300"));
+    assert_eq!(path, "after.x");
+    assert!(matches!(reason, FieldReason::OutOfRange { .. }));
+    let (path, _) = field_error(&envelope(
+        r#"{"type":"array","items":{"type":"int32","optional":true},"field":"x"}"#,
+        r#"[1, 2, true]"#,
+    ));
+    assert_eq!(path, "after.x[2]");
+    let (path, _) = field_error(&envelope(r#"{"type":"boolean","field":"x"}"#, r#"{"a":1}"#));
+    assert_eq!(path, "after.x");
+}
+
+#[test]
+fn bad_base64_and_bad_decimal() {
+    let dec = r#"{"type":"bytes","name":"org.apache.kafka.connect.data.Decimal","parameters":{"scale":"2"},"field":"x"}"#;
+    let (path, reason) = field_error(&envelope(dec, r#""!!not base64!!""#));
+    assert_eq!(path, "after.x");
+    assert!(matches!(reason, FieldReason::BadBase64(_)));
+    // 20 significant bytes do not fit 38 digits.
+    let (_, reason) = field_error(&envelope(dec, r#""f/////////////////////////8=""#));
+    assert!(matches!(reason, FieldReason::DecimalOverflow { .. }), "{reason:?}");
+    let (_, reason) = field_error(&envelope(r#"{"type":"string","name":"io.debezium.time.ZonedTimestamp","field":"x"}"#, r#""yesterday""#));
+    assert!(matches!(reason, FieldReason::BadTimestamp(_)));
+    let (_, reason) = field_error(&envelope(r#"{"type":"string","name":"io.debezium.data.Uuid","field":"x"}"#, r#""nope""#));
+    assert!(matches!(reason, FieldReason::BadUuid(_)));
+    let (_, reason) = field_error(&envelope(r#"{"type":"string","name":"io.debezium.data.Json","field":"x"}"#, r#""{broken""#));
+    assert!(matches!(reason, FieldReason::BadJson(_)));
+}
+
+#[test]
+fn unknown_logical_type_is_a_schema_error() {
+    let e = decode_json("t", &envelope(r#"{"type":"int64","name":"io.debezium.time.FancyTime","field":"x"}"#, "1")).unwrap_err();
+    assert_eq!(e.reason(), "bad_schema");
+    match *e.kind {
+        DecodeErrorKind::Schema(SchemaError::UnknownLogicalType { path, name }) => {
+            assert_eq!(path, "after.x");
+            assert_eq!(name, "io.debezium.time.FancyTime");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn envelope_problems() {
+    let e = decode_json("t", br#"{"after":{"id":1},"op":"x","source":{}}"#).unwrap_err();
+    assert!(matches!(&*e.kind, DecodeErrorKind::UnknownOp(op) if op == "x"));
+    let e = decode_json("t", br#"{"after":{"id":1},"source":{"connector":"mysql"}}"#).unwrap_err();
+    assert!(matches!(*e.kind, DecodeErrorKind::MissingOp));
+    let e = decode_json("t", br#"{"after":{"id":1},"op":"c"}"#).unwrap_err();
+    assert!(matches!(*e.kind, DecodeErrorKind::Envelope(_)), "a change needs a source block");
+    let e = decode_json("t", br#"[1,2,3]"#).unwrap_err();
+    assert!(matches!(*e.kind, DecodeErrorKind::Envelope(_)), "{e}");
+    let e = decode_json("t", b"  ").unwrap_err();
+    assert!(matches!(*e.kind, DecodeErrorKind::Json { .. }), "{e}");
+    let e = decode_json("t", br#"{"after":{"id":1},"op":"c","source":{"snapshot":[1]}}"#).unwrap_err();
+    assert!(matches!(*e.kind, DecodeErrorKind::Json { .. }), "{e}");
+}
+
+#[test]
+fn bad_keys_are_reported_as_key_errors() {
+    let mut d = Decoder::new(DecoderOptions::default(), None);
+    let e = d.decode_cached(&record("t", Some(b"{\"id\":"), Some(b"{}"))).unwrap_err();
+    assert_eq!(e.part, RecordPart::Key);
+}
+
+#[test]
+fn avro_wire_errors() {
+    let mut d = Decoder::new(DecoderOptions { format: Format::Avro, ..Default::default() }, None);
+    let e = d.decode_cached(&record("t", None, Some(b"{\"op\":\"c\"}"))).unwrap_err();
+    assert!(matches!(&*e.kind, DecodeErrorKind::AvroWire(m) if m.contains("magic byte 0x7b")), "{e}");
+    let e = d.decode_cached(&record("t", None, Some(&[0, 0, 1]))).unwrap_err();
+    assert!(matches!(*e.kind, DecodeErrorKind::AvroWire(_)));
+    let e = d.decode_cached(&record("t", None, Some(&[]))).unwrap_err();
+    assert!(matches!(*e.kind, DecodeErrorKind::AvroWire(_)));
+    // A registered schema and a body that does not match it.
+    d.add_avro_schema(9, r#"{"type":"record","name":"E","fields":[{"name":"op","type":"string"}]}"#).unwrap();
+    let e = d.decode_cached(&record("t", None, Some(&[0, 0, 0, 0, 9, 0x7f]))).unwrap_err();
+    assert!(matches!(*e.kind, DecodeErrorKind::Avro(_)), "{e}");
+    let e = d.decode_cached(&record("t", None, Some(&[0, 0, 0, 0, 9, 2, b'c', 0, 0]))).unwrap_err();
+    assert!(matches!(&*e.kind, DecodeErrorKind::Avro(m) if m.contains("left after")), "{e}");
+}
+
+#[test]
+fn garbage_never_panics() {
+    // A cheap sweep; the fuzz target (fuzz/) goes much further.
+    let seeds: Vec<Vec<u8>> = vec![
+        envelope(r#"{"type":"int32","field":"x"}"#, "1"),
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/debezium/constructed/pg_logical_types_create_envelope.json")).unwrap(),
+    ];
+    let mut json = Decoder::new(DecoderOptions::default(), None);
+    let mut avro = Decoder::new(DecoderOptions { format: Format::Avro, ..Default::default() }, None);
+    avro.add_avro_schema(1, r#"{"type":"record","name":"E","fields":[{"name":"op","type":"string"},{"name":"after","type":["null",{"type":"record","name":"V","fields":[{"name":"x","type":"long"}]}]}]}"#).unwrap();
+    for seed in &seeds {
+        for i in 0..seed.len() {
+            let mut b = seed.clone();
+            b[i] = b[i].wrapping_add(17);
+            let _ = json.decode_cached(&record("t", None, Some(&b)));
+            let mut framed = vec![0, 0, 0, 0, 1];
+            framed.extend_from_slice(&b[..i.min(40)]);
+            let _ = avro.decode_cached(&record("t", None, Some(&framed)));
+        }
+    }
+}
