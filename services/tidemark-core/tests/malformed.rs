@@ -3,7 +3,9 @@
 
 mod common;
 
-use tidemark_core::decode::{DecodeErrorKind, Decoder, DecoderOptions, Disposition, FieldReason, Format, RecordPart};
+use tidemark_core::decode::{
+    DecodeErrorKind, Decoder, DecoderOptions, Disposition, FieldReason, Format, RecordPart,
+};
 use tidemark_core::schema::SchemaError;
 
 use common::{decode_json, record};
@@ -21,7 +23,10 @@ fn envelope(field_schema: &str, value: &str) -> Vec<u8> {
 
 fn field_error(bytes: &[u8]) -> (String, FieldReason) {
     let e = decode_json("bank.public.t", bytes).unwrap_err();
-    assert_eq!((e.kafka.topic.as_str(), e.kafka.partition, e.kafka.offset), ("bank.public.t", 3, 42));
+    assert_eq!(
+        (e.kafka.topic.as_str(), e.kafka.partition, e.kafka.offset),
+        ("bank.public.t", 3, 42)
+    );
     assert_eq!(e.part, RecordPart::Value);
     assert_eq!(e.disposition(), Disposition::DeadLetter);
     match *e.kind {
@@ -32,11 +37,18 @@ fn field_error(bytes: &[u8]) -> (String, FieldReason) {
 
 #[test]
 fn truncated_json_reports_position() {
-    let good = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/debezium/postgres/pg_doc_create_envelope.json")).unwrap();
+    let good = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/debezium/postgres/pg_doc_create_envelope.json"
+    ))
+    .unwrap();
     let good = good.trim_ascii();
     for cut in [1, 10, good.len() / 2, good.len() - 1] {
         let e = decode_json("t", &good[..cut]).unwrap_err();
-        assert!(matches!(*e.kind, DecodeErrorKind::Json { .. }), "cut {cut}: {e}");
+        assert!(
+            matches!(*e.kind, DecodeErrorKind::Json { .. }),
+            "cut {cut}: {e}"
+        );
         assert!(e.to_string().contains("t[3]@42"), "{e}");
     }
     let e = decode_json("t", b"not json at all").unwrap_err();
@@ -48,7 +60,16 @@ fn truncated_json_reports_position() {
 fn wrong_types_name_the_field() {
     let (path, reason) = field_error(&envelope(r#"{"type":"int32","field":"x"}"#, r#""abc""#));
     assert_eq!(path, "after.x");
-    assert!(matches!(reason, FieldReason::WrongType { found: "string", .. }), "{reason:?}");
+    assert!(
+        matches!(
+            reason,
+            FieldReason::WrongType {
+                found: "string",
+                ..
+            }
+        ),
+        "{reason:?}"
+    );
     let (path, reason) = field_error(&envelope(r#"{"type":"int8","field":"x"}"#, "300"));
     assert_eq!(path, "after.x");
     assert!(matches!(reason, FieldReason::OutOfRange { .. }));
@@ -69,18 +90,37 @@ fn bad_base64_and_bad_decimal() {
     assert!(matches!(reason, FieldReason::BadBase64(_)));
     // 20 significant bytes do not fit 38 digits.
     let (_, reason) = field_error(&envelope(dec, r#""f/////////////////////////8=""#));
-    assert!(matches!(reason, FieldReason::DecimalOverflow { .. }), "{reason:?}");
-    let (_, reason) = field_error(&envelope(r#"{"type":"string","name":"io.debezium.time.ZonedTimestamp","field":"x"}"#, r#""yesterday""#));
+    assert!(
+        matches!(reason, FieldReason::DecimalOverflow { .. }),
+        "{reason:?}"
+    );
+    let (_, reason) = field_error(&envelope(
+        r#"{"type":"string","name":"io.debezium.time.ZonedTimestamp","field":"x"}"#,
+        r#""yesterday""#,
+    ));
     assert!(matches!(reason, FieldReason::BadTimestamp(_)));
-    let (_, reason) = field_error(&envelope(r#"{"type":"string","name":"io.debezium.data.Uuid","field":"x"}"#, r#""nope""#));
+    let (_, reason) = field_error(&envelope(
+        r#"{"type":"string","name":"io.debezium.data.Uuid","field":"x"}"#,
+        r#""nope""#,
+    ));
     assert!(matches!(reason, FieldReason::BadUuid(_)));
-    let (_, reason) = field_error(&envelope(r#"{"type":"string","name":"io.debezium.data.Json","field":"x"}"#, r#""{broken""#));
+    let (_, reason) = field_error(&envelope(
+        r#"{"type":"string","name":"io.debezium.data.Json","field":"x"}"#,
+        r#""{broken""#,
+    ));
     assert!(matches!(reason, FieldReason::BadJson(_)));
 }
 
 #[test]
 fn unknown_logical_type_is_a_schema_error() {
-    let e = decode_json("t", &envelope(r#"{"type":"int64","name":"io.debezium.time.FancyTime","field":"x"}"#, "1")).unwrap_err();
+    let e = decode_json(
+        "t",
+        &envelope(
+            r#"{"type":"int64","name":"io.debezium.time.FancyTime","field":"x"}"#,
+            "1",
+        ),
+    )
+    .unwrap_err();
     assert_eq!(e.reason(), "bad_schema");
     match *e.kind {
         DecodeErrorKind::Schema(SchemaError::UnknownLogicalType { path, name }) => {
@@ -98,37 +138,70 @@ fn envelope_problems() {
     let e = decode_json("t", br#"{"after":{"id":1},"source":{"connector":"mysql"}}"#).unwrap_err();
     assert!(matches!(*e.kind, DecodeErrorKind::MissingOp));
     let e = decode_json("t", br#"{"after":{"id":1},"op":"c"}"#).unwrap_err();
-    assert!(matches!(*e.kind, DecodeErrorKind::Envelope(_)), "a change needs a source block");
+    assert!(
+        matches!(*e.kind, DecodeErrorKind::Envelope(_)),
+        "a change needs a source block"
+    );
     let e = decode_json("t", br#"[1,2,3]"#).unwrap_err();
     assert!(matches!(*e.kind, DecodeErrorKind::Envelope(_)), "{e}");
     let e = decode_json("t", b"  ").unwrap_err();
     assert!(matches!(*e.kind, DecodeErrorKind::Json { .. }), "{e}");
-    let e = decode_json("t", br#"{"after":{"id":1},"op":"c","source":{"snapshot":[1]}}"#).unwrap_err();
+    let e = decode_json(
+        "t",
+        br#"{"after":{"id":1},"op":"c","source":{"snapshot":[1]}}"#,
+    )
+    .unwrap_err();
     assert!(matches!(*e.kind, DecodeErrorKind::Json { .. }), "{e}");
 }
 
 #[test]
 fn bad_keys_are_reported_as_key_errors() {
     let mut d = Decoder::new(DecoderOptions::default(), None);
-    let e = d.decode_cached(&record("t", Some(b"{\"id\":"), Some(b"{}"))).unwrap_err();
+    let e = d
+        .decode_cached(&record("t", Some(b"{\"id\":"), Some(b"{}")))
+        .unwrap_err();
     assert_eq!(e.part, RecordPart::Key);
 }
 
 #[test]
 fn avro_wire_errors() {
-    let mut d = Decoder::new(DecoderOptions { format: Format::Avro, ..Default::default() }, None);
-    let e = d.decode_cached(&record("t", None, Some(b"{\"op\":\"c\"}"))).unwrap_err();
-    assert!(matches!(&*e.kind, DecodeErrorKind::AvroWire(m) if m.contains("magic byte 0x7b")), "{e}");
-    let e = d.decode_cached(&record("t", None, Some(&[0, 0, 1]))).unwrap_err();
+    let mut d = Decoder::new(
+        DecoderOptions {
+            format: Format::Avro,
+            ..Default::default()
+        },
+        None,
+    );
+    let e = d
+        .decode_cached(&record("t", None, Some(b"{\"op\":\"c\"}")))
+        .unwrap_err();
+    assert!(
+        matches!(&*e.kind, DecodeErrorKind::AvroWire(m) if m.contains("magic byte 0x7b")),
+        "{e}"
+    );
+    let e = d
+        .decode_cached(&record("t", None, Some(&[0, 0, 1])))
+        .unwrap_err();
     assert!(matches!(*e.kind, DecodeErrorKind::AvroWire(_)));
     let e = d.decode_cached(&record("t", None, Some(&[]))).unwrap_err();
     assert!(matches!(*e.kind, DecodeErrorKind::AvroWire(_)));
     // A registered schema and a body that does not match it.
-    d.add_avro_schema(9, r#"{"type":"record","name":"E","fields":[{"name":"op","type":"string"}]}"#).unwrap();
-    let e = d.decode_cached(&record("t", None, Some(&[0, 0, 0, 0, 9, 0x7f]))).unwrap_err();
+    d.add_avro_schema(
+        9,
+        r#"{"type":"record","name":"E","fields":[{"name":"op","type":"string"}]}"#,
+    )
+    .unwrap();
+    let e = d
+        .decode_cached(&record("t", None, Some(&[0, 0, 0, 0, 9, 0x7f])))
+        .unwrap_err();
     assert!(matches!(*e.kind, DecodeErrorKind::Avro(_)), "{e}");
-    let e = d.decode_cached(&record("t", None, Some(&[0, 0, 0, 0, 9, 2, b'c', 0, 0]))).unwrap_err();
-    assert!(matches!(&*e.kind, DecodeErrorKind::Avro(m) if m.contains("left after")), "{e}");
+    let e = d
+        .decode_cached(&record("t", None, Some(&[0, 0, 0, 0, 9, 2, b'c', 0, 0])))
+        .unwrap_err();
+    assert!(
+        matches!(&*e.kind, DecodeErrorKind::Avro(m) if m.contains("left after")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -136,10 +209,20 @@ fn garbage_never_panics() {
     // A cheap sweep; the fuzz target (fuzz/) goes much further.
     let seeds: Vec<Vec<u8>> = vec![
         envelope(r#"{"type":"int32","field":"x"}"#, "1"),
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/debezium/constructed/pg_logical_types_create_envelope.json")).unwrap(),
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/debezium/constructed/pg_logical_types_create_envelope.json"
+        ))
+        .unwrap(),
     ];
     let mut json = Decoder::new(DecoderOptions::default(), None);
-    let mut avro = Decoder::new(DecoderOptions { format: Format::Avro, ..Default::default() }, None);
+    let mut avro = Decoder::new(
+        DecoderOptions {
+            format: Format::Avro,
+            ..Default::default()
+        },
+        None,
+    );
     avro.add_avro_schema(1, r#"{"type":"record","name":"E","fields":[{"name":"op","type":"string"},{"name":"after","type":["null",{"type":"record","name":"V","fields":[{"name":"x","type":"long"}]}]}]}"#).unwrap();
     for seed in &seeds {
         for i in 0..seed.len() {

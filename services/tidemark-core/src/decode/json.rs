@@ -191,10 +191,19 @@ pub(crate) fn decode_value(
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
         Some(_) => {
-            serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| json_error(&e, &ctx))?;
-            return Err(DecodeErrorKind::Envelope("the value is not a JSON object".into()));
+            serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+                .map_err(|e| json_error(&e, &ctx))?;
+            return Err(DecodeErrorKind::Envelope(
+                "the value is not a JSON object".into(),
+            ));
         }
-        None => return Err(DecodeErrorKind::Json { line: 1, column: 1, message: "empty value".into() }),
+        None => {
+            return Err(DecodeErrorKind::Json {
+                line: 1,
+                column: 1,
+                message: "empty value".into(),
+            });
+        }
     }
     let top: Members<RawText<'_>> =
         serde_json::from_slice(bytes).map_err(|e| json_error(&e, &ctx))?;
