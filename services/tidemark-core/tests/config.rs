@@ -1,0 +1,202 @@
+//! Configuration: TOML + environment overrides, unknown keys rejected, validation errors that
+//! name the key, secrets masked.
+
+use tidemark_core::config::{Config, ConfigError, LoadError, TableKind};
+use tidemark_core::decode::Format;
+
+fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, LoadError> {
+    Config::from_toml_and_env(
+        toml,
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+fn problems(toml: &str) -> Vec<ConfigError> {
+    match load(toml, &[]) {
+        Err(LoadError::Invalid(e)) => e.0,
+        other => panic!("expected validation errors, got {other:?}"),
+    }
+}
+
+fn keys(errs: &[ConfigError]) -> Vec<&str> {
+    errs.iter().map(|e| e.key.as_str()).collect()
+}
+
+const EXAMPLE: &str = include_str!("../../../tidemark.example.toml");
+
+#[test]
+fn the_example_file_is_valid_and_complete() {
+    let c = load(EXAMPLE, &[]).unwrap();
+    assert_eq!(c.tables.len(), 3);
+    assert_eq!(c.tables[0].warehouse_name(), "customers");
+    assert_eq!(c.tables[2].kind, Some(TableKind::Fact));
+    assert_eq!(
+        c.tables[2].references.get("account_id").map(String::as_str),
+        Some("bank.public.accounts")
+    );
+    // Every key of the effective config appears in the example (documented there).
+    let shown = c.to_masked_toml();
+    let documented: String = EXAMPLE
+        .lines()
+        .map(|l| l.trim_start_matches("# "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for line in shown
+        .lines()
+        .filter(|l| l.contains(" = ") && !l.starts_with('#'))
+    {
+        let key = line.split(" = ").next().unwrap().trim().trim_matches('"');
+        assert!(
+            documented.contains(key),
+            "key `{key}` is not documented in tidemark.example.toml"
+        );
+    }
+}
+
+#[test]
+fn defaults_apply_to_an_empty_file() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.kafka.bootstrap_servers, "localhost:9092");
+    assert_eq!(c.bronze.max_records, 100_000);
+    assert_eq!(c.bronze.max_age().as_millis(), 5_000);
+    assert_eq!(c.kafka.format, Format::Json);
+}
+
+#[test]
+fn unknown_keys_are_rejected_by_name() {
+    let e = load("[kafka]\nbootstrap_server = \"x:1\"\n", &[]).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, LoadError::Parse(_)));
+    assert!(msg.contains("bootstrap_server"), "{msg}");
+    let e = load("[[tables]]\nsource = \"a.b.c\"\nkinds = \"fact\"\n", &[]).unwrap_err();
+    assert!(e.to_string().contains("kinds"), "{e}");
+    let e = load("[bronze]\nmax_records = \"many\"\n", &[]).unwrap_err();
+    assert!(e.to_string().contains("bronze.max_records"), "{e}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let c = load(
+        "[kafka]\ngroup_id = \"from-file\"\n",
+        &[
+            ("TIDEMARK__KAFKA__GROUP_ID", "from-env"),
+            ("TIDEMARK__BRONZE__S3__REGION", "eu-west-1"),
+            ("TIDEMARK__BRONZE__MAX_RECORDS", "500"),
+            ("TIDEMARK__KAFKA__TOPICS", "[\"a.b.c\", \"a.b.d\"]"),
+            ("TIDEMARK__BRONZE__S3__ALLOW_HTTP", "true"),
+            ("OTHER__KAFKA__GROUP_ID", "ignored"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.kafka.group_id, "from-env");
+    assert_eq!(c.bronze.s3.region, "eu-west-1");
+    assert_eq!(c.bronze.max_records, 500);
+    assert_eq!(c.kafka.topics, vec!["a.b.c", "a.b.d"]);
+    assert!(c.bronze.s3.allow_http);
+    let e = load("", &[("TIDEMARK__KAFKA__NOPE", "1")]).unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+}
+
+#[test]
+fn validation_names_every_bad_key_and_the_fix() {
+    let errs = problems(
+        r#"
+[kafka]
+topics = ["a.b.c"]
+topic_pattern = "("
+format = "avro"
+[kafka.properties]
+"group.id" = "x"
+[bronze]
+url = "ftp://x"
+max_records = 0
+zstd_level = 40
+[warehouse]
+url = "mysql://x"
+[metrics]
+listen = "nowhere"
+[[tables]]
+source = "bank.public.transactions"
+kind = "fact"
+references = { account_id = "bank.public.accounts" }
+[[tables]]
+source = "bank.public.bad-name"
+[[tables]]
+source = "bank.public.transactions"
+columns = { x = "blob" }
+"#,
+    );
+    let k = keys(&errs);
+    for expected in [
+        "kafka.topic_pattern",
+        "kafka.schema_registry_url",
+        "kafka.properties.\"group.id\"",
+        "bronze.url",
+        "bronze.max_records",
+        "bronze.zstd_level",
+        "warehouse.url",
+        "metrics.listen",
+        "tables[0].references.account_id",
+        "tables[1].name",
+        "tables[2].source",
+        "tables[2].columns.x",
+    ] {
+        assert!(k.contains(&expected), "missing {expected} in {k:?}");
+    }
+    let r = errs
+        .iter()
+        .find(|e| e.key == "tables[0].references.account_id")
+        .unwrap();
+    assert!(r.fix.contains("kind = \"dimension\""), "{r}");
+    assert!(errs.iter().all(|e| !e.fix.is_empty()));
+}
+
+#[test]
+fn secrets_come_from_env_or_file_and_are_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s3key");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    // A variable every process has (setting one would need unsafe code, which is forbidden).
+    let var = "PATH";
+    let from_env = std::env::var(var).unwrap();
+    let toml = format!(
+        r#"
+[kafka]
+format = "avro"
+schema_registry_url = "https://sr.example.com"
+schema_registry_username = "u"
+schema_registry_password = {{ env = "{var}" }}
+[kafka.properties]
+"sasl.password" = "plain-secret"
+"security.protocol" = "SASL_SSL"
+[bronze.s3]
+access_key_id = "AK"
+secret_access_key = {{ file = "{}" }}
+[warehouse]
+url = "postgres://dw:pg-secret@db/dw"
+"#,
+        file.display()
+    );
+    let c = load(&toml, &[]).unwrap();
+    assert_eq!(
+        c.kafka.schema_registry_password.as_ref().unwrap().expose(),
+        from_env
+    );
+    assert_eq!(
+        c.bronze.s3.secret_access_key.as_ref().unwrap().expose(),
+        "from-a-file"
+    );
+    let shown = c.to_masked_toml();
+    for secret in [
+        from_env.as_str(),
+        "from-a-file",
+        "plain-secret",
+        "pg-secret",
+    ] {
+        assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+    }
+    assert!(shown.contains("SASL_SSL"));
+    assert!(!format!("{c:?}").contains("from-a-file"));
+    let e = load("[kafka]\nschema_registry_password = { env = \"TIDEMARK_TEST_UNSET_VAR\" }\nschema_registry_username = \"u\"\n", &[]).unwrap_err();
+    assert!(e.to_string().contains("TIDEMARK_TEST_UNSET_VAR"), "{e}");
+}
