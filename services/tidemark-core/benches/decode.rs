@@ -98,7 +98,7 @@ fn event(i: usize, schema: &Schema) -> ChangeEvent {
         Value::Date(7_000 + (i % 9000) as i32),
         ts(i as i64),
         ts(i as i64 * 3),
-        Value::Bool(i % 3 != 0),
+        Value::Bool(!i.is_multiple_of(3)),
         Value::String(format!("{} Harbour Street, Apartment {}", i % 500, i % 40)),
         Value::String(["Lisbon", "Porto", "Braga", "Faro"][i % 4].into()),
     ];
