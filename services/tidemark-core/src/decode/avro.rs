@@ -13,6 +13,7 @@ use crate::event::{Decoded, KafkaCoords};
 use crate::schema::{Kind, Logical, Schema, StructSchema};
 use crate::value::{Row, TypedRow, Value};
 
+use super::avro_guard;
 use super::envelope::{Classified, Images, Members, Routing};
 use super::error::{DecodeErrorKind, FieldReason};
 use super::json::CachedSchema;
@@ -38,6 +39,8 @@ pub fn split_wire(bytes: &[u8]) -> Result<(u32, &[u8]), DecodeErrorKind> {
 pub(crate) struct AvroEntry {
     pub avro: AvroSchema,
     pub cached: CachedSchema,
+    /// Named types, for the pre-decode bounds check.
+    names: avro_guard::Names,
 }
 
 /// Parsed schemas by registry id (ids are immutable).
@@ -50,13 +53,20 @@ impl AvroCache {
     pub fn insert(&mut self, id: u32, text: &str) -> Result<Arc<AvroEntry>, DecodeErrorKind> {
         let avro = AvroSchema::parse(text)?;
         let cached = CachedSchema::new(avro.connect.clone(), text.to_owned(), Some(id));
-        let entry = Arc::new(AvroEntry { avro, cached });
+        let mut names = avro_guard::Names::new();
+        avro_guard::collect_names(&avro.avro, &mut names);
+        let entry = Arc::new(AvroEntry {
+            avro,
+            cached,
+            names,
+        });
         self.map.insert(id, entry.clone());
         Ok(entry)
     }
 }
 
 fn read_datum(entry: &AvroEntry, body: &[u8]) -> Result<Avro, DecodeErrorKind> {
+    avro_guard::check(&entry.avro.avro, &entry.names, body).map_err(DecodeErrorKind::Avro)?;
     let mut reader = body;
     let v = apache_avro::from_avro_datum(&entry.avro.avro, &mut reader, None)
         .map_err(|e| DecodeErrorKind::Avro(e.to_string()))?;

@@ -9,6 +9,7 @@
 //! the part (key or value) and, for field errors, the field path.
 
 mod avro;
+mod avro_guard;
 mod avro_serde;
 mod envelope;
 mod error;
