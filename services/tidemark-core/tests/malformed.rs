@@ -205,6 +205,32 @@ fn avro_wire_errors() {
 }
 
 #[test]
+fn avro_counts_beyond_the_record_are_rejected_without_allocating() {
+    // The fuzzer's find: a block count of ~64M items in a tiny record made apache-avro reserve GBs.
+    let mut d = Decoder::new(
+        DecoderOptions {
+            format: Format::Avro,
+            ..Default::default()
+        },
+        None,
+    );
+    d.add_avro_schema(2, r#"{"type":"record","name":"E","fields":[{"name":"op","type":"string"},{"name":"after","type":["null",{"type":"record","name":"V","fields":[{"name":"xs","type":{"type":"array","items":"long"}}]}]}]}"#).unwrap();
+    let body = [0u8, 0, 0, 0, 2, 2, b'c', 2, 0x80, 0x80, 0x80, 0x40];
+    let e = d
+        .decode_cached(&record("t", None, Some(&body)))
+        .unwrap_err();
+    assert!(
+        matches!(&*e.kind, DecodeErrorKind::Avro(m) if m.contains("items")),
+        "{e}"
+    );
+    let long_string = [0u8, 0, 0, 0, 2, 0xfe, 0xff, 0xff, 0xff, 0x0f];
+    let e = d
+        .decode_cached(&record("t", None, Some(&long_string)))
+        .unwrap_err();
+    assert!(matches!(&*e.kind, DecodeErrorKind::Avro(_)), "{e}");
+}
+
+#[test]
 fn garbage_never_panics() {
     // A cheap sweep; the fuzz target (fuzz/) goes much further.
     let seeds: Vec<Vec<u8>> = vec![
