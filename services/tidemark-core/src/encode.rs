@@ -62,7 +62,8 @@ pub fn source_schema() -> Schema {
     }
 }
 
-fn source_values(s: &Source) -> Value {
+/// A `source` block as a struct value of [`source_schema`].
+pub fn source_values(s: &Source) -> Value {
     let st = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
     let it = |v: Option<i64>| v.map_or(Value::Null, Value::Int);
     Value::Struct(vec![
@@ -92,7 +93,8 @@ fn source_values(s: &Source) -> Value {
     ])
 }
 
-fn transaction_schema() -> Schema {
+/// The Connect schema of the `transaction` block.
+pub fn transaction_schema() -> Schema {
     let fields = vec![
         Field {
             name: "id".into(),
@@ -118,7 +120,8 @@ fn transaction_schema() -> Schema {
     }
 }
 
-fn transaction_value(t: &Option<TransactionBlock>) -> Value {
+/// A `transaction` block as a struct value of [`transaction_schema`].
+pub fn transaction_value(t: &Option<TransactionBlock>) -> Value {
     match t {
         None => Value::Null,
         Some(t) => Value::Struct(vec![

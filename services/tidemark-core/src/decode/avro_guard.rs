@@ -15,14 +15,14 @@ pub(crate) type Names = HashMap<String, Schema>;
 
 pub(crate) fn collect_names(schema: &Schema, names: &mut Names) {
     match schema {
-        Schema::Record(r) => {
+        // A record seen before is not walked again (recursive types).
+        Schema::Record(r)
             if names
                 .insert(r.name.fullname(None), schema.clone())
-                .is_none()
-            {
-                for f in &r.fields {
-                    collect_names(&f.schema, names);
-                }
+                .is_none() =>
+        {
+            for f in &r.fields {
+                collect_names(&f.schema, names);
             }
         }
         Schema::Enum(e) => {

@@ -1,0 +1,196 @@
+//! The commit log: one JSON record per committed offset range of a topic-partition, created with
+//! put-if-absent. The chain of records is the source of truth of what has landed.
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::layout;
+
+/// One landed file of a range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path under the store (not under the bronze root).
+    pub path: String,
+    /// The directory it lands in (`<topic>`, `_transactions`, …).
+    pub table: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Value schema fingerprint (hex), absent for schemaless files.
+    pub schema_fingerprint: Option<String>,
+    /// xxh3-64 of the file's bytes (hex).
+    pub checksum: String,
+    pub min_offset: i64,
+    pub max_offset: i64,
+}
+
+/// A committed offset range `[start, end]` of one topic-partition. Every offset in it is a row of
+/// one of `files`, a dead letter, a skipped tombstone, or absent from Kafka (compaction,
+/// transaction markers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub version: u32,
+    pub topic: String,
+    pub partition: i32,
+    pub start: i64,
+    /// Inclusive.
+    pub end: i64,
+    /// Kafka records read in the range.
+    pub records: u64,
+    /// Rows landed (sum over `files`).
+    pub rows: u64,
+    /// Tombstones (counted, not landed).
+    pub skipped: u64,
+    pub dead_letters: u64,
+    pub files: Vec<FileEntry>,
+    pub dead_letter_file: Option<String>,
+    /// The writer instance: recognises our own record after a lost create response.
+    pub writer: String,
+    pub committed_at: String,
+}
+
+/// What happened to a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// Another writer committed this start offset first: our files must be dropped.
+    Fenced(Box<CommitRecord>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitLogError {
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("commit record {path} is not valid: {reason}")]
+    Corrupt { path: String, reason: String },
+}
+
+/// Creates the commit record; put-if-absent decides between competing writers.
+pub async fn create(
+    store: &dyn ObjectStore,
+    root: &Path,
+    record: &CommitRecord,
+) -> Result<CommitOutcome, CommitLogError> {
+    let path = layout::commit_record(root, &record.topic, record.partition, record.start);
+    let body = serde_json::to_vec_pretty(record).expect("commit records serialize");
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match store.put_opts(&path, PutPayload::from(body), opts).await {
+        Ok(_) => Ok(CommitOutcome::Committed),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            let existing = read(store, &path).await?;
+            // Our own earlier attempt whose response was lost counts as committed.
+            if existing.writer == record.writer && existing.end == record.end {
+                Ok(CommitOutcome::Committed)
+            } else {
+                Ok(CommitOutcome::Fenced(Box::new(existing)))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn read(store: &dyn ObjectStore, path: &Path) -> Result<CommitRecord, CommitLogError> {
+    let bytes = store.get(path).await?.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|e| CommitLogError::Corrupt {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Start offsets of the commit records of a partition, sorted.
+async fn starts(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+) -> Result<Vec<i64>, CommitLogError> {
+    let dir = layout::log_dir(root, topic, partition);
+    let metas: Vec<_> = store.list(Some(&dir)).try_collect().await?;
+    let mut starts: Vec<i64> = metas
+        .iter()
+        .filter_map(|m| m.location.filename().and_then(layout::parse_commit_name))
+        .collect();
+    starts.sort_unstable();
+    Ok(starts)
+}
+
+/// The next offset to land for a partition: the last record's end + 1, or `None` when nothing
+/// was ever committed.
+pub async fn next_offset(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<i64>, CommitLogError> {
+    let Some(last) = starts(store, root, topic, partition).await?.last().copied() else {
+        return Ok(None);
+    };
+    let rec = read(store, &layout::commit_record(root, topic, partition, last)).await?;
+    Ok(Some(rec.end + 1))
+}
+
+/// The whole chain of a partition, checked.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    pub records: Vec<CommitRecord>,
+    /// `(expected start, found start)` where a record does not follow its predecessor.
+    pub breaks: Vec<(i64, i64)>,
+}
+
+impl Chain {
+    pub fn next_offset(&self) -> Option<i64> {
+        self.records.last().map(|r| r.end + 1)
+    }
+
+    pub fn first_offset(&self) -> Option<i64> {
+        self.records.first().map(|r| r.start)
+    }
+
+    pub fn is_gap_free(&self) -> bool {
+        self.breaks.is_empty()
+    }
+}
+
+pub async fn read_chain(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+) -> Result<Chain, CommitLogError> {
+    let mut chain = Chain::default();
+    for start in starts(store, root, topic, partition).await? {
+        let rec = read(store, &layout::commit_record(root, topic, partition, start)).await?;
+        if let Some(expected) = chain.next_offset()
+            && rec.start != expected
+        {
+            chain.breaks.push((expected, rec.start));
+        }
+        chain.records.push(rec);
+    }
+    Ok(chain)
+}
+
+/// Topic-partitions that have a commit log under the root.
+pub async fn partitions(
+    store: &dyn ObjectStore,
+    root: &Path,
+) -> Result<Vec<(String, i32)>, CommitLogError> {
+    let metas: Vec<_> = store.list(Some(&root.child("_log"))).try_collect().await?;
+    let mut out: Vec<(String, i32)> = metas
+        .iter()
+        .filter_map(|m| {
+            let parts: Vec<String> = m.location.parts().map(|p| p.as_ref().to_owned()).collect();
+            let [.., topic, partition, _file] = parts.as_slice() else {
+                return None;
+            };
+            Some((topic.clone(), partition.parse().ok()?))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}

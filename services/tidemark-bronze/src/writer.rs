@@ -1,0 +1,240 @@
+//! Flushing a segment: data files under unique names, the dead-letter file, then the commit
+//! record with put-if-absent. A fenced writer deletes what it wrote.
+//!
+//! Crash safety: a crash before the commit record leaves orphan files that no commit names
+//! (collected by `gc`); a crash after it leaves a complete commit. A retried flush writes the
+//! same names again (they include the writer id and range), so retries never duplicate rows.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use chrono::{NaiveDate, Utc};
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+use tidemark_core::event::KafkaCoords;
+
+use crate::arrow_values::ValueTypeError;
+use crate::batch::{self, Shape};
+use crate::commit_log::{self, CommitLogError, CommitOutcome, CommitRecord, FileEntry};
+use crate::dead_letter;
+use crate::layout::{self, TableDir};
+use crate::parquet_file;
+use crate::segment::Segment;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error(transparent)]
+    CommitLog(#[from] CommitLogError),
+    #[error("building Arrow columns: {0}")]
+    Arrow(#[from] ValueTypeError),
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+}
+
+/// What a flush did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flushed {
+    Committed(Box<CommitRecord>),
+    /// Another writer owns the range; our files were removed. Re-read the chain.
+    Fenced {
+        winner: Box<CommitRecord>,
+    },
+}
+
+/// Writes segments of any partition under one bronze root.
+#[derive(Debug, Clone)]
+pub struct BronzeWriter {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    zstd_level: i32,
+    writer_id: String,
+}
+
+struct Group {
+    table: TableDir,
+    date: NaiveDate,
+    batch: RecordBatch,
+    fingerprint: Option<String>,
+    offsets: (i64, i64),
+}
+
+fn offsets<'a>(coords: impl Iterator<Item = &'a KafkaCoords>) -> (i64, i64) {
+    coords.fold((i64::MAX, i64::MIN), |(lo, hi), k| {
+        (lo.min(k.offset), hi.max(k.offset))
+    })
+}
+
+impl BronzeWriter {
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path, zstd_level: i32) -> BronzeWriter {
+        BronzeWriter {
+            store,
+            root,
+            zstd_level,
+            writer_id: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The next offset of a partition according to the commit log.
+    pub async fn next_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, CommitLogError> {
+        commit_log::next_offset(self.store.as_ref(), &self.root, topic, partition).await
+    }
+
+    fn groups(&self, seg: &Segment) -> Result<Vec<Group>, FlushError> {
+        let mut out = Vec::new();
+        let date = seg.date.unwrap_or_default();
+        if !seg.changes.is_empty() {
+            let shape = seg
+                .shape
+                .clone()
+                .unwrap_or_else(|| Shape::of(&seg.changes[0]));
+            let refs: Vec<_> = seg.changes.iter().collect();
+            out.push(Group {
+                table: TableDir::Topic(seg.topic.clone()),
+                date,
+                batch: batch::change_batch(&refs, &shape)?,
+                fingerprint: shape
+                    .value
+                    .as_ref()
+                    .map(|s| format!("{:016x}", s.fingerprint)),
+                offsets: offsets(seg.changes.iter().map(|e| &e.kafka)),
+            });
+        }
+        if !seg.transactions.is_empty() {
+            let refs: Vec<_> = seg.transactions.iter().collect();
+            out.push(Group {
+                table: TableDir::Transactions,
+                date,
+                batch: batch::transactions_batch(&refs),
+                fingerprint: None,
+                offsets: offsets(refs.iter().map(|r| &r.kafka)),
+            });
+        }
+        if !seg.heartbeats.is_empty() {
+            let refs: Vec<_> = seg.heartbeats.iter().collect();
+            out.push(Group {
+                table: TableDir::Heartbeats,
+                date,
+                batch: batch::heartbeats_batch(&refs),
+                fingerprint: None,
+                offsets: offsets(refs.iter().map(|r| &r.kafka)),
+            });
+        }
+        if !seg.schema_changes.is_empty() {
+            let refs: Vec<_> = seg.schema_changes.iter().collect();
+            out.push(Group {
+                table: TableDir::SchemaChanges,
+                date,
+                batch: batch::schema_changes_batch(&refs)?,
+                fingerprint: None,
+                offsets: offsets(refs.iter().map(|r| &r.kafka)),
+            });
+        }
+        if !seg.messages.is_empty() {
+            let refs: Vec<_> = seg.messages.iter().collect();
+            out.push(Group {
+                table: TableDir::Messages,
+                date,
+                batch: batch::messages_batch(&refs)?,
+                fingerprint: None,
+                offsets: offsets(refs.iter().map(|r| &r.kafka)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Lands a non-empty segment: files, then the commit record.
+    pub async fn flush(&self, seg: &Segment) -> Result<Flushed, FlushError> {
+        let end = seg.end.expect("only non-empty segments are flushed");
+        let id = layout::FlushId {
+            topic: &seg.topic,
+            partition: seg.partition,
+            start: seg.start,
+            end,
+            writer: &self.writer_id,
+        };
+        let mut files = Vec::new();
+        let mut written: Vec<Path> = Vec::new();
+        for g in self.groups(seg)? {
+            let bytes: Bytes = parquet_file::to_parquet(&g.batch, self.zstd_level)?;
+            let path = layout::data_file(&self.root, &g.table, g.date, &id);
+            let checksum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+            let len = bytes.len() as u64;
+            self.store.put(&path, PutPayload::from(bytes)).await?;
+            written.push(path.clone());
+            files.push(FileEntry {
+                path: path.to_string(),
+                table: g.table.name().to_owned(),
+                rows: g.batch.num_rows() as u64,
+                bytes: len,
+                schema_fingerprint: g.fingerprint,
+                checksum,
+                min_offset: g.offsets.0,
+                max_offset: g.offsets.1,
+            });
+        }
+        let dead_letter_file = if seg.dead_letters.is_empty() {
+            None
+        } else {
+            let path = layout::dead_letter_file(&self.root, &id);
+            self.store
+                .put(
+                    &path,
+                    PutPayload::from(dead_letter::to_jsonl(&seg.dead_letters)),
+                )
+                .await?;
+            written.push(path.clone());
+            Some(path.to_string())
+        };
+        let record = CommitRecord {
+            version: 1,
+            topic: seg.topic.clone(),
+            partition: seg.partition,
+            start: seg.start,
+            end,
+            records: seg.records,
+            rows: files.iter().map(|f| f.rows).sum(),
+            skipped: seg.skipped,
+            dead_letters: seg.dead_letters.len() as u64,
+            files,
+            dead_letter_file,
+            writer: self.writer_id.clone(),
+            committed_at: Utc::now().to_rfc3339(),
+        };
+        match commit_log::create(self.store.as_ref(), &self.root, &record).await? {
+            CommitOutcome::Committed => Ok(Flushed::Committed(Box::new(record))),
+            CommitOutcome::Fenced(winner) => {
+                // Never delete a path the winner names (defensive: names carry our writer id).
+                let theirs: Vec<&str> = winner
+                    .files
+                    .iter()
+                    .map(|f| f.path.as_str())
+                    .chain(winner.dead_letter_file.as_deref())
+                    .collect();
+                for p in written
+                    .into_iter()
+                    .filter(|p| !theirs.contains(&p.as_ref()))
+                {
+                    if let Err(e) = self.store.delete(&p).await {
+                        tracing::warn!(path = %p, error = %e, "could not remove a fenced file; gc will");
+                    }
+                }
+                Ok(Flushed::Fenced { winner })
+            }
+        }
+    }
+}
