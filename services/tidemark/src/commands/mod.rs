@@ -1,6 +1,7 @@
 //! Subcommand dispatch. Exit codes: 0 ok, 1 failure, 2 not available in this version.
 
 mod config_check;
+mod ingest;
 mod inspect_decode;
 
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Config(ConfigCommand::Check) => config_check::run(&cli.config),
         Command::Inspect(InspectCommand::Decode(args)) => inspect_decode::run(&cli.config, args),
-        Command::Ingest => not_available("ingest", "bronze ingest"),
+        Command::Ingest => ingest::run(&cli.config),
         Command::Merge => not_available("merge", "the merger"),
         Command::Run => not_available("run", "the merger"),
         Command::Replay => not_available("replay", "the merger"),
@@ -37,10 +38,27 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
 fn not_available(command: &str, part: &str) -> anyhow::Result<ExitCode> {
     eprintln!(
         "`tidemark {command}` is not available yet in this version: it arrives with {part}. \
-         Available now: `tidemark config check`, `tidemark inspect decode`."
+         Available now: `tidemark ingest`, `tidemark config check`, `tidemark inspect decode`."
     );
     Ok(ExitCode::from(NOT_AVAILABLE))
 }

@@ -1,0 +1,95 @@
+//! The Kafka side of ingest: a consumer-group member with cooperative rebalancing, manual offset
+//! commits (only a hint: the commit log is the truth) and bounded local queues.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+
+/// A rebalance seen by the consumer, applied by the ingest loop between messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceEvent {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Collects rebalance events for the loop (the callbacks run inside `recv`).
+#[derive(Debug, Default)]
+pub struct IngestContext {
+    events: Mutex<Vec<RebalanceEvent>>,
+}
+
+impl IngestContext {
+    pub fn take_events(&self) -> Vec<RebalanceEvent> {
+        std::mem::take(&mut *self.events.lock().expect("rebalance events lock"))
+    }
+}
+
+impl ClientContext for IngestContext {}
+
+fn partitions(tpl: &rdkafka::TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+            self.events
+                .lock()
+                .expect("rebalance events lock")
+                .push(RebalanceEvent::Revoked(partitions(tpl)));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
+                self.events
+                    .lock()
+                    .expect("rebalance events lock")
+                    .push(RebalanceEvent::Assigned(partitions(tpl)));
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &rdkafka::TopicPartitionList) {
+        if let Err(e) = result {
+            // Kafka offsets are a hint only; the commit log already holds the truth.
+            tracing::debug!(error = %e, "kafka offset commit failed");
+        }
+    }
+}
+
+pub type IngestConsumer = StreamConsumer<IngestContext>;
+
+/// Consumer settings tidemark owns; user properties come on top (validated not to clash).
+pub fn consumer_config(
+    bootstrap: &str,
+    group_id: &str,
+    properties: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        // Bounded prefetch: at most this much per partition waits in librdkafka's queues.
+        .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.wait.max.ms", "100");
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}

@@ -1,0 +1,94 @@
+//! `tidemark ingest` from a [`Config`]: opens the store, the registry client, the consumer, and
+//! runs the loop until shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use tidemark_core::config::Config;
+use tidemark_core::decode::{Decoder, DecoderOptions, Placeholder, Routing};
+use tidemark_core::registry::{RegistryClient, RegistrySettings};
+
+use crate::ingest::{self, IngestSettings, IngestStats};
+use crate::kafka::{IngestConsumer, IngestContext, consumer_config};
+use crate::segment::FlushPolicy;
+use crate::store;
+use crate::writer::BronzeWriter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("schema registry client: {0}")]
+    Registry(String),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Ingest(#[from] ingest::IngestError),
+}
+
+/// The decoder the config describes.
+pub fn decoder(cfg: &Config) -> Result<Decoder, ServiceError> {
+    let k = &cfg.kafka;
+    let registry = match &k.schema_registry_url {
+        Some(url) => {
+            let mut s = RegistrySettings::new(url.clone());
+            s.username = k.schema_registry_username.clone();
+            s.password = k.schema_registry_password.clone();
+            s.timeout = Duration::from_millis(k.schema_registry_timeout_ms);
+            Some(RegistryClient::new(s).map_err(|e| ServiceError::Registry(e.to_string()))?)
+        }
+        None => None,
+    };
+    let placeholder =
+        Placeholder::new(&k.unavailable_value_placeholder).map_err(ServiceError::Config)?;
+    let opts = DecoderOptions {
+        format: k.format,
+        placeholder,
+        routing: Routing {
+            heartbeat_prefix: k.heartbeat_topic_prefix.clone(),
+        },
+    };
+    Ok(Decoder::new(opts, registry))
+}
+
+/// A subscribed consumer for the config's topics or pattern.
+pub fn consumer(cfg: &Config) -> Result<IngestConsumer, ServiceError> {
+    let k = &cfg.kafka;
+    let consumer: IngestConsumer =
+        consumer_config(&k.bootstrap_servers, &k.group_id, &k.properties)
+            .create_with_context(IngestContext::default())?;
+    let topics: Vec<String> = match &k.topic_pattern {
+        // librdkafka treats a subscription starting with ^ as a regex.
+        Some(p) if p.starts_with('^') => vec![p.clone()],
+        Some(p) => vec![format!("^{p}")],
+        None => k.topics.clone(),
+    };
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&refs)?;
+    Ok(consumer)
+}
+
+pub fn settings(cfg: &Config) -> IngestSettings {
+    IngestSettings::new(FlushPolicy {
+        max_records: cfg.bronze.max_records,
+        max_bytes: cfg.bronze.max_bytes,
+        max_age: cfg.bronze.max_age(),
+    })
+}
+
+/// Runs ingest until `shutdown` completes.
+pub async fn run(
+    cfg: &Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<IngestStats, ServiceError> {
+    let (store, root) = store::open(&cfg.bronze)?;
+    let writer = BronzeWriter::new(store, root, cfg.bronze.zstd_level);
+    let consumer = consumer(cfg)?;
+    tracing::info!(bronze = %cfg.bronze.url, group = %cfg.kafka.group_id, "ingest started");
+    let stats = ingest::run(consumer, decoder(cfg)?, writer, settings(cfg), shutdown).await?;
+    tracing::info!(?stats, "ingest stopped");
+    Ok(stats)
+}

@@ -1,0 +1,6 @@
+//! Helpers of the end-to-end tests: a Kafka (librdkafka's MockCluster, a real protocol broker in
+//! process), a Debezium-like event stream, and the exactly-once proof over what landed.
+
+pub mod kafka;
+pub mod proof;
+pub mod stream;
