@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use crate::stream::Record;
 
 /// A running mock cluster and a producer to it.
+#[allow(missing_debug_implementations)] // MockCluster has no Debug
 pub struct Kafka {
     pub cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     pub producer: FutureProducer,
