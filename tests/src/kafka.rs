@@ -1,9 +1,10 @@
 //! Producing to a MockCluster.
 
+use std::collections::BTreeMap;
+
 use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use std::collections::BTreeMap;
 
 use crate::stream::Record;
 
@@ -33,37 +34,44 @@ impl Kafka {
         self.cluster.bootstrap_servers()
     }
 
-    /// Produces records to their partitions; returns (topic, partition) → offsets in order.
     pub async fn produce(&self, records: &[Record]) -> BTreeMap<(String, i32), Vec<(i64, usize)>> {
-        let mut futures = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
-            let mut fr = FutureRecord::to(&r.topic)
-                .partition(r.partition)
-                .timestamp(r.timestamp_ms);
-            if let Some(k) = &r.key {
-                fr = fr.key(k.as_slice());
-            }
-            if let Some(v) = &r.value {
-                fr = fr.payload(v.as_slice());
-            }
-            futures.push((
-                i,
-                self.producer
-                    .send_result(fr)
-                    .map_err(|(e, _)| e)
-                    .expect("queued"),
-            ));
-        }
-        let mut out: BTreeMap<(String, i32), Vec<(i64, usize)>> = BTreeMap::new();
-        for (i, f) in futures {
-            let delivery = f.await.expect("not canceled").expect("delivered");
-            out.entry((records[i].topic.clone(), delivery.partition))
-                .or_default()
-                .push((delivery.offset, i));
-        }
-        for v in out.values_mut() {
-            v.sort();
-        }
-        out
+        produce(&self.producer, records).await
     }
+}
+
+/// Produces records to their partitions; returns (topic, partition) → (offset, record index).
+pub async fn produce(
+    producer: &FutureProducer,
+    records: &[Record],
+) -> BTreeMap<(String, i32), Vec<(i64, usize)>> {
+    let mut futures = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let mut fr = FutureRecord::to(&r.topic)
+            .partition(r.partition)
+            .timestamp(r.timestamp_ms);
+        if let Some(k) = &r.key {
+            fr = fr.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            fr = fr.payload(v.as_slice());
+        }
+        futures.push((
+            i,
+            producer
+                .send_result(fr)
+                .map_err(|(e, _)| e)
+                .expect("queued"),
+        ));
+    }
+    let mut out: BTreeMap<(String, i32), Vec<(i64, usize)>> = BTreeMap::new();
+    for (i, f) in futures {
+        let delivery = f.await.expect("not canceled").expect("delivered");
+        out.entry((records[i].topic.clone(), delivery.partition))
+            .or_default()
+            .push((delivery.offset, i));
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
 }

@@ -12,6 +12,7 @@
 //!   is created with put-if-absent, so of two writers of one range (a zombie after a rebalance)
 //!   exactly one wins and the other drops its files.
 
+pub mod admin;
 pub mod arrow_values;
 pub mod batch;
 pub mod commit_log;

@@ -52,11 +52,21 @@ pub enum Command {
     /// Dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Remove orphan bronze data files.
-    Gc,
+    /// Remove orphan bronze files (written, never committed: a crash between the two writes).
+    Gc(GcArgs),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only remove orphans older than this many seconds (a writer may be about to commit younger ones).
+    #[arg(long, default_value_t = 3600)]
+    pub older_than_secs: u64,
+    /// Report what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,7 +81,7 @@ pub enum InspectCommand {
 pub enum DlqCommand {
     /// List dead letters.
     List,
-    /// Put dead letters back for another attempt.
+    /// Put dead letters back for another attempt (not available yet).
     Requeue,
 }
 

@@ -1,5 +1,6 @@
 //! Subcommand dispatch. Exit codes: 0 ok, 1 failure, 2 not available in this version.
 
+mod bronze_admin;
 mod config_check;
 mod ingest;
 mod inspect_decode;
@@ -21,13 +22,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Replay => not_available("replay", "the merger"),
         Command::Demo => not_available("demo", "the demo"),
         Command::Generate => not_available("generate", "the demo"),
-        Command::Gc => not_available("gc", "bronze ingest"),
-        Command::Inspect(InspectCommand::Bronze) => {
-            not_available("inspect bronze", "bronze ingest")
-        }
-        Command::Dlq(DlqCommand::List | DlqCommand::Requeue) => {
-            not_available("dlq", "bronze ingest")
-        }
+        Command::Gc(args) => bronze_admin::gc(
+            &cli.config,
+            std::time::Duration::from_secs(args.older_than_secs),
+            args.dry_run,
+        ),
+        Command::Inspect(InspectCommand::Bronze) => bronze_admin::inspect(&cli.config),
+        Command::Dlq(DlqCommand::List) => bronze_admin::dlq_list(&cli.config),
+        Command::Dlq(DlqCommand::Requeue) => not_available("dlq requeue", "a later version"),
     };
     match result {
         Ok(code) => code,
@@ -58,7 +60,7 @@ pub async fn shutdown_signal() {
 fn not_available(command: &str, part: &str) -> anyhow::Result<ExitCode> {
     eprintln!(
         "`tidemark {command}` is not available yet in this version: it arrives with {part}. \
-         Available now: `tidemark ingest`, `tidemark config check`, `tidemark inspect decode`."
+         Available now: `tidemark ingest`, `inspect bronze`, `inspect decode`, `dlq list`, `gc`, `config check`."
     );
     Ok(ExitCode::from(NOT_AVAILABLE))
 }

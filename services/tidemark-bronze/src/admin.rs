@@ -1,0 +1,132 @@
+//! Operations on a bronze root: the committed chain per partition (`inspect bronze`), dead
+//! letters (`dlq list`), and removal of orphan files (`gc`).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+
+use crate::commit_log::{self, CommitLogError};
+use crate::dead_letter::{self, DeadLetter};
+
+/// The committed chain of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSummary {
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub next_offset: i64,
+    pub commits: usize,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub dead_letters: u64,
+    pub skipped: u64,
+    /// `(expected start, found start)` for each break in the chain (should be none).
+    pub gaps: Vec<(i64, i64)>,
+}
+
+pub async fn summarize(
+    store: &dyn ObjectStore,
+    root: &Path,
+) -> Result<Vec<PartitionSummary>, CommitLogError> {
+    let mut out = Vec::new();
+    for (topic, partition) in commit_log::partitions(store, root).await? {
+        let chain = commit_log::read_chain(store, root, &topic, partition).await?;
+        let recs = &chain.records;
+        out.push(PartitionSummary {
+            first_offset: chain.first_offset().unwrap_or(0),
+            next_offset: chain.next_offset().unwrap_or(0),
+            commits: recs.len(),
+            files: recs.iter().map(|r| r.files.len()).sum(),
+            rows: recs.iter().map(|r| r.rows).sum(),
+            bytes: recs.iter().flat_map(|r| &r.files).map(|f| f.bytes).sum(),
+            dead_letters: recs.iter().map(|r| r.dead_letters).sum(),
+            skipped: recs.iter().map(|r| r.skipped).sum(),
+            gaps: chain.breaks.clone(),
+            topic,
+            partition,
+        });
+    }
+    Ok(out)
+}
+
+/// Every committed dead letter, in partition and offset order.
+pub async fn dead_letters(
+    store: &dyn ObjectStore,
+    root: &Path,
+) -> Result<Vec<DeadLetter>, CommitLogError> {
+    let mut out = Vec::new();
+    for (topic, partition) in commit_log::partitions(store, root).await? {
+        for rec in commit_log::read_chain(store, root, &topic, partition)
+            .await?
+            .records
+        {
+            if let Some(path) = rec.dead_letter_file {
+                let bytes = store.get(&Path::from(path.as_str())).await?.bytes().await?;
+                out.extend(dead_letter::from_jsonl(&bytes).map_err(|e| {
+                    CommitLogError::Corrupt {
+                        path,
+                        reason: e.to_string(),
+                    }
+                })?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What `gc` found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub referenced: usize,
+    pub orphans: Vec<String>,
+    /// Orphans too young to remove (a writer may be about to commit them).
+    pub kept_young: usize,
+}
+
+/// Removes data and dead-letter files no commit record names, older than `min_age`
+/// (`dry_run`: only report).
+pub async fn gc(
+    store: &dyn ObjectStore,
+    root: &Path,
+    min_age: Duration,
+    dry_run: bool,
+) -> Result<GcReport, CommitLogError> {
+    let mut referenced = HashSet::new();
+    for (topic, partition) in commit_log::partitions(store, root).await? {
+        for rec in commit_log::read_chain(store, root, &topic, partition)
+            .await?
+            .records
+        {
+            referenced.extend(rec.files.into_iter().map(|f| f.path));
+            referenced.extend(rec.dead_letter_file);
+        }
+    }
+    let mut report = GcReport {
+        referenced: referenced.len(),
+        ..Default::default()
+    };
+    let log_prefix = root.child("_log");
+    let all: Vec<_> = store.list(Some(root)).try_collect().await?;
+    let cutoff = Utc::now() - chrono::Duration::from_std(min_age).unwrap_or_default();
+    for meta in all {
+        let path = meta.location.to_string();
+        let is_data = path.ends_with(".parquet") || path.ends_with(".jsonl");
+        if !is_data || meta.location.prefix_matches(&log_prefix) || referenced.contains(&path) {
+            continue;
+        }
+        if meta.last_modified > cutoff {
+            report.kept_young += 1;
+            continue;
+        }
+        if !dry_run {
+            store.delete(&meta.location).await?;
+        }
+        report.orphans.push(path);
+    }
+    Ok(report)
+}
