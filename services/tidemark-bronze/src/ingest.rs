@@ -55,6 +55,8 @@ pub struct IngestStats {
     pub fenced: u64,
     pub dead_letters: u64,
     pub abandoned_segments: u64,
+    /// Flush attempts that failed and were retried (object store unreachable).
+    pub flush_retries: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -302,6 +304,7 @@ impl Loop<'_> {
                         return Ok(());
                     }
                     tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "flush failed, retrying");
+                    self.stats.flush_retries += 1;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.settings.max_backoff);
                 }

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use object_store::ObjectStore;
+use std::time::Duration;
+
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use tidemark_core::config::BronzeConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +47,18 @@ pub fn open(cfg: &BronzeConfig) -> Result<(Arc<dyn ObjectStore>, Path), StoreErr
             .with_bucket_name(bucket)
             .with_region(&s3.region)
             .with_allow_http(s3.allow_http)
-            .with_virtual_hosted_style_request(s3.virtual_hosted_style);
+            .with_virtual_hosted_style_request(s3.virtual_hosted_style)
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout(Duration::from_millis(s3.request_timeout_ms))
+                    .with_allow_http(s3.allow_http),
+            )
+            // Few quick retries inside object_store; the ingest loop retries a failed flush itself.
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(10),
+                ..Default::default()
+            });
         if let Some(e) = &s3.endpoint {
             b = b.with_endpoint(e);
         }

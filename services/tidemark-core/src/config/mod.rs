@@ -141,6 +141,8 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     /// Secret access key (a secret).
     pub secret_access_key: Option<Secret>,
+    /// Timeout of one request, ms (failed requests are retried with backoff).
+    pub request_timeout_ms: u64,
 }
 
 impl Default for S3Config {
@@ -152,6 +154,7 @@ impl Default for S3Config {
             virtual_hosted_style: false,
             access_key_id: None,
             secret_access_key: None,
+            request_timeout_ms: 30_000,
         }
     }
 }

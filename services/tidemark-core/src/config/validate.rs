@@ -251,6 +251,13 @@ impl Config {
                 "set allow_http = true or use https",
             );
         }
+        if b.s3.request_timeout_ms == 0 {
+            err(
+                "bronze.s3.request_timeout_ms",
+                "is 0".into(),
+                "use a timeout in ms, e.g. 30000",
+            );
+        }
         if b.s3.secret_access_key.is_some() != b.s3.access_key_id.is_some() {
             err(
                 "bronze.s3.access_key_id",
