@@ -7,10 +7,13 @@ use std::time::{Duration, Instant};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use std::collections::BTreeMap;
 use tidemark_core::config::Config;
+
+use tidemark_core::event::Op;
 use tidemark_e2e::kafka::Kafka;
 use tidemark_e2e::proof::{caught_up, produced, prove};
-use tidemark_e2e::stream::generate;
+use tidemark_e2e::stream::{Kind2, Record, generate};
 
 fn config(bootstrap: &str, bronze: &std::path::Path, topics: &[&str]) -> Config {
     let toml = format!(
@@ -22,18 +25,75 @@ fn config(bootstrap: &str, bronze: &std::path::Path, topics: &[&str]) -> Config 
     Config::from_toml_and_env(&toml, Vec::new()).unwrap()
 }
 
+/// Produces `records` in chunks, waiting for ingest to land each one: MockCluster keeps only
+/// ~5 MB per partition, so the backlog must stay small.
+async fn produce_in_step(
+    kafka: &Kafka,
+    store: &dyn ObjectStore,
+    records: &[Record],
+    chunk: usize,
+) -> tidemark_e2e::proof::Produced {
+    let mut deliveries: BTreeMap<(String, i32), Vec<(i64, usize)>> = BTreeMap::new();
+    for (n, part) in records.chunks(chunk).enumerate() {
+        for (k, v) in kafka.produce(part).await {
+            deliveries
+                .entry(k)
+                .or_default()
+                .extend(v.into_iter().map(|(o, i)| (o, i + n * chunk)));
+        }
+        let so_far = produced(&deliveries, records);
+        let started = Instant::now();
+        while !caught_up(store, &Path::default(), &so_far).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "ingest did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    produced(&deliveries, records)
+}
+
+fn count(records: &[Record], topic: &str, op: Op) -> usize {
+    records
+        .iter()
+        .filter(|r| r.topic == topic && r.kind == Kind2::Change(op))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_produced_offset_lands_exactly_once_and_duckdb_reads_it() {
+async fn a_hundred_thousand_events_land_exactly_once_and_duckdb_reads_them() {
     let customers = "bank.public.customers";
     let accounts = "bank.public.accounts";
-    let kafka = Kafka::start(&[(customers, 4), (accounts, 4)]);
+    let transactions = "bank.public.transactions";
+    let kafka = Kafka::start(&[(customers, 4), (accounts, 4), (transactions, 4)]);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&kafka.bootstrap(), dir.path(), &[customers, accounts]);
-    // With-schema events are ~3.5 KB: 4k over 4 partitions stays under MockCluster's 5 MB.
-    let mut records = generate(customers, 4, 4_000, true, 1);
-    records.extend(generate(accounts, 4, 6_000, false, 2));
-    let deliveries = kafka.produce(&records).await;
-    let produced = produced(&deliveries, &records);
+    let cfg = config(
+        &kafka.bootstrap(),
+        dir.path(),
+        &[customers, accounts, transactions],
+    );
+    // Two tables with the schema envelope, one without; interleaved like a real connector.
+    let streams = [
+        generate(customers, 4, 30_000, true, 1),
+        generate(accounts, 4, 40_000, false, 2),
+        generate(transactions, 4, 30_000, true, 3),
+    ];
+    let mut records = Vec::with_capacity(100_000);
+    let mut iters: Vec<_> = streams.iter().map(|s| s.iter()).collect();
+    loop {
+        let mut any = false;
+        for it in &mut iters {
+            if let Some(r) = it.next() {
+                records.push(r.clone());
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    assert_eq!(records.len(), 100_000);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let cfg2 = cfg.clone();
@@ -45,14 +105,7 @@ async fn every_produced_offset_lands_exactly_once_and_duckdb_reads_it() {
     });
     let store: Arc<dyn ObjectStore> =
         Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-    let started = Instant::now();
-    while !caught_up(store.as_ref(), &Path::default(), &produced).await {
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "ingest did not catch up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let produced = produce_in_step(&kafka, store.as_ref(), &records, 10_000).await;
     stop_tx.send(()).unwrap();
     let stats = ingest.await.unwrap().unwrap();
     let proof = prove(store.as_ref(), &Path::default(), &produced).await;
@@ -62,6 +115,9 @@ async fn every_produced_offset_lands_exactly_once_and_duckdb_reads_it() {
     );
     assert!(proof.dead_letters > 0 && proof.tombstones > 0);
     assert_eq!(stats.dead_letters, proof.dead_letters);
+    for op in [Op::Create, Op::Update, Op::Delete, Op::Read, Op::Truncate] {
+        assert!(count(&records, customers, op) > 0, "{op:?} produced");
+    }
 
     // A reader that is not ours: DuckDB over the hive-partitioned files.
     let have = std::process::Command::new("python3")
@@ -75,30 +131,41 @@ async fn every_produced_offset_lands_exactly_once_and_duckdb_reads_it() {
         );
         return;
     }
-    let expected_c = records
-        .iter()
-        .filter(|r| {
-            r.topic == customers
-                && matches!(
-                    r.kind,
-                    tidemark_e2e::stream::Kind2::Change(tidemark_core::event::Op::Create)
-                )
-        })
-        .count();
+    let expect = |t: &str| {
+        [Op::Create, Op::Delete, Op::Read, Op::Truncate, Op::Update]
+            .iter()
+            .map(|op| format!("('{}', {})", op.code(), count(&records, t, *op)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let script = format!(
         r#"
 import duckdb, sys
 root = sys.argv[1]
 con = duckdb.connect()
-n = con.execute(f"select count(*) from read_parquet('{{root}}/{customers}/*/*.parquet', hive_partitioning=true) where op = 'c'").fetchone()[0]
-assert n == {expected_c}, n
-bal, dt = con.execute(f"select after.balance, dt from read_parquet('{{root}}/{customers}/*/*.parquet', hive_partitioning=true) where op = 'c' and after.id = 7 order by _kafka_offset limit 1").fetchone()
+def ops(t):
+    return con.execute(f"select op, count(*) from read_parquet('{{root}}/{{t}}/*/*.parquet', hive_partitioning=true) group by op order by op").fetchall()
+assert ops('{customers}') == [{ec}], ops('{customers}')
+assert ops('{transactions}') == [{et}], ops('{transactions}')
+assert ops('{accounts}') == [{ea}], ops('{accounts}')
+# Typed values: decimal and timestamp of a known version (id 7, first create: version 1).
+bal, ts, dt = con.execute(f"select after.balance, after.updated_at, dt from read_parquet('{{root}}/{customers}/*/*.parquet', hive_partitioning=true) where op = 'c' and after.id = 7 and after.name = 'name-7-v1' limit 1").fetchone()
 assert str(bal) == '70.07', bal
+assert str(ts) == '2023-11-14 22:13:21', ts
 assert str(dt) == '2023-11-15', dt
-j = con.execute(f"select json_extract(after, '$.name') from read_parquet('{{root}}/{accounts}/*/*.parquet') where op = 'c' limit 1").fetchone()[0]
-assert j.startswith('"name-'), j
-print('ok', n)
-"#
+t = con.execute(f"select typeof(after.balance), typeof(after.updated_at), typeof(source.lsn) from read_parquet('{{root}}/{transactions}/*/*.parquet') limit 1").fetchone()
+assert t == ('DECIMAL(12,2)', 'TIMESTAMP', 'BIGINT'), t
+# Schemaless rows are JSON text.
+n = con.execute(f"select count(*) from read_parquet('{{root}}/{accounts}/*/*.parquet') where op in ('c','u','r') and json_extract_string(after, '$.name') like 'name-%'").fetchone()[0]
+assert n == {acc_rows}, n
+print('ok')
+"#,
+        ec = expect(customers),
+        et = expect(transactions),
+        ea = expect(accounts),
+        acc_rows = count(&records, accounts, Op::Create)
+            + count(&records, accounts, Op::Update)
+            + count(&records, accounts, Op::Read),
     );
     let out = std::process::Command::new("python3")
         .args(["-c", &script, dir.path().to_str().unwrap()])
