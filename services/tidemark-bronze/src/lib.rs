@@ -1,16 +1,43 @@
 //! tidemark-bronze: Debezium events landed as Parquet in object storage, exactly once.
 //!
 //! Layout:
-//! - [`layout`]: paths of data files, commit records and dead letters under the bronze root.
-//! - [`arrow_values`] / [`batch`]: decoded events → Arrow record batches (typed or JSON text).
+//! - [`ingest`]: the loop — consume, decode, buffer per partition, flush by policy, commit.
+//! - [`kafka`]: the consumer-group member (cooperative rebalancing, bounded queues).
+//! - [`segment`]: one partition's records since its last commit, and when to roll (pure).
+//! - [`batch`] / [`arrow_values`]: decoded events → Arrow record batches (typed or JSON text).
 //! - [`parquet_file`]: record batch → Parquet bytes (zstd, schema in key-value metadata).
+//! - [`writer`]: a segment → data files, dead-letter file, commit record.
+//! - [`commit_log`]: commit records, put-if-absent, chain reading.
+//! - [`layout`]: paths under the bronze root; [`store`]: `file://`, `s3://`, `memory://`.
+//! - [`dead_letter`]: records that could not be decoded; [`admin`]: inspect, dlq list, gc.
+//! - [`service`]: `tidemark ingest` wired from the configuration.
 //!
-//! Invariants (DESIGN §3):
-//! - A data file is written under a unique name before its commit record exists; a committed
-//!   file is never modified. Readers only read files named by commit records.
-//! - The commit records of a topic-partition form a gap-free chain of offset ranges; each range
-//!   is created with put-if-absent, so of two writers of one range (a zombie after a rebalance)
-//!   exactly one wins and the other drops its files.
+//! # The exactly-once protocol
+//!
+//! 1. On (re)assignment of a partition its position is the last commit record's `end + 1`
+//!    (Kafka's committed offset is only a hint, and feeds lag). The first message tells where
+//!    librdkafka started; if that is not the position, the loop seeks and ignores older messages.
+//! 2. Records accumulate in the partition's segment: decoded rows, dead letters (raw bytes, error,
+//!    coordinates) and tombstones (counted). A segment rolls on count, bytes, age (the latency
+//!    bound), a schema change or a new UTC date.
+//! 3. A flush writes the data file(s) under unique names
+//!    (`<table>/dt=<date>/<topic>+<partition>+<start>-<end>+<writer>.parquet`) and the dead-letter
+//!    file, then creates `_log/<topic>/<partition>/<start>.json` with put-if-absent.
+//! 4. If the create fails because the record exists, another writer (the new owner after a
+//!    rebalance, while we are a zombie) committed that start: we delete our files and re-read the
+//!    position. If it exists and is our own (a retried create whose first response was lost), it
+//!    counts as committed.
+//! 5. After a commit the Kafka offset `end + 1` is committed asynchronously (a hint).
+//!
+//! Invariants:
+//! - Every offset of a managed partition is accounted for exactly once: a row of one committed
+//!   file, a dead letter of one commit, a tombstone counted by the commit whose range holds it, or
+//!   absent from Kafka (compaction, transaction markers).
+//! - The commit records of a partition form a gap-free chain: each starts at the previous `end + 1`.
+//! - A committed file is never modified; readers only read files named by commit records. Files of
+//!   a crash between steps 3 and 4 are orphans that `gc` removes.
+//! - A revoked partition's uncommitted segment is abandoned, never half-committed; shutdown
+//!   flushes every partition within a bounded drain time.
 
 pub mod admin;
 pub mod arrow_values;
