@@ -20,30 +20,67 @@ use tidemark_core::schema::{Field, Kind, Logical, Schema, StructSchema};
 use tidemark_core::value::{Row, TimeUnit, Timestamp, TypedRow, Value};
 
 fn arg(i: usize) -> String {
-    std::env::args().nth(i).unwrap_or_else(|| panic!("missing argument {i}; see the file header"))
+    std::env::args()
+        .nth(i)
+        .unwrap_or_else(|| panic!("missing argument {i}; see the file header"))
 }
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
 fn schema(columns: usize) -> Schema {
-    let f = |n: &str, kind: Kind, logical: Logical, name: Option<&str>| Field { name: n.into(), schema: Schema { kind, optional: n != "id", logical, name: name.map(str::to_owned) } };
+    let f = |n: &str, kind: Kind, logical: Logical, name: Option<&str>| Field {
+        name: n.into(),
+        schema: Schema {
+            kind,
+            optional: n != "id",
+            logical,
+            name: name.map(str::to_owned),
+        },
+    };
     let fields = vec![
         f("id", Kind::Int64, Logical::None, None),
         f("first_name", Kind::String, Logical::None, None),
         f("last_name", Kind::String, Logical::None, None),
         f("email", Kind::String, Logical::None, None),
-        f("balance", Kind::Bytes, Logical::Decimal { scale: 2, precision: Some(12) }, Some("org.apache.kafka.connect.data.Decimal")),
-        f("updated_at", Kind::Int64, Logical::TimestampMicros, Some("io.debezium.time.MicroTimestamp")),
+        f(
+            "balance",
+            Kind::Bytes,
+            Logical::Decimal {
+                scale: 2,
+                precision: Some(12),
+            },
+            Some("org.apache.kafka.connect.data.Decimal"),
+        ),
+        f(
+            "updated_at",
+            Kind::Int64,
+            Logical::TimestampMicros,
+            Some("io.debezium.time.MicroTimestamp"),
+        ),
         f("street", Kind::String, Logical::None, None),
         f("city", Kind::String, Logical::None, None),
         f("tier", Kind::String, Logical::None, None),
         f("active", Kind::Boolean, Logical::None, None),
     ];
     let fields = fields.into_iter().take(columns).collect();
-    Schema { kind: Kind::Struct(std::sync::Arc::new(StructSchema::new(Some("bench.public.customers.Value".into()), fields))), optional: false, logical: Logical::None, name: Some("bench.public.customers.Value".into()) }
+    Schema {
+        kind: Kind::Struct(std::sync::Arc::new(StructSchema::new(
+            Some("bench.public.customers.Value".into()),
+            fields,
+        ))),
+        optional: false,
+        logical: Logical::None,
+        name: Some("bench.public.customers.Value".into()),
+    }
 }
 
 fn event(i: i64, s: &Schema) -> ChangeEvent {
@@ -54,7 +91,10 @@ fn event(i: i64, s: &Schema) -> ChangeEvent {
         Value::String(format!("Lastname-{}", i % 3271)),
         Value::String(format!("customer.{i}@example-mail.com")),
         decimal(i128::from(i * 7919 % 10_000_000), 2),
-        Value::Timestamp(Timestamp::from_epoch(1_700_000_000_000_000 + i * 1_003, TimeUnit::Micros)),
+        Value::Timestamp(Timestamp::from_epoch(
+            1_700_000_000_000_000 + i * 1_003,
+            TimeUnit::Micros,
+        )),
         Value::String(format!("{} Harbour Street, Apartment {}", i % 500, i % 40)),
         Value::String(["Lisbon", "Porto", "Braga", "Faro"][(i % 4) as usize].into()),
         Value::String(["bronze", "silver", "gold"][(i % 3) as usize].into()),
@@ -73,7 +113,11 @@ fn event(i: i64, s: &Schema) -> ChangeEvent {
             ts_ms: Some(1_700_000_000_000 + i),
             snapshot: Some(Snapshot::False),
             db: Some("bench".into()),
-            sequence: Some(format!("[\"{}\",\"{}\"]", 24_000_000 + i * 64 - 8, 24_000_000 + i * 64)),
+            sequence: Some(format!(
+                "[\"{}\",\"{}\"]",
+                24_000_000 + i * 64 - 8,
+                24_000_000 + i * 64
+            )),
             schema: Some("public".into()),
             table: Some("customers".into()),
             tx_id: Some(700 + i),
@@ -84,13 +128,24 @@ fn event(i: i64, s: &Schema) -> ChangeEvent {
         ts_us: None,
         ts_ns: None,
         transaction: None,
-        kafka: KafkaCoords { topic: String::new(), partition: 0, offset: 0, timestamp_ms: None },
+        kafka: KafkaCoords {
+            topic: String::new(),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: None,
+        },
         schema: None,
     }
 }
 
 fn prefill() {
-    let (bootstrap, topic, partitions, events, form) = (arg(2), arg(3), arg(4).parse::<i32>().unwrap(), arg(5).parse::<i64>().unwrap(), arg(6));
+    let (bootstrap, topic, partitions, events, form) = (
+        arg(2),
+        arg(3),
+        arg(4).parse::<i32>().unwrap(),
+        arg(5).parse::<i64>().unwrap(),
+        arg(6),
+    );
     let with_schema = form == "schema";
     // ~700 B schemaless (10 columns); ~2.5 KB with the schema envelope (5 columns).
     let s = schema(if with_schema { 5 } else { 10 });
@@ -109,7 +164,10 @@ fn prefill() {
         let value = event_json(&event(i, &s), &s, with_schema, &ph);
         let key = format!("{{\"id\":{i}}}");
         bytes += value.len() + key.len();
-        let mut rec = BaseRecord::to(&topic).key(&key).payload(&value).partition((i % i64::from(partitions)) as i32);
+        let mut rec = BaseRecord::to(&topic)
+            .key(&key)
+            .payload(&value)
+            .partition((i % i64::from(partitions)) as i32);
         loop {
             match producer.send(rec) {
                 Ok(()) => break,
@@ -122,11 +180,20 @@ fn prefill() {
     }
     producer.flush(Duration::from_secs(120)).unwrap();
     let secs = started.elapsed().as_secs_f64();
-    println!("prefill: {events} events, {:.0} B/event, {:.0} events/s", bytes as f64 / events as f64, events as f64 / secs);
+    println!(
+        "prefill: {events} events, {:.0} B/event, {:.0} events/s",
+        bytes as f64 / events as f64,
+        events as f64 / secs
+    );
 }
 
 fn drain() {
-    let (bootstrap, topic, partitions, events) = (arg(2), arg(3), arg(4).parse::<i32>().unwrap(), arg(5).parse::<u64>().unwrap());
+    let (bootstrap, topic, partitions, events) = (
+        arg(2),
+        arg(3),
+        arg(4).parse::<i32>().unwrap(),
+        arg(5).parse::<u64>().unwrap(),
+    );
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("group.id", format!("drain-{}", std::process::id()))
@@ -136,7 +203,8 @@ fn drain() {
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(&topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let (mut n, mut bytes) = (0u64, 0usize);
@@ -148,18 +216,32 @@ fn drain() {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("raw drain: {n} events in {secs:.2} s: {:.0} events/s, {:.1} MB/s", n as f64 / secs, bytes as f64 / secs / 1e6);
+    println!(
+        "raw drain: {n} events in {secs:.2} s: {:.0} events/s, {:.1} MB/s",
+        n as f64 / secs,
+        bytes as f64 / secs / 1e6
+    );
 }
 
 fn ingest() {
-    let (bootstrap, topic, partitions, events, dir) = (arg(2), arg(3), arg(4).parse::<i32>().unwrap(), arg(5).parse::<i64>().unwrap(), arg(6));
+    let (bootstrap, topic, partitions, events, dir) = (
+        arg(2),
+        arg(3),
+        arg(4).parse::<i32>().unwrap(),
+        arg(5).parse::<i64>().unwrap(),
+        arg(6),
+    );
     let toml = format!(
         "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"ingest-{}\"\ntopics = [\"{topic}\"]\n[kafka.properties]\n\"fetch.wait.max.ms\" = \"5\"\n[bronze]\nurl = \"file://{dir}\"\n",
         std::process::id()
     );
     let cfg = Config::from_toml_and_env(&toml, Vec::new()).unwrap();
     let per_partition = events / i64::from(partitions);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (store, root) = tidemark_bronze::store::open(&cfg.bronze).unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -200,6 +282,8 @@ fn main() {
         "prefill" => prefill(),
         "drain" => drain(),
         "ingest" => ingest(),
-        _ => eprintln!("usage: see scripts/bench-ingest.sh (modes: prefill, drain, ingest); nothing to do"),
+        _ => eprintln!(
+            "usage: see scripts/bench-ingest.sh (modes: prefill, drain, ingest); nothing to do"
+        ),
     }
 }

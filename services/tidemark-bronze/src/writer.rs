@@ -7,12 +7,11 @@
 
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, Int64Array, RecordBatch};
 use bytes::Bytes;
 use chrono::{NaiveDate, Utc};
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
-use tidemark_core::event::KafkaCoords;
 
 use crate::arrow_values::ValueTypeError;
 use crate::batch::{self, Shape};
@@ -61,10 +60,16 @@ struct Group {
     offsets: (i64, i64),
 }
 
-fn offsets<'a>(coords: impl Iterator<Item = &'a KafkaCoords>) -> (i64, i64) {
-    coords.fold((i64::MAX, i64::MIN), |(lo, hi), k| {
-        (lo.min(k.offset), hi.max(k.offset))
-    })
+/// The lowest and highest `_kafka_offset` of a batch.
+fn offsets(batch: &RecordBatch) -> (i64, i64) {
+    let col = batch
+        .column_by_name("_kafka_offset")
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+    let values = col
+        .map(|a| a.values().iter().copied())
+        .into_iter()
+        .flatten();
+    values.fold((i64::MAX, i64::MIN), |(lo, hi), o| (lo.min(o), hi.max(o)))
 }
 
 impl BronzeWriter {
@@ -95,64 +100,58 @@ impl BronzeWriter {
     }
 
     fn groups(&self, seg: &Segment) -> Result<Vec<Group>, FlushError> {
-        let mut out = Vec::new();
         let date = seg.date.unwrap_or_default();
-        if !seg.changes.is_empty() {
-            let shape = seg
-                .shape
-                .clone()
-                .unwrap_or_else(|| Shape::of(&seg.changes[0]));
-            let refs: Vec<_> = seg.changes.iter().collect();
+        let mut out = Vec::new();
+        let mut add = |table: TableDir, batch: RecordBatch, fingerprint: Option<String>| {
+            let offsets = offsets(&batch);
             out.push(Group {
-                table: TableDir::Topic(seg.topic.clone()),
+                table,
                 date,
-                batch: batch::change_batch(&refs, &shape)?,
-                fingerprint: shape
-                    .value
-                    .as_ref()
-                    .map(|s| format!("{:016x}", s.fingerprint)),
-                offsets: offsets(seg.changes.iter().map(|e| &e.kafka)),
+                batch,
+                fingerprint,
+                offsets,
             });
+        };
+        if let Some(first) = seg.changes.first() {
+            let shape = seg.shape.clone().unwrap_or_else(|| Shape::of(first));
+            let refs: Vec<_> = seg.changes.iter().collect();
+            let fingerprint = shape
+                .value
+                .as_ref()
+                .map(|s| format!("{:016x}", s.fingerprint));
+            add(
+                TableDir::Topic(seg.topic.clone()),
+                batch::change_batch(&refs, &shape)?,
+                fingerprint,
+            );
         }
         if !seg.transactions.is_empty() {
-            let refs: Vec<_> = seg.transactions.iter().collect();
-            out.push(Group {
-                table: TableDir::Transactions,
-                date,
-                batch: batch::transactions_batch(&refs),
-                fingerprint: None,
-                offsets: offsets(refs.iter().map(|r| &r.kafka)),
-            });
+            add(
+                TableDir::Transactions,
+                batch::transactions_batch(&seg.transactions.iter().collect::<Vec<_>>()),
+                None,
+            );
         }
         if !seg.heartbeats.is_empty() {
-            let refs: Vec<_> = seg.heartbeats.iter().collect();
-            out.push(Group {
-                table: TableDir::Heartbeats,
-                date,
-                batch: batch::heartbeats_batch(&refs),
-                fingerprint: None,
-                offsets: offsets(refs.iter().map(|r| &r.kafka)),
-            });
+            add(
+                TableDir::Heartbeats,
+                batch::heartbeats_batch(&seg.heartbeats.iter().collect::<Vec<_>>()),
+                None,
+            );
         }
         if !seg.schema_changes.is_empty() {
-            let refs: Vec<_> = seg.schema_changes.iter().collect();
-            out.push(Group {
-                table: TableDir::SchemaChanges,
-                date,
-                batch: batch::schema_changes_batch(&refs)?,
-                fingerprint: None,
-                offsets: offsets(refs.iter().map(|r| &r.kafka)),
-            });
+            add(
+                TableDir::SchemaChanges,
+                batch::schema_changes_batch(&seg.schema_changes.iter().collect::<Vec<_>>())?,
+                None,
+            );
         }
         if !seg.messages.is_empty() {
-            let refs: Vec<_> = seg.messages.iter().collect();
-            out.push(Group {
-                table: TableDir::Messages,
-                date,
-                batch: batch::messages_batch(&refs)?,
-                fingerprint: None,
-                offsets: offsets(refs.iter().map(|r| &r.kafka)),
-            });
+            add(
+                TableDir::Messages,
+                batch::messages_batch(&seg.messages.iter().collect::<Vec<_>>())?,
+                None,
+            );
         }
         Ok(out)
     }
