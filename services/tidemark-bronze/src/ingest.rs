@@ -377,6 +377,11 @@ pub async fn run(
                     Ok(m) => lp.handle(m).await?,
                     Err(e) => tracing::warn!(error = %e, "kafka error"),
                 }
+                // Under steady load `recv` is always ready and the timer branch never runs: check
+                // the age bound of the other partitions here too.
+                if lp.next_deadline().is_some_and(|d| d <= Instant::now()) {
+                    lp.flush_aged().await?;
+                }
             }
             () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                 lp.apply_rebalances();
