@@ -102,6 +102,8 @@ pub struct BronzeConfig {
     pub max_age_ms: u64,
     /// zstd level of the Parquet files (1 is ~27% faster than 3 for ~2% more bytes).
     pub zstd_level: i32,
+    /// Bound on bytes buffered over all partitions; above it the largest is flushed early.
+    pub max_buffered_bytes: u64,
     /// S3-compatible storage settings (used by `s3://` URLs).
     pub s3: S3Config,
 }
@@ -114,6 +116,7 @@ impl Default for BronzeConfig {
             max_bytes: 64 * 1024 * 1024,
             max_age_ms: 5_000,
             zstd_level: 1,
+            max_buffered_bytes: 256 * 1024 * 1024,
             s3: S3Config::default(),
         }
     }

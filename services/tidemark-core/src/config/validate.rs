@@ -227,6 +227,16 @@ impl Config {
                 "use at least 1024, e.g. 67108864",
             );
         }
+        if b.max_buffered_bytes < b.max_bytes {
+            err(
+                "bronze.max_buffered_bytes",
+                format!(
+                    "{} is below bronze.max_bytes ({})",
+                    b.max_buffered_bytes, b.max_bytes
+                ),
+                "use at least max_bytes, e.g. 4 × max_bytes",
+            );
+        }
         if b.max_age_ms == 0 {
             err(
                 "bronze.max_age_ms",
