@@ -288,9 +288,10 @@ fn ingest() {
         let stats = task.await.unwrap().unwrap();
         let landed: u64 = tidemark_bronze::admin::summarize(store.as_ref(), &root).await.unwrap().iter().map(|s| s.bytes).sum();
         println!(
-            "tidemark ingest: {} records in {secs:.2} s (incl. group join): {:.0} events/s, parquet {:.1} MB, peak RSS {:.0} MiB",
+            "tidemark ingest: {} records in {secs:.2} s (incl. group join): {:.0} events/s, {:.1} MB/s, parquet {:.1} MB, peak RSS {:.0} MiB",
             stats.records,
             stats.records as f64 / secs,
+            stats.bytes as f64 / secs / 1e6,
             landed as f64 / 1e6,
             peak_rss_mib()
         );

@@ -51,6 +51,8 @@ impl IngestSettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestStats {
     pub records: u64,
+    /// Key and value bytes of the records read.
+    pub bytes: u64,
     pub commits: u64,
     pub fenced: u64,
     pub dead_letters: u64,
@@ -206,6 +208,7 @@ impl Loop<'_> {
             value: msg.payload(),
         };
         let size = raw.key.map_or(0, <[u8]>::len) + raw.value.map_or(0, <[u8]>::len);
+        self.stats.bytes += size as u64;
         let mut backoff = Duration::from_millis(100);
         let decoded = loop {
             match self.decoder.decode(&raw).await {
