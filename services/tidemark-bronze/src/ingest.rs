@@ -59,6 +59,8 @@ pub struct IngestStats {
     pub abandoned_segments: u64,
     /// Flush attempts that failed and were retried (object store unreachable).
     pub flush_retries: u64,
+    /// When the first record arrived (after the group join), for throughput figures.
+    pub first_record_at: Option<Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +201,7 @@ impl Loop<'_> {
             return Ok(());
         }
         self.stats.records += 1;
+        self.stats.first_record_at.get_or_insert_with(Instant::now);
         let raw = RawRecord {
             topic: &topic,
             partition,

@@ -87,6 +87,9 @@ pub fn consumer_config(
         .set("partition.assignment.strategy", "cooperative-sticky")
         // Bounded prefetch: at most this much per partition waits in librdkafka's queues.
         .set("queued.max.messages.kbytes", "16384")
+        // When that queue is full librdkafka pauses fetching for this long (default 1 s): a
+        // flush briefly fills it, and a 1 s stall per flush would idle ingest most of the time.
+        .set("fetch.queue.backoff.ms", "10")
         .set("fetch.wait.max.ms", "100");
     for (k, v) in properties {
         c.set(k, v);
