@@ -25,8 +25,10 @@ for form in $FORMS; do
   out=$(mktemp -d)
   echo "== $form: $EVENTS events over $PARTITIONS partitions"
   "$BENCH" prefill "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS" "$form"
-  drain=$("$BENCH" drain "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS" | tee /dev/stderr)
-  ingest=$("$BENCH" ingest "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS" "$out" | tee /dev/stderr)
+  drain=$("$BENCH" drain "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS")
+  echo "$drain"
+  ingest=$("$BENCH" ingest "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS" "$out")
+  echo "$ingest"
   d=$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$drain")
   i=$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$ingest")
   echo "ratio ingest/raw drain: $(python3 -c "print(f'{$i/$d:.2f}')")"
