@@ -10,10 +10,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tidemark_bronze::commit_log;
 use tidemark_bronze::dead_letter;
 
-use crate::stream::Kind2;
+use crate::stream::RecordKind;
 
 /// (topic, partition) → (offset, what was produced).
-pub type Produced = BTreeMap<(String, i32), Vec<(i64, Kind2)>>;
+pub type Produced = BTreeMap<(String, i32), Vec<(i64, RecordKind)>>;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Proof {
@@ -123,12 +123,12 @@ pub async fn prove(store: &dyn ObjectStore, root: &Path, produced: &Produced) ->
         for (o, kind) in offsets {
             let got = seen.remove(o);
             match (kind, got) {
-                (Kind2::Change(op), Some(("row", landed_op))) => {
+                (RecordKind::Change(op), Some(("row", landed_op))) => {
                     assert_eq!(landed_op, op.code(), "{topic}[{partition}]@{o}: op");
                     proof.rows += 1;
                 }
-                (Kind2::Poison, Some(("dead letter", _))) => proof.dead_letters += 1,
-                (Kind2::Tombstone, None) => tombstones += 1,
+                (RecordKind::Poison, Some(("dead letter", _))) => proof.dead_letters += 1,
+                (RecordKind::Tombstone, None) => tombstones += 1,
                 (kind, got) => {
                     panic!("{topic}[{partition}]@{o}: produced {kind:?}, landed as {got:?}")
                 }

@@ -12,7 +12,7 @@ use tidemark_core::value::{Row, TimeUnit, Timestamp, TypedRow, Value};
 
 /// What a produced record is, for the proof.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind2 {
+pub enum RecordKind {
     Change(Op),
     Tombstone,
     Poison,
@@ -25,7 +25,7 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub timestamp_ms: i64,
-    pub kind: Kind2,
+    pub kind: RecordKind,
 }
 
 pub fn row_schema(table: &str) -> Schema {
@@ -139,7 +139,7 @@ pub fn generate(
                 key: Some(key.into_bytes()),
                 value: Some(poison.to_vec()),
                 timestamp_ms: ts,
-                kind: Kind2::Poison,
+                kind: RecordKind::Poison,
             });
             continue;
         }
@@ -198,7 +198,7 @@ pub fn generate(
             key: Some(key.clone().into_bytes()),
             value: Some(value),
             timestamp_ms: ts,
-            kind: Kind2::Change(op),
+            kind: RecordKind::Change(op),
         });
         if op == Op::Delete && out.len() < n {
             out.push(Record {
@@ -207,7 +207,7 @@ pub fn generate(
                 key: Some(key.into_bytes()),
                 value: None,
                 timestamp_ms: ts + 1,
-                kind: Kind2::Tombstone,
+                kind: RecordKind::Tombstone,
             });
         }
     }

@@ -193,6 +193,8 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let store: Arc<dyn ObjectStore> =
         Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("bronze")).unwrap());
     wait_caught_up(store.as_ref(), &produced, Duration::from_secs(120)).await;
+    // The last generation may have just started; give it time to install its signal handlers.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     kill(&mut child.0, "-TERM");
     let status = child.0.wait().unwrap();
     assert!(status.success(), "graceful stop after SIGTERM: {status}");

@@ -13,7 +13,7 @@ use tidemark_core::config::Config;
 use tidemark_core::event::Op;
 use tidemark_e2e::kafka::Kafka;
 use tidemark_e2e::proof::{caught_up, produced, prove};
-use tidemark_e2e::stream::{Kind2, Record, generate};
+use tidemark_e2e::stream::{Record, RecordKind, generate};
 
 fn config(bootstrap: &str, bronze: &std::path::Path, topics: &[&str]) -> Config {
     let toml = format!(
@@ -57,7 +57,7 @@ async fn produce_in_step(
 fn count(records: &[Record], topic: &str, op: Op) -> usize {
     records
         .iter()
-        .filter(|r| r.topic == topic && r.kind == Kind2::Change(op))
+        .filter(|r| r.topic == topic && r.kind == RecordKind::Change(op))
         .count()
 }
 

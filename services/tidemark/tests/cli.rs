@@ -181,3 +181,28 @@ fn ingest_without_a_config_file_fails_clearly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn ingest_stops_cleanly_on_sigterm_even_right_after_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let bronze = dir.path().join("bronze");
+    std::fs::write(
+        dir.path().join("tidemark.toml"),
+        format!("[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\ntopics = [\"a.b.c\"]\n[bronze]\nurl = \"file://{}\"\n", bronze.display()),
+    )
+    .unwrap();
+    for delay_ms in [50, 500] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            .args(["--log-level", "error", "ingest"])
+            .current_dir(dir.path())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "after {delay_ms} ms: {status}");
+    }
+}
