@@ -173,7 +173,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let produced = produce_while(&kafka, &records, 12, |_| {
         // A member joins ~5 s after start (session timeout of the killed one + join): kill
         // before, during and after it consumes the new slice.
-        std::thread::sleep(rng.millis(4_000, 8_000));
+        std::thread::sleep(rng.millis(5_000, 9_000));
         kill(&mut child.0, "-KILL");
         child.0.wait().unwrap();
         kills += 1;
