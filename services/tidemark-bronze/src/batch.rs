@@ -305,11 +305,7 @@ pub fn change_batch(events: &[&ChangeEvent], shape: &Shape) -> Result<RecordBatc
     columns.push(Arc::new(Int64Array::from(
         events.iter().map(|e| e.ts_ms).collect::<Vec<_>>(),
     )));
-    let sources: Vec<Value> = events.iter().map(|e| source_values(&e.source)).collect();
-    columns.push(to_array(
-        &sources.iter().collect::<Vec<_>>(),
-        &SOURCE_FIELD,
-    )?);
+    columns.push(source_column(events.iter().map(|e| &e.source))?);
     let txs: Vec<Value> = events
         .iter()
         .map(|e| transaction_value(&e.transaction))
@@ -335,6 +331,14 @@ pub fn change_batch(events: &[&ChangeEvent], shape: &Shape) -> Result<RecordBatc
         shape,
     )?);
     Ok(RecordBatch::try_new(schema, columns).expect("columns follow the schema"))
+}
+
+/// The `source` struct column.
+fn source_column<'a>(
+    sources: impl Iterator<Item = &'a tidemark_core::event::Source>,
+) -> Result<ArrayRef, ValueTypeError> {
+    let values: Vec<Value> = sources.map(source_values).collect();
+    to_array(&values.iter().collect::<Vec<_>>(), &SOURCE_FIELD)
 }
 
 fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> RecordBatch {
@@ -412,11 +416,7 @@ pub fn schema_changes_batch(rows: &[&SchemaChange]) -> Result<RecordBatch, Value
         i64f("ts_ms"),
     ]);
     let mut cols = kafka_columns(&rows.iter().map(|r| &r.kafka).collect::<Vec<_>>());
-    let sources: Vec<Value> = rows.iter().map(|r| source_values(&r.source)).collect();
-    cols.push(to_array(
-        &sources.iter().collect::<Vec<_>>(),
-        &SOURCE_FIELD,
-    )?);
+    cols.push(source_column(rows.iter().map(|r| &r.source))?);
     cols.push(Arc::new(StringArray::from(
         rows.iter()
             .map(|r| r.database.as_deref())
@@ -449,11 +449,7 @@ pub fn messages_batch(rows: &[&LogicalMessage]) -> Result<RecordBatch, ValueType
         i64f("ts_ms"),
     ]);
     let mut cols = kafka_columns(&rows.iter().map(|r| &r.kafka).collect::<Vec<_>>());
-    let sources: Vec<Value> = rows.iter().map(|r| source_values(&r.source)).collect();
-    cols.push(to_array(
-        &sources.iter().collect::<Vec<_>>(),
-        &SOURCE_FIELD,
-    )?);
+    cols.push(source_column(rows.iter().map(|r| &r.source))?);
     cols.push(Arc::new(StringArray::from(
         rows.iter().map(|r| r.prefix.as_deref()).collect::<Vec<_>>(),
     )));

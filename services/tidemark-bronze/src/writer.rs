@@ -82,14 +82,6 @@ impl BronzeWriter {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The next offset of a partition according to the commit log.
     pub async fn next_offset(
         &self,

@@ -69,18 +69,6 @@ impl Decoded {
             Decoded::SchemaChange(s) => &s.kafka,
         }
     }
-
-    /// A short name of the kind of record, for metrics labels and logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Decoded::Change(_) => "change",
-            Decoded::Tombstone(_) => "tombstone",
-            Decoded::Message(_) => "message",
-            Decoded::Transaction(_) => "transaction",
-            Decoded::Heartbeat(_) => "heartbeat",
-            Decoded::SchemaChange(_) => "schema_change",
-        }
-    }
 }
 
 /// Debezium's operation codes for row changes.
@@ -232,11 +220,6 @@ impl Snapshot {
             "incremental" => Snapshot::Incremental,
             other => Snapshot::Other(other.to_owned()),
         }
-    }
-
-    /// Whether the event came from a snapshot (initial or incremental) rather than the log.
-    pub fn is_snapshot(&self) -> bool {
-        !matches!(self, Snapshot::False)
     }
 
     pub fn as_str(&self) -> &str {

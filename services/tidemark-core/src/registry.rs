@@ -114,10 +114,6 @@ impl RegistryClient {
         })
     }
 
-    pub fn url(&self) -> &str {
-        &self.settings.url
-    }
-
     /// The Avro schema text registered under `id`.
     pub async fn schema_text(&self, id: u32) -> Result<Arc<str>, RegistryError> {
         if let Some(s) = self.cache.lock().expect("cache lock").get(&id) {

@@ -187,15 +187,6 @@ impl Timestamp {
             _ => None,
         }
     }
-
-    /// From a chrono instant.
-    pub fn from_naive(t: NaiveDateTime) -> Timestamp {
-        let utc = t.and_utc();
-        Timestamp::At {
-            seconds: utc.timestamp(),
-            nanos: utc.timestamp_subsec_nanos(),
-        }
-    }
 }
 
 impl fmt::Display for Timestamp {

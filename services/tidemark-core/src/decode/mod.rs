@@ -69,10 +69,6 @@ impl Decoder {
         }
     }
 
-    pub fn format(&self) -> Format {
-        self.opts.format
-    }
-
     /// Decodes one record, fetching unknown Avro schemas from the registry first.
     pub async fn decode(&mut self, rec: &RawRecord<'_>) -> Result<Decoded, DecodeError> {
         if self.opts.format == Format::Avro {
