@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::{Config, TableKind};
 use crate::decode::{Format, Placeholder};
+use crate::mapping::ColType;
 
 /// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,37 +59,6 @@ const OWNED_PROPERTIES: &[(&str, &str)] = &[
         "nothing: tidemark stores offsets itself",
     ),
 ];
-
-/// Column types accepted in `tables[].columns`.
-fn is_known_column_type(t: &str) -> bool {
-    let t = t.trim().to_ascii_lowercase();
-    let base = t.split('(').next().unwrap_or("").trim();
-    let simple = [
-        "bigint",
-        "integer",
-        "int",
-        "smallint",
-        "text",
-        "varchar",
-        "boolean",
-        "double precision",
-        "double",
-        "real",
-        "float",
-        "numeric",
-        "decimal",
-        "date",
-        "time",
-        "timestamp",
-        "timestamptz",
-        "json",
-        "jsonb",
-        "uuid",
-        "bytea",
-    ];
-    simple.contains(&base)
-        && (t == base || (t.ends_with(')') && matches!(base, "numeric" | "decimal" | "varchar")))
-}
 
 impl Config {
     /// Checks everything that can be checked without connecting anywhere.
@@ -375,11 +345,11 @@ impl Config {
                 }
             }
             for (col, ty) in &t.columns {
-                if !is_known_column_type(ty) {
+                if let Err(e) = ColType::parse(ty) {
                     err(
                         &format!("tables[{i}].columns.{col}"),
                         format!("`{ty}` is not a supported column type"),
-                        "use bigint, integer, smallint, numeric(p,s), double precision, real, text, varchar(n), boolean, date, time, timestamp, timestamptz, json, jsonb, uuid or bytea",
+                        &e.to_string().replace("unknown column type", "known types"),
                     );
                 }
             }

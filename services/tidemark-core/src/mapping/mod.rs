@@ -7,4 +7,4 @@ mod sql;
 pub use arrow::{
     LOGICAL_METADATA_KEY, UNAVAILABLE_FIELD, arrow_field, arrow_row_fields, arrow_type,
 };
-pub use sql::{Backend, sql_type};
+pub use sql::{Backend, ColType, UnknownType, sql_type};

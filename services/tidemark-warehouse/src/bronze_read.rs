@@ -1,0 +1,510 @@
+//! Reads bronze back: the commit records of a partition from a position, and the changes in
+//! their Parquet files with values in canonical [`Cell`] form and column types from the file's
+//! Arrow schema (or inferred from schemaless JSON).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+    Int64Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
+    Time64NanosecondType, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
+use arrow_schema::{DataType, Field, TimeUnit};
+use chrono::{DateTime, NaiveDate, NaiveTime};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value as Json;
+use tidemark_bronze::commit_log::{self, CommitLogError, CommitRecord};
+use tidemark_bronze::layout;
+use tidemark_core::event::Source;
+use tidemark_core::mapping::{ColType, UNAVAILABLE_FIELD};
+
+use crate::cell::{Cell, Values, canonical_json, infer};
+use crate::change::{Change, Columns, Image, Op, position_key};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("bronze commit log: {0}")]
+    Log(#[from] CommitLogError),
+    #[error("bronze object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("bronze file {path}: {source}")]
+    Parquet {
+        path: String,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("bronze file {path}: {problem}")]
+    Shape { path: String, problem: String },
+}
+
+/// The commit records of a partition whose ranges reach `from` or later, in order, at most
+/// `max` of them. Lists only names after `from` (the names sort by offset).
+pub async fn records_from(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    max: usize,
+) -> Result<Vec<CommitRecord>, ReadError> {
+    let dir = layout::log_dir(root, topic, partition);
+    let after = layout::commit_record(root, topic, partition, from - 1);
+    let mut starts: Vec<i64> = store
+        .list_with_offset(Some(&dir), &after)
+        .map_ok(|m| m.location.filename().and_then(layout::parse_commit_name))
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .filter(|s| *s >= from)
+        .collect();
+    starts.sort_unstable();
+    // A position inside a range (not left by this merger) needs the record that holds it.
+    if starts.first() != Some(&from) {
+        let chain = commit_log::read_chain(store, root, topic, partition).await?;
+        return Ok(chain
+            .records
+            .into_iter()
+            .filter(|r| r.end >= from)
+            .take(max)
+            .collect());
+    }
+    let mut out = Vec::new();
+    for start in starts.into_iter().take(max) {
+        let path = layout::commit_record(root, topic, partition, start);
+        let bytes = store.get(&path).await?.bytes().await?;
+        let rec: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| ReadError::Shape {
+            path: path.to_string(),
+            problem: e.to_string(),
+        })?;
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// How to read images.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Debezium's placeholder for unchanged TOAST values, recognised in schemaless JSON.
+    pub unavailable_placeholder: String,
+}
+
+/// The changes of one bronze file with offsets ≥ `from`, and its columns.
+#[derive(Debug, Clone, Default)]
+pub struct FileChanges {
+    pub columns: Columns,
+    pub key_columns: Columns,
+    pub changes: Vec<Change>,
+    /// Problems with single rows (kept out of `changes`), for the log.
+    pub skipped: Vec<String>,
+}
+
+pub async fn read_file(
+    store: &dyn ObjectStore,
+    path: &str,
+    from: i64,
+    opts: &ReadOptions,
+) -> Result<FileChanges, ReadError> {
+    let bytes = store.get(&Path::from(path)).await?.bytes().await?;
+    let perr = |source| ReadError::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(perr)?
+        .build()
+        .map_err(perr)?;
+    let mut out = FileChanges::default();
+    for batch in reader {
+        let batch = batch.map_err(|e| perr(e.into()))?;
+        read_batch(&batch, from, opts, &mut out).map_err(|problem| ReadError::Shape {
+            path: path.to_owned(),
+            problem,
+        })?;
+    }
+    Ok(out)
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, String> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| format!("no column `{name}`"))
+}
+
+fn read_batch(
+    batch: &RecordBatch,
+    from: i64,
+    opts: &ReadOptions,
+    out: &mut FileChanges,
+) -> Result<(), String> {
+    let topic = column(batch, "_kafka_topic")?.as_string::<i32>();
+    let partition = column(batch, "_kafka_partition")?.as_primitive::<Int32Type>();
+    let offset = column(batch, "_kafka_offset")?.as_primitive::<Int64Type>();
+    let op = column(batch, "op")?.as_string::<i32>();
+    let ts = column(batch, "ts_ms")?.as_primitive::<Int64Type>();
+    let source = column(batch, "source")?.as_struct();
+    let key = column(batch, "key")?;
+    let before = column(batch, "before")?;
+    let after = column(batch, "after")?;
+    let kafka_ts = column(batch, "_kafka_timestamp")?;
+
+    if let DataType::Struct(fields) = after.data_type() {
+        for f in fields.iter().filter(|f| f.name() != UNAVAILABLE_FIELD) {
+            out.columns
+                .absorb(f.name(), ColType::from_arrow(f))
+                .map_err(|(a, b)| format!("column `{}` is {a} and {b}", f.name()))?;
+        }
+    }
+    if let DataType::Struct(fields) = key.data_type() {
+        for f in fields.iter() {
+            let _ = out.key_columns.absorb(f.name(), ColType::from_arrow(f));
+        }
+    }
+
+    for row in 0..batch.num_rows() {
+        let off = offset.value(row);
+        if off < from {
+            continue;
+        }
+        let Some(op) = Op::parse(op.value(row)) else {
+            out.skipped
+                .push(format!("offset {off}: unknown op `{}`", op.value(row)));
+            continue;
+        };
+        let src = source_at(source, row);
+        let ts_ms = src
+            .ts_ms
+            .or((!ts.is_null(row)).then(|| ts.value(row)))
+            .or_else(|| {
+                let k = kafka_ts.as_primitive::<TimestampMillisecondType>();
+                (!k.is_null(row)).then(|| k.value(row))
+            })
+            .unwrap_or(0);
+        let part = partition.value(row);
+        let record_key = match key.data_type() {
+            DataType::Struct(_) if key.is_valid(row) => {
+                struct_values(key.as_struct(), row, opts).values
+            }
+            DataType::Utf8 if key.is_valid(row) => {
+                json_values(
+                    key.as_string::<i32>().value(row),
+                    opts,
+                    &mut Columns::default(),
+                )
+                .values
+            }
+            _ => Values::new(),
+        };
+        let mut image = |a: &ArrayRef| -> Option<Image> {
+            if !a.is_valid(row) {
+                return None;
+            }
+            Some(match a.data_type() {
+                DataType::Struct(_) => struct_values(a.as_struct(), row, opts),
+                _ => json_values(a.as_string::<i32>().value(row), opts, &mut out.columns),
+            })
+        };
+        let before = image(before);
+        let after = image(after);
+        out.changes.push(Change {
+            topic: topic.value(row).to_owned(),
+            partition: part,
+            offset: off,
+            op,
+            pos: position_key(&src, ts_ms, part, off),
+            ts_ms,
+            record_key,
+            before,
+            after,
+        });
+    }
+    Ok(())
+}
+
+fn source_at(source: &StructArray, row: usize) -> Source {
+    let int = |name: &str| {
+        source
+            .column_by_name(name)
+            .map(|a| a.as_primitive::<Int64Type>())
+            .and_then(|a| a.is_valid(row).then(|| a.value(row)))
+    };
+    let text = |name: &str| {
+        source
+            .column_by_name(name)
+            .map(|a| a.as_string::<i32>())
+            .and_then(|a| a.is_valid(row).then(|| a.value(row).to_owned()))
+    };
+    Source {
+        ts_ms: int("ts_ms"),
+        lsn: int("lsn"),
+        sequence: text("sequence"),
+        file: text("file"),
+        pos: int("pos"),
+        row: int("row"),
+        ..Source::default()
+    }
+}
+
+fn struct_values(st: &StructArray, row: usize, _opts: &ReadOptions) -> Image {
+    let mut img = Image::default();
+    for (f, a) in st.fields().iter().zip(st.columns()) {
+        if f.name() == UNAVAILABLE_FIELD {
+            if a.is_valid(row) {
+                let list = a.as_list::<i32>().value(row);
+                let names = list.as_string::<i32>();
+                img.unavailable = (0..names.len())
+                    .filter(|i| names.is_valid(*i))
+                    .map(|i| names.value(i).to_owned())
+                    .collect::<BTreeSet<_>>();
+            }
+            continue;
+        }
+        img.values.insert(f.name().clone(), cell_at(a, f, row));
+    }
+    for name in &img.unavailable {
+        img.values.remove(name);
+    }
+    img
+}
+
+/// A schemaless image: its columns' types are inferred and widened into `columns`.
+fn json_values(text: &str, opts: &ReadOptions, columns: &mut Columns) -> Image {
+    let mut img = Image::default();
+    let Ok(Json::Object(map)) = serde_json::from_str::<Json>(text) else {
+        return img;
+    };
+    for (name, v) in &map {
+        if v.as_str() == Some(opts.unavailable_placeholder.as_str()) {
+            img.unavailable.insert(name.clone());
+            continue;
+        }
+        let (cell, ty) = infer(v);
+        if let Some(ty) = ty {
+            // An incompatible mix (a number then a string) widens to text.
+            if columns.absorb(name, ty).is_err() {
+                if let Some((_, t)) = columns.0.iter_mut().find(|(n, _)| n == name) {
+                    *t = ColType::Text;
+                }
+            }
+        } else if columns.get(name).is_none() {
+            // Type unknown until a value arrives; text holds anything meanwhile.
+            let _ = columns.absorb(name, ColType::Text);
+        }
+        img.values.insert(name.clone(), cell);
+    }
+    img
+}
+
+fn naive_time(nanos: i64) -> String {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let sub = nanos.rem_euclid(1_000_000_000);
+    NaiveTime::from_num_seconds_from_midnight_opt(secs.rem_euclid(86_400) as u32, sub as u32)
+        .map(|t| t.format("%H:%M:%S%.6f").to_string())
+        .unwrap_or_default()
+}
+
+fn timestamp_text(v: i64, unit: TimeUnit, tz: bool) -> String {
+    match v {
+        i64::MIN => return "-infinity".into(),
+        i64::MAX => return "infinity".into(),
+        _ => {}
+    }
+    let (secs, nanos) = match unit {
+        TimeUnit::Second => (v, 0),
+        TimeUnit::Millisecond => (v.div_euclid(1000), v.rem_euclid(1000) * 1_000_000),
+        TimeUnit::Microsecond => (v.div_euclid(1_000_000), v.rem_euclid(1_000_000) * 1000),
+        TimeUnit::Nanosecond => (v.div_euclid(1_000_000_000), v.rem_euclid(1_000_000_000)),
+    };
+    match DateTime::from_timestamp(secs, nanos as u32) {
+        Some(d) if tz => d.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string(),
+        Some(d) => d.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        None => String::new(),
+    }
+}
+
+/// A timestamp in milliseconds as the warehouse's `timestamptz` text.
+pub fn ts_ms_text(ms: i64) -> String {
+    timestamp_text(ms, TimeUnit::Millisecond, true)
+}
+
+fn decimal_text(v: i128, scale: i8) -> String {
+    if scale <= 0 {
+        let mut s = v.to_string();
+        if v != 0 {
+            s.extend(std::iter::repeat_n('0', usize::from(scale.unsigned_abs())));
+        }
+        return s;
+    }
+    let digits = v.unsigned_abs().to_string();
+    let scale = usize::from(scale.unsigned_abs());
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{}{int}.{frac}", if v < 0 { "-" } else { "" })
+}
+
+/// One value of an Arrow array as a cell.
+pub fn cell_at(a: &ArrayRef, field: &Field, row: usize) -> Cell {
+    if a.is_null(row) {
+        return Cell::Null;
+    }
+    let ty = ColType::from_arrow(field);
+    match a.data_type() {
+        DataType::Boolean => Cell::Bool(a.as_boolean().value(row)),
+        DataType::Int8 => Cell::Int(i64::from(a.as_primitive::<Int8Type>().value(row))),
+        DataType::Int16 => Cell::Int(i64::from(a.as_primitive::<Int16Type>().value(row))),
+        DataType::Int32 => Cell::Int(i64::from(a.as_primitive::<Int32Type>().value(row))),
+        DataType::Int64 => Cell::Int(a.as_primitive::<Int64Type>().value(row)),
+        DataType::Float32 => Cell::Float(f64::from(a.as_primitive::<Float32Type>().value(row))),
+        DataType::Float64 => Cell::Float(a.as_primitive::<Float64Type>().value(row)),
+        DataType::Utf8 => {
+            let s = a.as_string::<i32>().value(row);
+            Cell::Text(match ty {
+                ColType::Json => canonical_json(s),
+                ColType::Uuid => s.to_ascii_lowercase(),
+                _ => s.to_owned(),
+            })
+        }
+        DataType::LargeUtf8 => Cell::Text(a.as_string::<i64>().value(row).to_owned()),
+        DataType::Binary => Cell::Bytes(a.as_binary::<i32>().value(row).to_vec()),
+        DataType::LargeBinary => Cell::Bytes(a.as_binary::<i64>().value(row).to_vec()),
+        DataType::Decimal128(_, s) => Cell::Text(decimal_text(
+            a.as_primitive::<Decimal128Type>().value(row),
+            *s,
+        )),
+        DataType::Date32 => {
+            let days = a.as_primitive::<Date32Type>().value(row);
+            Cell::Text(
+                NaiveDate::from_epoch_days(days)
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+            )
+        }
+        DataType::Time32(TimeUnit::Second) => Cell::Text(naive_time(
+            i64::from(a.as_primitive::<Time32SecondType>().value(row)) * 1_000_000_000,
+        )),
+        DataType::Time32(_) => Cell::Text(naive_time(
+            i64::from(a.as_primitive::<Time32MillisecondType>().value(row)) * 1_000_000,
+        )),
+        DataType::Time64(TimeUnit::Microsecond) => Cell::Text(naive_time(
+            a.as_primitive::<Time64MicrosecondType>().value(row) * 1000,
+        )),
+        DataType::Time64(_) => Cell::Text(naive_time(
+            a.as_primitive::<Time64NanosecondType>().value(row),
+        )),
+        DataType::Timestamp(unit, tz) => {
+            let v = match unit {
+                TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(row),
+                TimeUnit::Millisecond => a.as_primitive::<TimestampMillisecondType>().value(row),
+                TimeUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(row),
+            };
+            Cell::Text(timestamp_text(v, *unit, tz.is_some()))
+        }
+        _ => Cell::Text(json_at(a, row).to_string()),
+    }
+}
+
+/// Nested values (lists, structs, maps) as JSON.
+fn json_at(a: &ArrayRef, row: usize) -> Json {
+    if a.is_null(row) {
+        return Json::Null;
+    }
+    match a.data_type() {
+        DataType::List(f) => {
+            let items = a.as_list::<i32>().value(row);
+            Json::Array((0..items.len()).map(|i| leaf_json(&items, f, i)).collect())
+        }
+        DataType::LargeList(f) => {
+            let items = a.as_list::<i64>().value(row);
+            Json::Array((0..items.len()).map(|i| leaf_json(&items, f, i)).collect())
+        }
+        DataType::Struct(fields) => {
+            let st = a.as_struct();
+            Json::Object(
+                fields
+                    .iter()
+                    .zip(st.columns())
+                    .map(|(f, c)| (f.name().clone(), leaf_json(c, f, row)))
+                    .collect(),
+            )
+        }
+        DataType::Map(_, _) => {
+            let entries = a.as_map().value(row);
+            let (k, v) = (entries.column(0), entries.column(1));
+            let (kf, vf) = (entries.fields()[0].clone(), entries.fields()[1].clone());
+            Json::Object(
+                (0..entries.len())
+                    .map(|i| {
+                        let key = match cell_at(k, &kf, i) {
+                            Cell::Text(t) => t,
+                            c => c.to_text(),
+                        };
+                        (key, leaf_json(v, &vf, i))
+                    })
+                    .collect(),
+            )
+        }
+        _ => Json::Null,
+    }
+}
+
+fn leaf_json(a: &ArrayRef, f: &Arc<Field>, i: usize) -> Json {
+    match a.data_type() {
+        DataType::List(_) | DataType::LargeList(_) | DataType::Struct(_) | DataType::Map(..) => {
+            json_at(a, i)
+        }
+        _ => match cell_at(a, f, i) {
+            Cell::Text(t) if ColType::from_arrow(f) == ColType::Json => {
+                serde_json::from_str(&t).unwrap_or(Json::String(t))
+            }
+            c => match c {
+                Cell::Null => Json::Null,
+                Cell::Bool(b) => Json::Bool(b),
+                Cell::Int(i) => Json::from(i),
+                Cell::Float(x) => serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number),
+                Cell::Text(t) => Json::String(t),
+                Cell::Bytes(b) => Json::String(c_b64(&b)),
+            },
+        },
+    }
+}
+
+fn c_b64(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_render_exactly() {
+        assert_eq!(decimal_text(12345, 2), "123.45");
+        assert_eq!(decimal_text(-5, 3), "-0.005");
+        assert_eq!(decimal_text(7, 0), "7");
+        assert_eq!(decimal_text(7, -2), "700");
+    }
+
+    #[test]
+    fn timestamps_render_for_both_backends() {
+        assert_eq!(
+            ts_ms_text(1_700_000_000_123),
+            "2023-11-14 22:13:20.123000+00:00"
+        );
+        assert_eq!(
+            timestamp_text(-1, TimeUnit::Microsecond, false),
+            "1969-12-31 23:59:59.999999"
+        );
+        assert_eq!(
+            timestamp_text(i64::MAX, TimeUnit::Microsecond, true),
+            "infinity"
+        );
+    }
+}

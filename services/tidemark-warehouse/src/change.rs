@@ -1,0 +1,128 @@
+//! A change event as the merger sees it: read back from a bronze file, values in canonical
+//! [`Cell`] form, ordered by source position.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+use tidemark_core::event::{Source, SourcePosition};
+use tidemark_core::mapping::ColType;
+
+use crate::cell::Values;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+    Read,
+    Truncate,
+}
+
+impl Op {
+    pub fn parse(s: &str) -> Option<Op> {
+        Some(match s {
+            "c" => Op::Create,
+            "u" => Op::Update,
+            "d" => Op::Delete,
+            "r" => Op::Read,
+            "t" => Op::Truncate,
+            _ => return None,
+        })
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Read => "r",
+            Op::Truncate => "t",
+        }
+    }
+}
+
+/// A row image: its values and the columns Debezium did not send (unchanged TOAST values).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Image {
+    pub values: Values,
+    pub unavailable: BTreeSet<String>,
+}
+
+/// One change of one source row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub op: Op,
+    /// The order key: source position where the connector gives one (see [`position_key`]).
+    pub pos: String,
+    /// Source commit time (ms since the epoch).
+    pub ts_ms: i64,
+    /// The Kafka record key's columns (empty when the record had no key).
+    pub record_key: Values,
+    pub before: Option<Image>,
+    pub after: Option<Image>,
+}
+
+impl Change {
+    /// Position order, then Kafka order (for events at one position, e.g. a snapshot).
+    pub fn order(&self, other: &Change) -> Ordering {
+        (&self.pos, &self.topic, self.partition, self.offset).cmp(&(
+            &other.pos,
+            &other.topic,
+            other.partition,
+            other.offset,
+        ))
+    }
+
+    /// The image that carries the row's values: `after`, or `before` for deletes.
+    pub fn image(&self) -> Option<&Image> {
+        match self.op {
+            Op::Delete => self.before.as_ref().or(self.after.as_ref()),
+            _ => self.after.as_ref().or(self.before.as_ref()),
+        }
+    }
+}
+
+/// The columns of a batch of changes of one table, in first-seen order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Columns(pub Vec<(String, ColType)>);
+
+impl Columns {
+    pub fn get(&self, name: &str) -> Option<ColType> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, t)| *t)
+    }
+
+    /// Adds a column or widens its type; `Err` names an incompatible change.
+    pub fn absorb(&mut self, name: &str, ty: ColType) -> Result<(), (ColType, ColType)> {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            None => {
+                self.0.push((name.to_owned(), ty));
+                Ok(())
+            }
+            Some((_, old)) => match old.widen_to(ty) {
+                Some(w) => {
+                    *old = w;
+                    Ok(())
+                }
+                None => Err((*old, ty)),
+            },
+        }
+    }
+}
+
+/// A sortable text of an event's position. Positions of one connector compare as their texts;
+/// without a position the order falls back to commit time and Kafka coordinates (`~` sorts
+/// after the others, so such events never compare as older than positioned ones).
+pub fn position_key(source: &Source, ts_ms: i64, partition: i32, offset: i64) -> String {
+    match source.position() {
+        SourcePosition::Postgres { commit_lsn, lsn } => format!("pg:{commit_lsn:016x}:{lsn:016x}"),
+        SourcePosition::MySql { file_seq, pos, row } => {
+            format!("my:{file_seq:016x}:{pos:016x}:{row:08x}")
+        }
+        SourcePosition::Unknown => {
+            format!("~:{:016x}:{partition:08x}:{offset:016x}", ts_ms.max(0))
+        }
+    }
+}
