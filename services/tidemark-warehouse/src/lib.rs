@@ -4,3 +4,7 @@
 pub mod bronze_read;
 pub mod cell;
 pub mod change;
+pub mod history;
+pub mod silver;
+pub mod spec;
+pub mod sql;

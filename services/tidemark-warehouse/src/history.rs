@@ -1,0 +1,252 @@
+//! SCD2 history of one dimension key, computed from its whole change log: the versions are a
+//! function of the set of changes (not of their arrival order), so late events splice into
+//! place, redelivered events change nothing and a replay gives the same history.
+
+
+use crate::cell::{Cell, Values, row_hash};
+use crate::change::Image;
+
+/// What a change-log entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Create, update or snapshot read: the row's values.
+    Upsert,
+    /// Delete: the `before` image (often only the key).
+    Delete,
+    /// A fact referenced the key at `ts_ms` (the earliest such time is kept).
+    Ref,
+}
+
+impl EntryKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            EntryKind::Upsert => "u",
+            EntryKind::Delete => "d",
+            EntryKind::Ref => "ref",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EntryKind> {
+        Some(match s {
+            "u" => EntryKind::Upsert,
+            "d" => EntryKind::Delete,
+            "ref" => EntryKind::Ref,
+            _ => return None,
+        })
+    }
+}
+
+/// The position of the one `Ref` entry of a key.
+pub const REF_POS: &str = "";
+
+/// One entry of a key's change log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    pub pos: String,
+    pub ts_ms: i64,
+    pub kind: EntryKind,
+    pub image: Image,
+}
+
+/// One row of `gold.dim_<table>` for a key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    /// Position of the change that opened it (`""` for an inferred member).
+    pub start_pos: String,
+    pub valid_from_ms: i64,
+    /// Exclusive; `None` while current.
+    pub valid_to_ms: Option<i64>,
+    /// 1, 2, … (0 for an inferred member).
+    pub version: i64,
+    pub is_current: bool,
+    pub is_deleted: bool,
+    pub is_inferred: bool,
+    pub row_hash: String,
+    /// Tracked columns.
+    pub values: Values,
+}
+
+/// The versions of a key from all its log entries (any order; one entry per position).
+/// `tracked` says which columns make versions.
+pub fn versions(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> Vec<Version> {
+    let mut changes: Vec<&LogEntry> = entries
+        .iter()
+        .filter(|e| e.kind != EntryKind::Ref)
+        .collect();
+    changes.sort_by(|a, b| a.pos.cmp(&b.pos));
+    let first_ref = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Ref)
+        .map(|e| e.ts_ms)
+        .min();
+
+    // Last known full row, for TOAST placeholders and delete markers.
+    let mut state = Values::new();
+    let mut out: Vec<Version> = Vec::new();
+    for e in changes {
+        let (full, deleted) = match e.kind {
+            EntryKind::Delete => {
+                let mut v = state.clone();
+                if v.is_empty() {
+                    v = e.image.values.clone();
+                }
+                (v, true)
+            }
+            _ => (resolve(&e.image, &state), false),
+        };
+        if !deleted {
+            state = full.clone();
+        }
+        let values: Values = full.into_iter().filter(|(k, _)| tracked(k)).collect();
+        let hash = row_hash(&values);
+        if let Some(last) = out.last()
+            && last.row_hash == hash
+            && last.is_deleted == deleted
+        {
+            continue;
+        }
+        let valid_from_ms = out
+            .last()
+            .map_or(e.ts_ms, |last| e.ts_ms.max(last.valid_from_ms));
+        out.push(Version {
+            start_pos: e.pos.clone(),
+            valid_from_ms,
+            valid_to_ms: None,
+            version: 0,
+            is_current: false,
+            is_deleted: deleted,
+            is_inferred: false,
+            row_hash: hash,
+            values,
+        });
+    }
+    for i in 0..out.len() {
+        out[i].version = i as i64 + 1;
+        out[i].valid_to_ms = out.get(i + 1).map(|n| n.valid_from_ms);
+        out[i].is_current = i + 1 == out.len();
+    }
+    // A fact saw the key before its first known version: an inferred member covers that time,
+    // completed with the first version's values once it exists.
+    if let Some(ref_ts) = first_ref
+        && out.first().is_none_or(|v| ref_ts < v.valid_from_ms)
+    {
+        let first = out.first();
+        out.insert(
+            0,
+            Version {
+                start_pos: REF_POS.to_owned(),
+                valid_from_ms: ref_ts,
+                valid_to_ms: first.map(|v| v.valid_from_ms),
+                version: 0,
+                is_current: first.is_none(),
+                is_deleted: false,
+                is_inferred: true,
+                row_hash: first.map(|v| v.row_hash.clone()).unwrap_or_default(),
+                values: first.map(|v| v.values.clone()).unwrap_or_default(),
+            },
+        );
+    }
+    out
+}
+
+/// An image with its unavailable (TOAST) columns taken from the last known row.
+pub fn resolve(image: &Image, state: &Values) -> Values {
+    let mut v = image.values.clone();
+    for c in &image.unavailable {
+        v.insert(c.clone(), state.get(c).cloned().unwrap_or(Cell::Null));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(pos: &str, ts: i64, x: i64, note: &str) -> LogEntry {
+        LogEntry {
+            pos: pos.into(),
+            ts_ms: ts,
+            kind: EntryKind::Upsert,
+            image: Image {
+                values: [
+                    ("x".to_owned(), Cell::Int(x)),
+                    ("note".to_owned(), Cell::Text(note.into())),
+                ]
+                .into(),
+                unavailable: BTreeSet::new(),
+            },
+        }
+    }
+
+    fn tracked(c: &str) -> bool {
+        c != "note"
+    }
+
+    #[test]
+    fn a_late_change_splits_the_version_it_falls_in() {
+        let mut log = vec![up("a", 10, 1, ""), up("c", 30, 1, "n"), up("d", 40, 2, "")];
+        let before = versions(&log, &tracked);
+        assert_eq!(before.len(), 2);
+        log.push(up("b", 20, 5, ""));
+        let after = versions(&log, &tracked);
+        let spans: Vec<_> = after
+            .iter()
+            .map(|v| (v.valid_from_ms, v.valid_to_ms, v.version))
+            .collect();
+        // x: 1 @10, 5 @20, back to 1 @30 (the absorbed event now opens a version), 2 @40.
+        assert_eq!(
+            spans,
+            vec![(10, Some(20), 1), (20, Some(30), 2), (30, Some(40), 3), (40, None, 4)]
+        );
+        assert!(after[3].is_current && !after[2].is_current);
+    }
+
+    #[test]
+    fn ignored_columns_make_no_version_and_order_does_not_matter() {
+        let log = vec![up("b", 20, 1, "changed"), up("a", 10, 1, "")];
+        let v = versions(&log, &tracked);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].valid_from_ms, 10);
+    }
+
+    #[test]
+    fn delete_then_reinsert() {
+        let del = LogEntry {
+            pos: "b".into(),
+            ts_ms: 20,
+            kind: EntryKind::Delete,
+            image: Image::default(),
+        };
+        let v = versions(&[up("a", 10, 1, ""), del, up("c", 30, 1, "")], &tracked);
+        let flags: Vec<_> = v.iter().map(|v| (v.is_deleted, v.is_current)).collect();
+        assert_eq!(flags, vec![(false, false), (true, false), (false, true)]);
+        assert_eq!(v[1].values.get("x"), Some(&Cell::Int(1)), "last known values");
+    }
+
+    #[test]
+    fn toast_placeholder_keeps_the_previous_value() {
+        let mut second = up("b", 20, 2, "");
+        second.image.values.remove("x");
+        second.image.unavailable.insert("x".into());
+        let v = versions(&[up("a", 10, 7, ""), second], &tracked);
+        assert_eq!(v.len(), 1, "x unchanged → no new version");
+        assert_eq!(v[0].values.get("x"), Some(&Cell::Int(7)));
+    }
+
+    #[test]
+    fn inferred_member_is_completed_by_the_first_version() {
+        let r = LogEntry {
+            pos: REF_POS.into(),
+            ts_ms: 5,
+            kind: EntryKind::Ref,
+            image: Image::default(),
+        };
+        let only = versions(std::slice::from_ref(&r), &tracked);
+        assert!(only[0].is_inferred && only[0].is_current && only[0].values.is_empty());
+        let v = versions(&[r, up("a", 10, 3, "")], &tracked);
+        assert_eq!(v.len(), 2);
+        assert!(v[0].is_inferred && !v[0].is_current);
+        assert_eq!(v[0].values.get("x"), Some(&Cell::Int(3)));
+        assert_eq!((v[0].valid_from_ms, v[0].valid_to_ms), (5, Some(10)));
+    }
+}

@@ -1,0 +1,279 @@
+//! The two backends behind one small set of primitives: run a statement, fetch rows as text,
+//! stage rows into a temporary table (PostgreSQL: `COPY … FROM STDIN (FORMAT csv)`; SQLite:
+//! multi-row inserts), commit. Everything above this module is backend-neutral SQL text.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Row as _, Sqlite, SqlitePool, Transaction};
+use tidemark_core::mapping::{Backend, ColType};
+
+use super::names::quote;
+use crate::cell::Cell;
+
+/// A connection pool to the warehouse.
+#[derive(Debug, Clone)]
+pub enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// An open transaction.
+#[derive(Debug)]
+pub enum Tx {
+    Postgres(Transaction<'static, Postgres>),
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+/// Rows fetched as text (every selected column must be text or castable by the query).
+pub type TextRows = Vec<Vec<Option<String>>>;
+
+impl Pool {
+    /// Connects to `postgres://…` or `sqlite://…` (`sqlite::memory:` for a private in-memory
+    /// database); the SQLite file is created when missing.
+    pub async fn connect(url: &str, password: Option<&str>) -> Result<Pool, sqlx::Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut opts = PgConnectOptions::from_str(url)?.options([("timezone", "UTC")]);
+            if let Some(p) = password {
+                opts = opts.password(p);
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await?;
+            Ok(Pool::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30));
+            // One writer: SQLite serialises writes anyway, and `:memory:` is per connection.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts)
+                .await?;
+            Ok(Pool::Sqlite(pool))
+        } else {
+            Err(sqlx::Error::Configuration(
+                "warehouse.url must start with postgres:// or sqlite:".into(),
+            ))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+        })
+    }
+
+    /// Whether the warehouse answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.begin().await?;
+        tx.fetch("SELECT 'ok'", &[]).await?;
+        tx.rollback().await
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Pool::Postgres(p) => p.close().await,
+            Pool::Sqlite(p) => p.close().await,
+        }
+    }
+}
+
+macro_rules! bind_cells {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for c in $binds {
+            q = match c {
+                Cell::Null => q.bind(None::<String>),
+                Cell::Bool(b) => q.bind(*b),
+                Cell::Int(i) => q.bind(*i),
+                Cell::Float(f) => q.bind(*f),
+                Cell::Text(t) => q.bind(t.clone()),
+                Cell::Bytes(b) => q.bind(b.clone()),
+            };
+        }
+        q
+    }};
+}
+
+impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Postgres(_) => Backend::Postgres,
+            Tx::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Runs a statement with `$n`/`?` binds; returns the rows affected.
+    pub async fn exec(&mut self, sql: &str, binds: &[Cell]) -> Result<u64, sqlx::Error> {
+        Ok(match self {
+            Tx::Postgres(tx) => bind_cells!(sqlx::query(sql), binds)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Tx::Sqlite(tx) => bind_cells!(sqlx::query(sql), binds)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Fetches rows; every column is read as text.
+    pub async fn fetch(&mut self, sql: &str, binds: &[Cell]) -> Result<TextRows, sqlx::Error> {
+        Ok(match self {
+            Tx::Postgres(tx) => {
+                let rows = bind_cells!(sqlx::query(sql), binds)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                rows.iter()
+                    .map(|r| (0..r.len()).map(|i| r.try_get::<Option<String>, _>(i)).collect())
+                    .collect::<Result<_, _>>()?
+            }
+            Tx::Sqlite(tx) => {
+                let rows = bind_cells!(sqlx::query(sql), binds)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                rows.iter()
+                    .map(|r| (0..r.len()).map(|i| r.try_get::<Option<String>, _>(i)).collect())
+                    .collect::<Result<_, _>>()?
+            }
+        })
+    }
+
+    /// The placeholder of the `n`th bind (1-based).
+    pub fn param(&self, n: usize) -> String {
+        match self {
+            Tx::Postgres(_) => format!("${n}"),
+            Tx::Sqlite(_) => "?".into(),
+        }
+    }
+
+    /// An expression as text, for [`Tx::fetch`].
+    pub fn text(&self, expr: &str) -> String {
+        match self {
+            Tx::Postgres(_) => format!("({expr})::text"),
+            Tx::Sqlite(_) => format!("CAST({expr} AS TEXT)"),
+        }
+    }
+
+    /// Creates temporary table `name` with `cols` and loads `rows` into it, set-based.
+    pub async fn stage(
+        &mut self,
+        name: &str,
+        cols: &[(String, ColType)],
+        rows: &[Vec<Cell>],
+    ) -> Result<(), sqlx::Error> {
+        let backend = self.backend();
+        let col_defs = cols
+            .iter()
+            .map(|(c, t)| format!("{} {}", quote(c), t.ddl(backend)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let col_list = cols
+            .iter()
+            .map(|(c, _)| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match self {
+            Tx::Postgres(tx) => {
+                sqlx::query(&format!("DROP TABLE IF EXISTS pg_temp.{}", quote(name)))
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(&format!(
+                    "CREATE TEMP TABLE {} ({col_defs}) ON COMMIT DROP",
+                    quote(name)
+                ))
+                .execute(&mut **tx)
+                .await?;
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let conn: &mut sqlx::PgConnection = tx;
+                let mut copy = conn
+                    .copy_in_raw(&format!(
+                        "COPY {} ({col_list}) FROM STDIN WITH (FORMAT csv)",
+                        quote(name)
+                    ))
+                    .await?;
+                let mut buf = String::with_capacity(1 << 16);
+                for row in rows {
+                    for (i, cell) in row.iter().enumerate() {
+                        if i > 0 {
+                            buf.push(',');
+                        }
+                        cell.write_csv(&mut buf);
+                    }
+                    buf.push('\n');
+                    if buf.len() > 1 << 20 {
+                        copy.send(std::mem::take(&mut buf).into_bytes()).await?;
+                    }
+                }
+                if !buf.is_empty() {
+                    copy.send(buf.into_bytes()).await?;
+                }
+                copy.finish().await?;
+            }
+            Tx::Sqlite(tx) => {
+                sqlx::query(&format!("DROP TABLE IF EXISTS temp.{}", quote(name)))
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(&format!("CREATE TEMP TABLE {} ({col_defs})", quote(name)))
+                    .execute(&mut **tx)
+                    .await?;
+                if rows.is_empty() || cols.is_empty() {
+                    return Ok(());
+                }
+                // SQLite allows 32766 binds per statement.
+                let per = (30_000 / cols.len()).max(1);
+                for chunk in rows.chunks(per) {
+                    let mut qb = sqlx::QueryBuilder::<Sqlite>::new(format!(
+                        "INSERT INTO temp.{} ({col_list}) ",
+                        quote(name)
+                    ));
+                    qb.push_values(chunk, |mut b, row| {
+                        for cell in row {
+                            match cell {
+                                Cell::Null => b.push_bind(None::<String>),
+                                Cell::Bool(v) => b.push_bind(*v),
+                                Cell::Int(v) => b.push_bind(*v),
+                                Cell::Float(v) => b.push_bind(*v),
+                                Cell::Text(v) => b.push_bind(v.clone()),
+                                Cell::Bytes(v) => b.push_bind(v.clone()),
+                            };
+                        }
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(tx) => tx.commit().await,
+            Tx::Sqlite(tx) => tx.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(tx) => tx.rollback().await,
+            Tx::Sqlite(tx) => tx.rollback().await,
+        }
+    }
+}

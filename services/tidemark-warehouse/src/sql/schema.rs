@@ -1,0 +1,192 @@
+//! Warehouse tables and their evolution. The merger registers every column it creates (name,
+//! type) in `tidemark.columns`, so evolution compares types without reading each backend's
+//! catalogue: new columns are added, safe widenings applied, anything else stops the table.
+
+use std::collections::BTreeMap;
+
+use tidemark_core::mapping::{Backend, ColType};
+
+use super::conn::Tx;
+use super::names::{Target, literal, quote};
+use crate::cell::Cell;
+
+/// A type change the merger will not make by itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "column {column} of {table} changed type from {from} to {to}, which is not a safe widening; \
+     declare the type you want in [[tables]] columns = {{ {column} = \"…\" }} or rebuild the table \
+     with `tidemark replay --tables <topic> --target-suffix <name>`"
+)]
+pub struct Incompatible {
+    pub table: String,
+    pub column: String,
+    pub from: ColType,
+    pub to: ColType,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(transparent)]
+    Incompatible(#[from] Incompatible),
+    #[error("warehouse: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Creates the namespaces, the column registry and the ledger of a target.
+pub async fn bootstrap(tx: &mut Tx, target: &Target) -> Result<(), sqlx::Error> {
+    if target.backend == Backend::Postgres {
+        for s in target.schemas() {
+            tx.exec(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&s)), &[])
+                .await?;
+        }
+    }
+    tx.exec(
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {} (tbl TEXT NOT NULL, col TEXT NOT NULL, \
+             type TEXT NOT NULL, ord INTEGER NOT NULL, PRIMARY KEY (tbl, col))",
+            target.registry()
+        ),
+        &[],
+    )
+    .await?;
+    tx.exec(
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {} (topic TEXT NOT NULL, part INTEGER NOT NULL, \
+             next_offset BIGINT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (topic, part))",
+            target.ledger()
+        ),
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One warehouse table as the merger manages it.
+#[derive(Debug, Clone)]
+pub struct TableDef {
+    /// Quoted, qualified name.
+    pub name: String,
+    /// Fixed columns (`name type-and-constraints`), created with the table.
+    pub fixed: Vec<String>,
+    /// Source columns, in order.
+    pub columns: Vec<(String, ColType)>,
+    /// Statements run once after creation (indexes).
+    pub after_create: Vec<String>,
+}
+
+/// Makes the table exist with at least `def.columns`; returns the registered type of every
+/// source column (which may be wider than asked).
+pub async fn ensure(
+    tx: &mut Tx,
+    target: &Target,
+    def: &TableDef,
+) -> Result<BTreeMap<String, ColType>, SchemaError> {
+    let backend = tx.backend();
+    let p1 = tx.param(1);
+    let rows = tx
+        .fetch(
+            &format!(
+                "SELECT col, type, {} FROM {} WHERE tbl = {p1}",
+                tx.text("ord"),
+                target.registry()
+            ),
+            &[Cell::Text(def.name.clone())],
+        )
+        .await?;
+    let mut registered: BTreeMap<String, ColType> = BTreeMap::new();
+    let mut max_ord = -1i64;
+    for r in &rows {
+        let (Some(c), Some(t)) = (&r[0], &r[1]) else {
+            continue;
+        };
+        if let Ok(t) = ColType::parse(t) {
+            registered.insert(c.clone(), t);
+        }
+        max_ord = max_ord.max(r[2].as_deref().and_then(|o| o.parse().ok()).unwrap_or(0));
+    }
+    let register = |col: &str, ty: ColType, ord: i64| {
+        format!(
+            "INSERT INTO {} (tbl, col, type, ord) VALUES ({}, {}, {}, {ord}) \
+             ON CONFLICT (tbl, col) DO UPDATE SET type = excluded.type",
+            target.registry(),
+            literal(&def.name),
+            literal(col),
+            literal(&ty.to_string()),
+        )
+    };
+    if rows.is_empty() {
+        let mut cols = def.fixed.clone();
+        cols.extend(
+            def.columns
+                .iter()
+                .map(|(c, t)| format!("{} {}", quote(c), t.ddl(backend))),
+        );
+        tx.exec(
+            &format!("CREATE TABLE IF NOT EXISTS {} ({})", def.name, cols.join(", ")),
+            &[],
+        )
+        .await?;
+        for stmt in &def.after_create {
+            tx.exec(stmt, &[]).await?;
+        }
+        // The fixed columns are registered too (type text: never evolved), so a table
+        // with no source columns yet still counts as created.
+        tx.exec(&register("", ColType::Text, -1), &[]).await?;
+        for (i, (c, t)) in def.columns.iter().enumerate() {
+            tx.exec(&register(c, *t, i as i64), &[]).await?;
+            registered.insert(c.clone(), *t);
+        }
+        registered.remove("");
+        return Ok(registered);
+    }
+    registered.remove("");
+    for (c, new) in &def.columns {
+        match registered.get(c).copied() {
+            None => {
+                max_ord += 1;
+                tx.exec(
+                    &format!(
+                        "ALTER TABLE {} ADD COLUMN {} {}",
+                        def.name,
+                        quote(c),
+                        new.ddl(backend)
+                    ),
+                    &[],
+                )
+                .await?;
+                tx.exec(&register(c, *new, max_ord), &[]).await?;
+                registered.insert(c.clone(), *new);
+            }
+            Some(old) => {
+                let Some(wide) = old.widen_to(*new) else {
+                    return Err(Incompatible {
+                        table: def.name.clone(),
+                        column: c.clone(),
+                        from: old,
+                        to: *new,
+                    }
+                    .into());
+                };
+                if wide != old {
+                    if backend == Backend::Postgres {
+                        tx.exec(
+                            &format!(
+                                "ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}::{}",
+                                def.name,
+                                quote(c),
+                                wide.ddl(backend),
+                                quote(c),
+                                wide.ddl(backend)
+                            ),
+                            &[],
+                        )
+                        .await?;
+                    }
+                    tx.exec(&register(c, wide, 0), &[]).await?;
+                    registered.insert(c.clone(), wide);
+                }
+            }
+        }
+    }
+    Ok(registered)
+}
