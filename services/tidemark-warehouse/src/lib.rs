@@ -1,6 +1,7 @@
 //! The merger: reads bronze through its commit log and applies it to a SQL warehouse as silver
 //! (latest state per key) and gold (SCD2 dimensions, facts), exactly once.
 
+pub mod apply;
 pub mod bronze_read;
 pub mod cell;
 pub mod change;

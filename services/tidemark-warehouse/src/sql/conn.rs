@@ -162,6 +162,14 @@ impl Tx {
         }
     }
 
+    /// A bind placeholder cast to a column type (PostgreSQL types binds by their Rust type).
+    pub fn cast(&self, param: &str, ty: ColType) -> String {
+        match self {
+            Tx::Postgres(_) => format!("CAST({param} AS {})", ty.ddl(Backend::Postgres)),
+            Tx::Sqlite(_) => param.to_owned(),
+        }
+    }
+
     /// An expression as text, for [`Tx::fetch`].
     pub fn text(&self, expr: &str) -> String {
         match self {

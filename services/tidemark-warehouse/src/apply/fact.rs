@@ -1,0 +1,175 @@
+//! `gold.fact_<table>`: one row per fact event (or per key with `upsert = true`), each
+//! reference resolved to the dimension version valid at the fact's source time. A reference to
+//! a key the dimension has not seen creates an inferred member there.
+
+use std::collections::BTreeMap;
+
+use tidemark_core::mapping::ColType;
+
+use super::silver_write::{meta_cells, meta_columns, table_def, upsert_rows};
+use super::{ApplyError, Context, Keyed, col_list};
+use crate::cell::{Cell, key_text};
+use crate::change::Op;
+use crate::silver::fold;
+use crate::spec::TableSpec;
+use crate::sql::conn::Tx;
+use crate::sql::names::{literal, quote};
+use crate::sql::schema::ensure;
+
+/// Whether the merger has created `table` in this target.
+pub(super) async fn exists(tx: &mut Tx, ctx: Context<'_>, table: &str) -> Result<bool, sqlx::Error> {
+    let p1 = tx.param(1);
+    let rows = tx
+        .fetch(
+            &format!("SELECT tbl FROM {} WHERE tbl = {p1}", ctx.target.registry()),
+            &[Cell::Text(table.to_owned())],
+        )
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+/// Points `<ref>_sk` of the facts matching `filter` (alias `f`) at the dimension version valid
+/// at each fact's source time; a fact older than every version gets the earliest one.
+pub(super) fn resolve_sql(
+    fact_table: &str,
+    ref_col: &str,
+    dim_table: &str,
+    dim_key: &str,
+    filter: &str,
+) -> String {
+    let r = quote(ref_col);
+    format!(
+        "UPDATE {fact_table} AS f SET {} = (SELECT d.sk FROM {dim_table} AS d WHERE d.{} = f.{r} \
+         ORDER BY CASE WHEN d.valid_from <= f._source_ts AND (d.valid_to IS NULL OR f._source_ts < d.valid_to) \
+         THEN 0 ELSE 1 END, d.valid_from, d.version LIMIT 1) WHERE {filter}",
+        quote(&format!("{ref_col}_sk")),
+        quote(dim_key),
+    )
+}
+
+pub(super) async fn apply(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    columns: &[(String, ColType)],
+    types: &BTreeMap<String, ColType>,
+    keyed: &[Keyed<'_>],
+) -> Result<u64, ApplyError> {
+    let table = ctx.target.fact(&spec.name);
+    let mut cols: Vec<(String, ColType)> = columns
+        .iter()
+        .map(|(n, t)| (n.clone(), types.get(n).copied().unwrap_or(*t)))
+        .collect();
+    for r in spec.references.keys() {
+        let sk = format!("{r}_sk");
+        if cols.iter().any(|(n, _)| *n == sk) {
+            return Err(ApplyError::stopped(
+                &spec.name,
+                format!("column {} collides with the surrogate key column of reference {}", quote(&sk), quote(r)),
+            ));
+        }
+        cols.push((sk, ColType::Int64));
+    }
+    let unique = if spec.upsert { "_key" } else { "_event_id" };
+    let mut def = table_def(ctx, tx, &table, &cols, unique);
+    def.fixed.push("_event_id TEXT".into());
+    for r in spec.references.keys() {
+        def.after_create.push(format!(
+            "CREATE INDEX {} ON {table} ({})",
+            quote(&ctx.target.index_name(&table, r)),
+            quote(r)
+        ));
+    }
+    let types = ensure(tx, ctx.target, &def)
+        .await
+        .map_err(|e| ApplyError::from_schema(&spec.name, e))?;
+    let value_cols: Vec<(String, ColType)> = columns
+        .iter()
+        .map(|(n, t)| (n.clone(), types.get(n).copied().unwrap_or(*t)))
+        .collect();
+
+    let written = if spec.upsert {
+        let keys = keyed.iter().map(|k| k.key.to_owned()).collect();
+        let stored: BTreeMap<String, String> = super::fetch_in(
+            tx,
+            &format!("SELECT _key, _source_pos FROM {table} WHERE _key"),
+            &keys,
+        )
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r[0].clone()?, r[1].clone()?)))
+        .collect();
+        let rows = keyed
+            .chunk_by(|a, b| a.key == b.key)
+            .filter_map(|g| {
+                fold(g.iter().map(|k| k.change), stored.get(g[0].key).map(String::as_str))
+                    .map(|r| (r, g[0].key.to_owned()))
+            })
+            .collect();
+        upsert_rows(tx, ctx, &table, "_key", &value_cols, rows, "tm_fact").await?
+    } else {
+        let mut stage_cols = meta_columns();
+        stage_cols.push(("_event_id".into(), ColType::Text));
+        stage_cols.extend(value_cols.iter().cloned());
+        let rows: Vec<Vec<Cell>> = keyed
+            .iter()
+            .filter(|k| k.change.op != Op::Truncate)
+            .map(|k| {
+                let c = k.change;
+                let mut cells = meta_cells(k.key, c.op == Op::Delete, c);
+                let id = xxhash_rust::xxh3::xxh3_128(format!("{}\0{}", k.key, c.pos).as_bytes());
+                cells.push(Cell::Text(format!("{id:032x}")));
+                let img = c.image();
+                for (n, t) in &value_cols {
+                    let v = img.and_then(|i| i.values.get(n)).cloned().unwrap_or(Cell::Null);
+                    cells.push(v.coerce(*t));
+                }
+                cells
+            })
+            .collect();
+        tx.stage("tm_fact", &stage_cols, &rows).await?;
+        let list = col_list(stage_cols.iter().map(|(n, _)| n.as_str()));
+        let now = literal(&crate::bronze_read::ts_ms_text(ctx.now_ms));
+        tx.exec(
+            &format!(
+                "INSERT INTO {table} ({list}, _merged_at) SELECT {list}, {now} FROM {} WHERE true \
+                 ON CONFLICT (_event_id) DO NOTHING",
+                quote("tm_fact")
+            ),
+            &[],
+        )
+        .await?
+    };
+
+    // References: inferred members first, then point the new facts at their versions.
+    for (col, dim_topic) in &spec.references {
+        let Some(dim) = ctx.specs.get(dim_topic) else {
+            continue;
+        };
+        let [dim_key] = dim.key.as_slice() else {
+            tracing::warn!(fact = spec.name, dimension = dim.name, "a referenced dimension needs exactly one key column (tables[].key); reference not resolved");
+            continue;
+        };
+        let mut refs: BTreeMap<String, i64> = BTreeMap::new();
+        for k in keyed {
+            let Some(cell) = k.change.image().and_then(|i| i.values.get(col)) else {
+                continue;
+            };
+            if cell.is_null() {
+                continue;
+            }
+            let t = refs.entry(key_text(std::slice::from_ref(cell))).or_insert(i64::MAX);
+            *t = (*t).min(k.change.ts_ms);
+        }
+        let key_ty = types.get(col).copied().unwrap_or(ColType::Text);
+        super::dim::reference(tx, ctx, dim, (dim_key.clone(), key_ty), refs).await?;
+        let filter = if spec.upsert {
+            format!("f._key IN (SELECT _key FROM {})", quote("tm_fact"))
+        } else {
+            format!("f._event_id IN (SELECT _event_id FROM {})", quote("tm_fact"))
+        };
+        let sql = resolve_sql(&table, col, &ctx.target.dim(&dim.name), dim_key, &filter);
+        tx.exec(&sql, &[]).await?;
+    }
+    Ok(written)
+}

@@ -1,0 +1,265 @@
+//! Applies one table's micro-batch inside the caller's transaction: silver for every table,
+//! then the SCD2 dimension or the fact table where configured. Each part stages its rows into a
+//! temporary table and changes the warehouse with a few set-based statements.
+
+mod dim;
+mod fact;
+mod silver_write;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tidemark_core::mapping::ColType;
+
+use crate::cell::{Cell, key_text};
+use crate::change::{Change, Columns};
+use crate::spec::TableSpec;
+use crate::sql::conn::Tx;
+use crate::sql::names::{Target, check_identifier, quote};
+use crate::sql::schema::SchemaError;
+
+pub use dim::DimStats;
+
+/// A table's changes for one batch.
+#[derive(Debug, Clone)]
+pub struct TableBatch {
+    pub spec: TableSpec,
+    /// Columns seen in the batch's files, with their types.
+    pub columns: Columns,
+    /// In offset order per partition.
+    pub changes: Vec<Change>,
+}
+
+/// What a batch did, for metrics and the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub changes: u64,
+    pub silver_rows: u64,
+    pub truncates: u64,
+    /// Changes without a complete key: kept in bronze, not merged.
+    pub unkeyed: u64,
+    pub dim: DimStats,
+    pub facts: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The table cannot go on until someone acts; other tables continue.
+    #[error("table {table} stopped: {problem}")]
+    Stopped { table: String, problem: String },
+    #[error("warehouse: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+impl ApplyError {
+    fn from_schema(table: &str, e: SchemaError) -> ApplyError {
+        match e {
+            SchemaError::Incompatible(i) => ApplyError::Stopped {
+                table: table.into(),
+                problem: i.to_string(),
+            },
+            SchemaError::Sql(e) => ApplyError::Sql(e),
+        }
+    }
+
+    fn stopped(table: &str, problem: String) -> ApplyError {
+        ApplyError::Stopped {
+            table: table.into(),
+            problem,
+        }
+    }
+}
+
+/// Everything the apply step needs besides the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub target: &'a Target,
+    /// Every known table by topic (for references between facts and dimensions).
+    pub specs: &'a BTreeMap<String, TableSpec>,
+    /// `_merged_at` of this batch.
+    pub now_ms: i64,
+}
+
+/// A change with its key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keyed<'a> {
+    pub key: &'a str,
+    pub change: &'a Change,
+}
+
+pub async fn apply(tx: &mut Tx, ctx: Context<'_>, batch: &TableBatch) -> Result<Applied, ApplyError> {
+    let spec = &batch.spec;
+    let table = spec.name.as_str();
+    let mut applied = Applied {
+        changes: batch.changes.len() as u64,
+        ..Applied::default()
+    };
+    let columns = effective_columns(spec, &batch.columns)?;
+
+    // Keys: configured, else the record key's columns (the first change that has one).
+    let key_names = match batch
+        .changes
+        .iter()
+        .map(|c| spec.key_names(c))
+        .find(|k| !k.is_empty())
+    {
+        Some(k) => k,
+        None if batch.changes.iter().all(|c| c.op == crate::change::Op::Truncate) => Vec::new(),
+        None => {
+            return Err(ApplyError::stopped(
+                table,
+                "its events have no key: set tables[].key for this topic".into(),
+            ));
+        }
+    };
+    let mut key_types: Vec<(String, ColType)> = Vec::new();
+    for name in &key_names {
+        let ty = columns.iter().find(|(n, _)| n == name).map(|(_, t)| *t).or_else(|| {
+            batch
+                .changes
+                .iter()
+                .find_map(|c| c.record_key.get(name).and_then(type_of_cell))
+        });
+        key_types.push((name.clone(), ty.unwrap_or(ColType::Text)));
+    }
+    let mut all_columns = columns.clone();
+    for kt in &key_types {
+        if !all_columns.iter().any(|(n, _)| n == &kt.0) {
+            all_columns.insert(0, kt.clone());
+        }
+    }
+
+    let mut keyed_storage: Vec<(String, &Change)> = Vec::with_capacity(batch.changes.len());
+    let mut truncates = Vec::new();
+    for c in &batch.changes {
+        if c.op == crate::change::Op::Truncate {
+            truncates.push(c);
+            continue;
+        }
+        match spec.key_of(c, &key_names) {
+            Some(k) => keyed_storage.push((key_text(&k), c)),
+            None => applied.unkeyed += 1,
+        }
+    }
+    if applied.unkeyed > 0 {
+        tracing::warn!(table, count = applied.unkeyed, "changes without a complete key are not merged");
+    }
+    let mut keyed: Vec<Keyed<'_>> = keyed_storage
+        .iter()
+        .map(|(k, c)| Keyed {
+            key: k.as_str(),
+            change: c,
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.key.cmp(b.key).then_with(|| a.change.order(b.change)));
+
+    let types = silver_write::write(tx, ctx, spec, &all_columns, &keyed, &truncates)
+        .await?;
+    applied.silver_rows = types.1;
+    applied.truncates = truncates.len() as u64;
+    let types = types.0;
+
+    if spec.is_dimension() {
+        let tracked: Vec<(String, ColType)> = all_columns
+            .iter()
+            .filter(|(n, _)| !spec.ignore.contains(n) && !key_names.contains(n))
+            .map(|(n, _)| (n.clone(), types.get(n).copied().unwrap_or(ColType::Text)))
+            .collect();
+        for (n, _) in &tracked {
+            if crate::sql::names::DIM_META.contains(&n.as_str()) {
+                return Err(ApplyError::stopped(
+                    table,
+                    format!(
+                        "column {} collides with a gold SCD2 column; add it to tables[].ignore_columns or rename it in the source",
+                        quote(n)
+                    ),
+                ));
+            }
+        }
+        let entries = dim::entries_from_changes(&keyed);
+        applied.dim = dim::apply(tx, ctx, spec, &key_types, &tracked, entries).await?;
+    }
+    if spec.is_fact() {
+        applied.facts =
+            fact::apply(tx, ctx, spec, &all_columns, &types, &keyed).await?;
+    }
+    Ok(applied)
+}
+
+/// The batch's columns with declared types applied and every name checked.
+fn effective_columns(
+    spec: &TableSpec,
+    seen: &Columns,
+) -> Result<Vec<(String, ColType)>, ApplyError> {
+    let mut out = Vec::with_capacity(seen.0.len());
+    for (name, ty) in &seen.0 {
+        check_identifier(name)
+            .map_err(|p| ApplyError::stopped(&spec.name, format!("column {}: {p}", quote(name))))?;
+        if crate::sql::names::SILVER_META.contains(&name.as_str()) {
+            return Err(ApplyError::stopped(
+                &spec.name,
+                format!("column {} collides with a column tidemark adds to silver", quote(name)),
+            ));
+        }
+        out.push((name.clone(), spec.declared.get(name).copied().unwrap_or(*ty)));
+    }
+    for (name, ty) in &spec.declared {
+        if !out.iter().any(|(n, _)| n == name) {
+            out.push((name.clone(), *ty));
+        }
+    }
+    Ok(out)
+}
+
+fn type_of_cell(c: &Cell) -> Option<ColType> {
+    Some(match c {
+        Cell::Null => return None,
+        Cell::Bool(_) => ColType::Bool,
+        Cell::Int(_) => ColType::Int64,
+        Cell::Float(_) => ColType::Float64,
+        Cell::Text(_) => ColType::Text,
+        Cell::Bytes(_) => ColType::Bytes,
+    })
+}
+
+/// `col1, col2, …` quoted.
+pub(crate) fn col_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names.into_iter().map(quote).collect::<Vec<_>>().join(", ")
+}
+
+/// Runs `SELECT … WHERE <column> IN (…)` over `keys` in chunks, gathering the rows.
+pub(crate) async fn fetch_in(
+    tx: &mut Tx,
+    select_where: &str,
+    keys: &BTreeSet<String>,
+) -> Result<crate::sql::conn::TextRows, sqlx::Error> {
+    let mut out = Vec::new();
+    let keys: Vec<&String> = keys.iter().collect();
+    for chunk in keys.chunks(500) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| tx.param(i)).collect();
+        let sql = format!("{select_where} IN ({})", params.join(", "));
+        let binds: Vec<Cell> = chunk.iter().map(|k| Cell::Text((*k).clone())).collect();
+        out.extend(tx.fetch(&sql, &binds).await?);
+    }
+    Ok(out)
+}
+
+/// A timestamp column's value in ms since the epoch, as SQL.
+pub(crate) fn ms_of(tx: &Tx, col: &str) -> String {
+    match tx.backend() {
+        tidemark_core::mapping::Backend::Postgres => {
+            format!("(extract(epoch from {col}) * 1000)::bigint")
+        }
+        tidemark_core::mapping::Backend::Sqlite => format!(
+            "(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) * 1000 + CAST(substr({col}, 21, 3) AS INTEGER))"
+        ),
+    }
+}
+
+pub(crate) fn ts_cell(ms: i64) -> Cell {
+    Cell::Text(crate::bronze_read::ts_ms_text(ms))
+}
+
+/// Parses a boolean read as text from either backend.
+pub(crate) fn parse_bool(s: Option<&str>) -> bool {
+    matches!(s, Some("t" | "true" | "1"))
+}

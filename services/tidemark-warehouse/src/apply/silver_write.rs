@@ -1,0 +1,204 @@
+//! `silver.<table>`: one row per key, upserted with a position guard so an older or
+//! redelivered change never overwrites a newer row.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tidemark_core::mapping::ColType;
+
+use super::{ApplyError, Context, Keyed, col_list, fetch_in, ts_cell};
+use crate::cell::Cell;
+use crate::change::Change;
+use crate::silver::{SilverRow, fold};
+use crate::spec::TableSpec;
+use crate::sql::conn::Tx;
+use crate::sql::names::{literal, quote};
+use crate::sql::schema::{TableDef, ensure};
+
+/// The columns tidemark adds, with their types, in the order they are staged.
+pub(crate) fn meta_columns() -> Vec<(String, ColType)> {
+    [
+        ("_key", ColType::Text),
+        ("_deleted", ColType::Bool),
+        ("_op", ColType::Text),
+        ("_source_ts", ColType::TimestampTz),
+        ("_source_pos", ColType::Text),
+        ("_kafka_topic", ColType::Text),
+        ("_kafka_partition", ColType::Int32),
+        ("_kafka_offset", ColType::Int64),
+    ]
+    .into_iter()
+    .map(|(n, t)| (n.to_owned(), t))
+    .collect()
+}
+
+pub(crate) fn meta_cells(key: &str, deleted: bool, c: &Change) -> Vec<Cell> {
+    vec![
+        Cell::Text(key.to_owned()),
+        Cell::Bool(deleted),
+        Cell::Text(c.op.code().to_owned()),
+        ts_cell(c.ts_ms),
+        Cell::Text(c.pos.clone()),
+        Cell::Text(c.topic.clone()),
+        Cell::Int(c.partition.into()),
+        Cell::Int(c.offset),
+    ]
+}
+
+pub(crate) fn table_def(
+    ctx: Context<'_>,
+    tx: &Tx,
+    name: &str,
+    columns: &[(String, ColType)],
+    unique: &str,
+) -> TableDef {
+    let b = tx.backend();
+    let tstz = ColType::TimestampTz.ddl(b);
+    TableDef {
+        name: name.to_owned(),
+        fixed: vec![
+            "_key TEXT NOT NULL".into(),
+            "_deleted BOOLEAN NOT NULL".into(),
+            "_op TEXT NOT NULL".into(),
+            format!("_source_ts {tstz}"),
+            "_source_pos TEXT NOT NULL".into(),
+            "_kafka_topic TEXT".into(),
+            "_kafka_partition INTEGER".into(),
+            "_kafka_offset BIGINT".into(),
+            format!("_merged_at {tstz}"),
+        ],
+        columns: columns.to_vec(),
+        after_create: vec![format!(
+            "CREATE UNIQUE INDEX {} ON {name} ({unique})",
+            quote(&ctx.target.index_name(name, unique))
+        )],
+    }
+}
+
+/// Upserts `rows` (grouped by the columns they keep) into `table`, keyed by `conflict`, with
+/// the position guard. Returns the rows written.
+pub(crate) async fn upsert_rows(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    table: &str,
+    conflict: &str,
+    columns: &[(String, ColType)],
+    rows: Vec<(SilverRow, String)>,
+    stage_name: &str,
+) -> Result<u64, sqlx::Error> {
+    let mut staged_cols = meta_columns();
+    let n_meta = staged_cols.len();
+    staged_cols.extend(columns.iter().cloned());
+    let mut groups: BTreeMap<(bool, BTreeSet<String>), Vec<Vec<Cell>>> = BTreeMap::new();
+    for (row, key) in rows {
+        let mut cells = meta_cells(&key, row.deleted, &row.last);
+        for (name, ty) in columns {
+            let v = row.values.get(name).cloned().unwrap_or(Cell::Null);
+            cells.push(v.coerce(*ty));
+        }
+        groups.entry((row.keep_all, row.keep)).or_default().push(cells);
+    }
+    let names: Vec<&str> = staged_cols.iter().map(|(n, _)| n.as_str()).collect();
+    let list = col_list(names.iter().copied());
+    let now = literal(&crate::bronze_read::ts_ms_text(ctx.now_ms));
+    let mut written = 0;
+    for ((keep_all, keep), cells) in groups {
+        tx.stage(stage_name, &staged_cols, &cells).await?;
+        let sets: Vec<String> = staged_cols
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .enumerate()
+            .filter(|(i, n)| {
+                // Meta columns always move; a kept source column keeps its stored value.
+                *n != "_key" && (*i < n_meta || !(keep_all || keep.contains(*n)))
+            })
+            .map(|(_, n)| n)
+            .map(|n| format!("{} = excluded.{}", quote(n), quote(n)))
+            .chain(std::iter::once("_merged_at = excluded._merged_at".to_owned()))
+            .collect();
+        written += tx
+            .exec(
+                &format!(
+                    "INSERT INTO {table} AS cur ({list}, _merged_at) SELECT {list}, {now} FROM {} WHERE true \
+                     ON CONFLICT ({conflict}) DO UPDATE SET {} WHERE excluded._source_pos > cur._source_pos",
+                    quote(stage_name),
+                    sets.join(", ")
+                ),
+                &[],
+            )
+            .await?;
+    }
+    Ok(written)
+}
+
+/// Writes silver for a batch; returns the registered column types and the rows written.
+pub(super) async fn write(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    columns: &[(String, ColType)],
+    keyed: &[Keyed<'_>],
+    truncates: &[&Change],
+) -> Result<(BTreeMap<String, ColType>, u64), ApplyError> {
+    let table = ctx.target.silver(&spec.name);
+    let def = table_def(ctx, tx, &table, columns, "_key");
+    let types = ensure(tx, ctx.target, &def)
+        .await
+        .map_err(|e| ApplyError::from_schema(&spec.name, e))?;
+    let columns: Vec<(String, ColType)> = columns
+        .iter()
+        .map(|(n, t)| (n.clone(), types.get(n).copied().unwrap_or(*t)))
+        .collect();
+
+    let keys: BTreeSet<String> = keyed.iter().map(|k| k.key.to_owned()).collect();
+    let stored: BTreeMap<String, String> = fetch_in(
+        tx,
+        &format!("SELECT _key, _source_pos FROM {table} WHERE _key"),
+        &keys,
+    )
+    .await?
+    .into_iter()
+    .filter_map(|r| Some((r[0].clone()?, r[1].clone()?)))
+    .collect();
+
+    let mut rows = Vec::new();
+    for group in keyed.chunk_by(|a, b| a.key == b.key) {
+        let key = group[0].key;
+        if let Some(row) = fold(
+            group.iter().map(|k| k.change),
+            stored.get(key).map(String::as_str),
+        ) {
+            rows.push((row, key.to_owned()));
+        }
+    }
+    let mut written = upsert_rows(tx, ctx, &table, "_key", &columns, rows, "tm_silver").await?;
+
+    for t in truncates {
+        let (p1, p2, p3, p4, p5, p6) = (
+            tx.param(1),
+            tx.param(2),
+            tx.param(3),
+            tx.param(4),
+            tx.param(5),
+            tx.param(6),
+        );
+        written += tx
+            .exec(
+                &format!(
+                    "UPDATE {table} SET _deleted = true, _op = 't', _source_pos = {p1}, \
+                     _source_ts = {}, _kafka_topic = {p3}, _kafka_partition = {p4}, \
+                     _kafka_offset = {p5} WHERE _source_pos < {p6}",
+                    tx.cast(&p2, ColType::TimestampTz)
+                ),
+                &[
+                    Cell::Text(t.pos.clone()),
+                    ts_cell(t.ts_ms),
+                    Cell::Text(t.topic.clone()),
+                    Cell::Int(t.partition.into()),
+                    Cell::Int(t.offset),
+                    Cell::Text(t.pos.clone()),
+                ],
+            )
+            .await?;
+    }
+    Ok((types, written))
+}
