@@ -6,6 +6,7 @@ pub mod bronze_read;
 pub mod cell;
 pub mod change;
 pub mod history;
+pub mod merger;
 pub mod silver;
 pub mod spec;
 pub mod sql;

@@ -193,11 +193,16 @@ fn serialize_masked_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, 
 pub struct MergeConfig {
     /// Pause between micro-batches when there is nothing new, ms.
     pub interval_ms: u64,
+    /// At most this many changes of one table per merge transaction.
+    pub max_batch_rows: usize,
 }
 
 impl Default for MergeConfig {
     fn default() -> Self {
-        MergeConfig { interval_ms: 1_000 }
+        MergeConfig {
+            interval_ms: 1_000,
+            max_batch_rows: 50_000,
+        }
     }
 }
 

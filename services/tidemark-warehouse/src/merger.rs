@@ -1,0 +1,330 @@
+//! The merge loop: per table, read bronze from the ledger position through the commit log,
+//! apply the batch and advance the ledger in one transaction. Dimensions go before facts so
+//! references resolve against the newest versions. A table that cannot go on (an incompatible
+//! schema change, a bad name) stops alone; a warehouse or store outage fails the cycle, which the
+//! caller retries.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use object_store::path::Path;
+use tidemark_bronze::commit_log;
+use tidemark_core::config::Config;
+
+use crate::apply::{Applied, ApplyError, Context, TableBatch, apply};
+use crate::bronze_read::{ReadError, ReadOptions, read_file, records_from};
+use crate::change::Columns;
+use crate::spec::TableSpec;
+use crate::sql::conn::Pool;
+use crate::sql::ledger::{self, LedgerError};
+use crate::sql::names::Target;
+use crate::sql::schema::bootstrap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("warehouse: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("bronze: {0}")]
+    Store(#[from] tidemark_bronze::store::StoreError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// How a merger is set up.
+#[derive(Debug, Clone)]
+pub struct MergeOptions {
+    /// Replay target suffix (`None`: the live tables).
+    pub target_suffix: Option<String>,
+    /// Only these topics (`None`: every topic in bronze).
+    pub only_topics: Option<BTreeSet<String>>,
+    /// At most this many changes per table per transaction.
+    pub max_batch_rows: usize,
+}
+
+impl MergeOptions {
+    pub fn from_config(config: &Config) -> MergeOptions {
+        MergeOptions {
+            target_suffix: None,
+            only_topics: None,
+            max_batch_rows: config.merge.max_batch_rows,
+        }
+    }
+}
+
+/// What one cycle did, per table.
+#[derive(Debug, Clone, Default)]
+pub struct CycleStats {
+    pub tables: BTreeMap<String, Applied>,
+    /// Newly stopped tables and why.
+    pub stopped: BTreeMap<String, String>,
+}
+
+impl CycleStats {
+    pub fn changes(&self) -> u64 {
+        self.tables.values().map(|a| a.changes).sum()
+    }
+
+    /// Whether anything moved (changes applied or ranges without data passed).
+    pub fn is_idle(&self) -> bool {
+        self.tables.is_empty()
+    }
+}
+
+#[derive(Debug)]
+pub struct Merger {
+    pool: Pool,
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    target: Target,
+    config: Config,
+    opts: MergeOptions,
+    read_opts: ReadOptions,
+    /// Tables that stopped, with the reason; they are not retried until restart.
+    stopped: BTreeMap<String, String>,
+}
+
+impl Merger {
+    pub async fn open(config: &Config, opts: MergeOptions) -> Result<Merger, MergeError> {
+        let (store, root) = tidemark_bronze::store::open(&config.bronze)?;
+        let password = config.warehouse.password.as_ref().map(|s| s.expose());
+        let pool = Pool::connect(&config.warehouse.url, password).await?;
+        Merger::with(pool, store, root, config, opts).await
+    }
+
+    pub async fn with(
+        pool: Pool,
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        config: &Config,
+        opts: MergeOptions,
+    ) -> Result<Merger, MergeError> {
+        let target =
+            Target::new(pool.backend(), opts.target_suffix.clone()).map_err(MergeError::Setup)?;
+        let mut tx = pool.begin().await?;
+        bootstrap(&mut tx, &target).await?;
+        tx.commit().await?;
+        Ok(Merger {
+            pool,
+            store,
+            root,
+            target,
+            read_opts: ReadOptions {
+                unavailable_placeholder: config.kafka.unavailable_value_placeholder.clone(),
+            },
+            config: config.clone(),
+            opts,
+            stopped: BTreeMap::new(),
+        })
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub fn stopped(&self) -> &BTreeMap<String, String> {
+        &self.stopped
+    }
+
+    /// One pass over every table: at most one batch each.
+    pub async fn cycle(&mut self) -> Result<CycleStats, MergeError> {
+        let parts = commit_log::partitions(self.store.as_ref(), &self.root)
+            .await
+            .map_err(ReadError::from)?;
+        let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (t, p) in parts {
+            by_topic.entry(t).or_default().push(p);
+        }
+        let mut specs: BTreeMap<String, TableSpec> = by_topic
+            .keys()
+            .map(|t| (t.clone(), TableSpec::for_topic(&self.config, t)))
+            .collect();
+        for t in &self.config.tables {
+            specs
+                .entry(t.source.clone())
+                .or_insert_with(|| TableSpec::for_topic(&self.config, &t.source));
+        }
+        let positions = ledger::read(&self.pool, &self.target).await?;
+
+        let rank = |s: &TableSpec| match (s.is_dimension(), s.is_fact()) {
+            (true, _) => 0,
+            (_, false) => 1,
+            _ => 2,
+        };
+        let mut order: Vec<&String> = by_topic.keys().collect();
+        order.sort_by_key(|t| (rank(&specs[*t]), (*t).clone()));
+
+        let mut stats = CycleStats::default();
+        for topic in order {
+            let spec = &specs[topic];
+            if self.stopped.contains_key(&spec.name)
+                || self
+                    .opts
+                    .only_topics
+                    .as_ref()
+                    .is_some_and(|only| !only.contains(topic))
+            {
+                continue;
+            }
+            let (batch, moves) = self
+                .read_batch(spec, &by_topic[topic], &positions)
+                .await?;
+            if moves.is_empty() {
+                continue;
+            }
+            let ctx = Context {
+                target: &self.target,
+                specs: &specs,
+                now_ms: chrono::Utc::now().timestamp_millis(),
+            };
+            let mut tx = self.pool.begin().await?;
+            let applied = match batch {
+                Ok(batch) => match apply(&mut tx, ctx, &batch).await {
+                    Ok(a) => a,
+                    Err(ApplyError::Stopped { table, problem }) => {
+                        tx.rollback().await?;
+                        tracing::error!(table, problem, "table stopped; other tables go on");
+                        self.stopped.insert(table.clone(), problem.clone());
+                        stats.stopped.insert(table, problem);
+                        continue;
+                    }
+                    Err(ApplyError::Sql(e)) => return Err(e.into()),
+                },
+                Err(problem) => {
+                    tx.rollback().await?;
+                    tracing::error!(table = spec.name, problem, "table stopped; other tables go on");
+                    self.stopped.insert(spec.name.clone(), problem.clone());
+                    stats.stopped.insert(spec.name.clone(), problem);
+                    continue;
+                }
+            };
+            for (partition, (expected, next)) in &moves {
+                ledger::advance(&mut tx, &self.target, topic, *partition, *expected, *next)
+                    .await?;
+            }
+            tx.commit().await?;
+            tracing::debug!(table = spec.name, changes = applied.changes, "batch merged");
+            stats.tables.insert(spec.name.clone(), applied);
+        }
+        Ok(stats)
+    }
+
+    /// Reads the next batch of a table: its changes (or why the table must stop) and, per
+    /// partition, the ledger move `(expected, next)`.
+    async fn read_batch(
+        &self,
+        spec: &TableSpec,
+        partitions: &[i32],
+        positions: &BTreeMap<(String, i32), i64>,
+    ) -> Result<(Result<TableBatch, String>, BTreeMap<i32, (Option<i64>, i64)>), MergeError> {
+        let mut changes = Vec::new();
+        let mut columns = Columns::default();
+        let mut moves = BTreeMap::new();
+        let mut incompatible: Option<String> = None;
+        let budget = self.opts.max_batch_rows.max(1);
+        for &p in partitions {
+            if changes.len() >= budget {
+                break;
+            }
+            let expected = positions.get(&(spec.topic.clone(), p)).copied();
+            let from = expected.unwrap_or(0);
+            let records =
+                records_from(self.store.as_ref(), &self.root, &spec.topic, p, from, 256).await?;
+            let mut next = None;
+            for rec in records {
+                if changes.len() >= budget {
+                    break;
+                }
+                for f in rec.files.iter().filter(|f| f.table == spec.topic) {
+                    let fc = read_file(self.store.as_ref(), &f.path, from, &self.read_opts).await?;
+                    for s in &fc.skipped {
+                        tracing::warn!(table = spec.name, file = f.path, "{s}");
+                    }
+                    for (name, ty) in &fc.columns.0 {
+                        if let Err((a, b)) = columns.absorb(name, *ty) {
+                            incompatible.get_or_insert(format!(
+                                "column {name} changed type from {a} to {b} within bronze, which is not a safe widening; declare its type in [[tables]] columns"
+                            ));
+                        }
+                    }
+                    changes.extend(fc.changes);
+                }
+                next = Some(rec.end + 1);
+            }
+            if let Some(n) = next {
+                moves.insert(p, (expected, n));
+            }
+        }
+        let batch = match incompatible {
+            Some(p) => Err(p),
+            None => Ok(TableBatch {
+                spec: spec.clone(),
+                columns,
+                changes,
+            }),
+        };
+        Ok((batch, moves))
+    }
+
+    /// Cycles until nothing is left to merge.
+    pub async fn catch_up(&mut self) -> Result<CycleStats, MergeError> {
+        let mut total = CycleStats::default();
+        loop {
+            let s = self.cycle().await?;
+            if s.is_idle() {
+                return Ok(total);
+            }
+            for (t, a) in s.tables {
+                let e = total.tables.entry(t).or_default();
+                e.changes += a.changes;
+                e.silver_rows += a.silver_rows;
+                e.facts += a.facts;
+                e.truncates += a.truncates;
+                e.unkeyed += a.unkeyed;
+                e.dim.opened += a.dim.opened;
+                e.dim.updated += a.dim.updated;
+                e.dim.removed += a.dim.removed;
+                e.dim.inferred += a.dim.inferred;
+                e.dim.late += a.dim.late;
+                e.dim.redelivered += a.dim.redelivered;
+            }
+            total.stopped.extend(s.stopped);
+        }
+    }
+
+    /// Merges until `shutdown` completes: a cycle, then a pause of `merge.interval_ms` when it
+    /// found nothing; failures back off up to a minute and retry.
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), MergeError> {
+        tokio::pin!(shutdown);
+        let idle = self.config.merge.interval();
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let pause = match self.cycle().await {
+                Ok(s) => {
+                    backoff = Duration::from_millis(500);
+                    if s.is_idle() { idle } else { Duration::ZERO }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "merge cycle failed");
+                    let b = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    b
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
