@@ -1,6 +1,9 @@
 //! Helpers of the end-to-end tests: a Kafka (librdkafka's MockCluster, a real protocol broker in
 //! process), a Debezium-like event stream, and the exactly-once proof over what landed.
 
+pub mod bronze_fixture;
 pub mod kafka;
+pub mod postgres;
 pub mod proof;
 pub mod stream;
+pub mod warehouse;

@@ -2,7 +2,6 @@
 //! function of the set of changes (not of their arrival order), so late events splice into
 //! place, redelivered events change nothing and a replay gives the same history.
 
-
 use crate::cell::{Cell, Values, row_hash};
 use crate::change::Image;
 
@@ -196,7 +195,12 @@ mod tests {
         // x: 1 @10, 5 @20, back to 1 @30 (the absorbed event now opens a version), 2 @40.
         assert_eq!(
             spans,
-            vec![(10, Some(20), 1), (20, Some(30), 2), (30, Some(40), 3), (40, None, 4)]
+            vec![
+                (10, Some(20), 1),
+                (20, Some(30), 2),
+                (30, Some(40), 3),
+                (40, None, 4)
+            ]
         );
         assert!(after[3].is_current && !after[2].is_current);
     }
@@ -220,7 +224,11 @@ mod tests {
         let v = versions(&[up("a", 10, 1, ""), del, up("c", 30, 1, "")], &tracked);
         let flags: Vec<_> = v.iter().map(|v| (v.is_deleted, v.is_current)).collect();
         assert_eq!(flags, vec![(false, false), (true, false), (false, true)]);
-        assert_eq!(v[1].values.get("x"), Some(&Cell::Int(1)), "last known values");
+        assert_eq!(
+            v[1].values.get("x"),
+            Some(&Cell::Int(1)),
+            "last known values"
+        );
     }
 
     #[test]

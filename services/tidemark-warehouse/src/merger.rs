@@ -176,9 +176,7 @@ impl Merger {
             {
                 continue;
             }
-            let (batch, moves) = self
-                .read_batch(spec, &by_topic[topic], &positions)
-                .await?;
+            let (batch, moves) = self.read_batch(spec, &by_topic[topic], &positions).await?;
             if moves.is_empty() {
                 continue;
             }
@@ -202,15 +200,18 @@ impl Merger {
                 },
                 Err(problem) => {
                     tx.rollback().await?;
-                    tracing::error!(table = spec.name, problem, "table stopped; other tables go on");
+                    tracing::error!(
+                        table = spec.name,
+                        problem,
+                        "table stopped; other tables go on"
+                    );
                     self.stopped.insert(spec.name.clone(), problem.clone());
                     stats.stopped.insert(spec.name.clone(), problem);
                     continue;
                 }
             };
             for (partition, (expected, next)) in &moves {
-                ledger::advance(&mut tx, &self.target, topic, *partition, *expected, *next)
-                    .await?;
+                ledger::advance(&mut tx, &self.target, topic, *partition, *expected, *next).await?;
             }
             tx.commit().await?;
             tracing::debug!(table = spec.name, changes = applied.changes, "batch merged");
@@ -226,7 +227,13 @@ impl Merger {
         spec: &TableSpec,
         partitions: &[i32],
         positions: &BTreeMap<(String, i32), i64>,
-    ) -> Result<(Result<TableBatch, String>, BTreeMap<i32, (Option<i64>, i64)>), MergeError> {
+    ) -> Result<
+        (
+            Result<TableBatch, String>,
+            BTreeMap<i32, (Option<i64>, i64)>,
+        ),
+        MergeError,
+    > {
         let mut changes = Vec::new();
         let mut columns = Columns::default();
         let mut moves = BTreeMap::new();

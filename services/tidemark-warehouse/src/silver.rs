@@ -57,7 +57,10 @@ pub fn fold<'a>(
                 for col in img.unavailable {
                     match &cur {
                         Some(r) if !r.keep_all && !r.keep.contains(&col) => {
-                            values.insert(col.clone(), r.values.get(&col).cloned().unwrap_or(Cell::Null));
+                            values.insert(
+                                col.clone(),
+                                r.values.get(&col).cloned().unwrap_or(Cell::Null),
+                            );
                         }
                         _ => {
                             keep.insert(col);

@@ -39,11 +39,10 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// Warehouse identifiers: what PostgreSQL accepts unquoted, and fits its 63-byte limit.
+/// Any text works (names are always quoted) except control characters, and it must fit
+/// PostgreSQL's 63 bytes with the `dim_`/`fact_` prefix.
 pub fn is_valid_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63
+    !name.trim().is_empty() && !name.chars().any(char::is_control) && name.len() <= 58
 }
 
 /// librdkafka properties tidemark sets itself.
@@ -303,7 +302,7 @@ impl Config {
                 err(
                     &at("name"),
                     format!("`{name}` is not a valid warehouse name"),
-                    "use letters, digits and _ (max 63), starting with a letter; set `name` to override the topic's last segment",
+                    "use at most 58 bytes without control characters; set `name` to override the topic's last segment",
                 );
             } else if !names.insert(name.to_owned()) {
                 err(

@@ -17,7 +17,11 @@ use crate::sql::names::{literal, quote};
 use crate::sql::schema::ensure;
 
 /// Whether the merger has created `table` in this target.
-pub(super) async fn exists(tx: &mut Tx, ctx: Context<'_>, table: &str) -> Result<bool, sqlx::Error> {
+pub(super) async fn exists(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    table: &str,
+) -> Result<bool, sqlx::Error> {
     let p1 = tx.param(1);
     let rows = tx
         .fetch(
@@ -37,13 +41,15 @@ pub(super) fn resolve_sql(
     dim_key: &str,
     filter: &str,
 ) -> String {
-    let r = quote(ref_col);
+    let (r, k) = (quote(ref_col), quote(dim_key));
+    // Two subqueries, not one ORDER BY on the outer row: SQLite cannot see outer columns there.
     format!(
-        "UPDATE {fact_table} AS f SET {} = (SELECT d.sk FROM {dim_table} AS d WHERE d.{} = f.{r} \
-         ORDER BY CASE WHEN d.valid_from <= f._source_ts AND (d.valid_to IS NULL OR f._source_ts < d.valid_to) \
-         THEN 0 ELSE 1 END, d.valid_from, d.version LIMIT 1) WHERE {filter}",
+        "UPDATE {fact_table} AS f SET {} = COALESCE(\
+         (SELECT d.sk FROM {dim_table} AS d WHERE d.{k} = f.{r} AND d.valid_from <= f._source_ts \
+         AND (d.valid_to IS NULL OR f._source_ts < d.valid_to) ORDER BY d.version LIMIT 1), \
+         (SELECT d.sk FROM {dim_table} AS d WHERE d.{k} = f.{r} ORDER BY d.valid_from, d.version LIMIT 1)) \
+         WHERE {filter}",
         quote(&format!("{ref_col}_sk")),
-        quote(dim_key),
     )
 }
 
@@ -65,7 +71,11 @@ pub(super) async fn apply(
         if cols.iter().any(|(n, _)| *n == sk) {
             return Err(ApplyError::stopped(
                 &spec.name,
-                format!("column {} collides with the surrogate key column of reference {}", quote(&sk), quote(r)),
+                format!(
+                    "column {} collides with the surrogate key column of reference {}",
+                    quote(&sk),
+                    quote(r)
+                ),
             ));
         }
         cols.push((sk, ColType::Int64));
@@ -102,8 +112,11 @@ pub(super) async fn apply(
         let rows = keyed
             .chunk_by(|a, b| a.key == b.key)
             .filter_map(|g| {
-                fold(g.iter().map(|k| k.change), stored.get(g[0].key).map(String::as_str))
-                    .map(|r| (r, g[0].key.to_owned()))
+                fold(
+                    g.iter().map(|k| k.change),
+                    stored.get(g[0].key).map(String::as_str),
+                )
+                .map(|r| (r, g[0].key.to_owned()))
             })
             .collect();
         upsert_rows(tx, ctx, &table, "_key", &value_cols, rows, "tm_fact").await?
@@ -121,7 +134,10 @@ pub(super) async fn apply(
                 cells.push(Cell::Text(format!("{id:032x}")));
                 let img = c.image();
                 for (n, t) in &value_cols {
-                    let v = img.and_then(|i| i.values.get(n)).cloned().unwrap_or(Cell::Null);
+                    let v = img
+                        .and_then(|i| i.values.get(n))
+                        .cloned()
+                        .unwrap_or(Cell::Null);
                     cells.push(v.coerce(*t));
                 }
                 cells
@@ -147,7 +163,11 @@ pub(super) async fn apply(
             continue;
         };
         let [dim_key] = dim.key.as_slice() else {
-            tracing::warn!(fact = spec.name, dimension = dim.name, "a referenced dimension needs exactly one key column (tables[].key); reference not resolved");
+            tracing::warn!(
+                fact = spec.name,
+                dimension = dim.name,
+                "a referenced dimension needs exactly one key column (tables[].key); reference not resolved"
+            );
             continue;
         };
         let mut refs: BTreeMap<String, i64> = BTreeMap::new();
@@ -158,7 +178,9 @@ pub(super) async fn apply(
             if cell.is_null() {
                 continue;
             }
-            let t = refs.entry(key_text(std::slice::from_ref(cell))).or_insert(i64::MAX);
+            let t = refs
+                .entry(key_text(std::slice::from_ref(cell)))
+                .or_insert(i64::MAX);
             *t = (*t).min(k.change.ts_ms);
         }
         let key_ty = types.get(col).copied().unwrap_or(ColType::Text);
@@ -166,7 +188,10 @@ pub(super) async fn apply(
         let filter = if spec.upsert {
             format!("f._key IN (SELECT _key FROM {})", quote("tm_fact"))
         } else {
-            format!("f._event_id IN (SELECT _event_id FROM {})", quote("tm_fact"))
+            format!(
+                "f._event_id IN (SELECT _event_id FROM {})",
+                quote("tm_fact")
+            )
         };
         let sql = resolve_sql(&table, col, &ctx.target.dim(&dim.name), dim_key, &filter);
         tx.exec(&sql, &[]).await?;

@@ -14,6 +14,7 @@ use crate::cell::{Cell, key_text};
 use crate::change::{Change, Columns};
 use crate::spec::TableSpec;
 use crate::sql::conn::Tx;
+pub(crate) use crate::sql::conn::ms_of;
 use crate::sql::names::{Target, check_identifier, quote};
 use crate::sql::schema::SchemaError;
 
@@ -86,7 +87,11 @@ pub(crate) struct Keyed<'a> {
     pub change: &'a Change,
 }
 
-pub async fn apply(tx: &mut Tx, ctx: Context<'_>, batch: &TableBatch) -> Result<Applied, ApplyError> {
+pub async fn apply(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    batch: &TableBatch,
+) -> Result<Applied, ApplyError> {
     let spec = &batch.spec;
     let table = spec.name.as_str();
     let mut applied = Applied {
@@ -103,7 +108,13 @@ pub async fn apply(tx: &mut Tx, ctx: Context<'_>, batch: &TableBatch) -> Result<
         .find(|k| !k.is_empty())
     {
         Some(k) => k,
-        None if batch.changes.iter().all(|c| c.op == crate::change::Op::Truncate) => Vec::new(),
+        None if batch
+            .changes
+            .iter()
+            .all(|c| c.op == crate::change::Op::Truncate) =>
+        {
+            Vec::new()
+        }
         None => {
             return Err(ApplyError::stopped(
                 table,
@@ -112,19 +123,25 @@ pub async fn apply(tx: &mut Tx, ctx: Context<'_>, batch: &TableBatch) -> Result<
         }
     };
     let mut key_types: Vec<(String, ColType)> = Vec::new();
-    for name in &key_names {
-        let ty = columns.iter().find(|(n, _)| n == name).map(|(_, t)| *t).or_else(|| {
-            batch
-                .changes
-                .iter()
-                .find_map(|c| c.record_key.get(name).and_then(type_of_cell))
-        });
-        key_types.push((name.clone(), ty.unwrap_or(ColType::Text)));
-    }
     let mut all_columns = columns.clone();
-    for kt in &key_types {
-        if !all_columns.iter().any(|(n, _)| n == &kt.0) {
-            all_columns.insert(0, kt.clone());
+    for name in &key_names {
+        let ty = columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| *t)
+            .or_else(|| {
+                batch
+                    .changes
+                    .iter()
+                    .find_map(|c| c.record_key.get(name).and_then(type_of_cell))
+            });
+        key_types.push((name.clone(), ty.unwrap_or(ColType::Text)));
+        // A key column only in the record key joins the columns; its type must be known (a
+        // batch of truncates carries none).
+        if let Some(ty) = ty
+            && !all_columns.iter().any(|(n, _)| n == name)
+        {
+            all_columns.insert(0, (name.clone(), ty));
         }
     }
 
@@ -141,7 +158,11 @@ pub async fn apply(tx: &mut Tx, ctx: Context<'_>, batch: &TableBatch) -> Result<
         }
     }
     if applied.unkeyed > 0 {
-        tracing::warn!(table, count = applied.unkeyed, "changes without a complete key are not merged");
+        tracing::warn!(
+            table,
+            count = applied.unkeyed,
+            "changes without a complete key are not merged"
+        );
     }
     let mut keyed: Vec<Keyed<'_>> = keyed_storage
         .iter()
@@ -152,8 +173,7 @@ pub async fn apply(tx: &mut Tx, ctx: Context<'_>, batch: &TableBatch) -> Result<
         .collect();
     keyed.sort_by(|a, b| a.key.cmp(b.key).then_with(|| a.change.order(b.change)));
 
-    let types = silver_write::write(tx, ctx, spec, &all_columns, &keyed, &truncates)
-        .await?;
+    let types = silver_write::write(tx, ctx, spec, &all_columns, &keyed, &truncates).await?;
     applied.silver_rows = types.1;
     applied.truncates = truncates.len() as u64;
     let types = types.0;
@@ -179,8 +199,7 @@ pub async fn apply(tx: &mut Tx, ctx: Context<'_>, batch: &TableBatch) -> Result<
         applied.dim = dim::apply(tx, ctx, spec, &key_types, &tracked, entries).await?;
     }
     if spec.is_fact() {
-        applied.facts =
-            fact::apply(tx, ctx, spec, &all_columns, &types, &keyed).await?;
+        applied.facts = fact::apply(tx, ctx, spec, &all_columns, &types, &keyed).await?;
     }
     Ok(applied)
 }
@@ -197,10 +216,16 @@ fn effective_columns(
         if crate::sql::names::SILVER_META.contains(&name.as_str()) {
             return Err(ApplyError::stopped(
                 &spec.name,
-                format!("column {} collides with a column tidemark adds to silver", quote(name)),
+                format!(
+                    "column {} collides with a column tidemark adds to silver",
+                    quote(name)
+                ),
             ));
         }
-        out.push((name.clone(), spec.declared.get(name).copied().unwrap_or(*ty)));
+        out.push((
+            name.clone(),
+            spec.declared.get(name).copied().unwrap_or(*ty),
+        ));
     }
     for (name, ty) in &spec.declared {
         if !out.iter().any(|(n, _)| n == name) {
@@ -241,18 +266,6 @@ pub(crate) async fn fetch_in(
         out.extend(tx.fetch(&sql, &binds).await?);
     }
     Ok(out)
-}
-
-/// A timestamp column's value in ms since the epoch, as SQL.
-pub(crate) fn ms_of(tx: &Tx, col: &str) -> String {
-    match tx.backend() {
-        tidemark_core::mapping::Backend::Postgres => {
-            format!("(extract(epoch from {col}) * 1000)::bigint")
-        }
-        tidemark_core::mapping::Backend::Sqlite => format!(
-            "(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) * 1000 + CAST(substr({col}, 21, 3) AS INTEGER))"
-        ),
-    }
 }
 
 pub(crate) fn ts_cell(ms: i64) -> Cell {

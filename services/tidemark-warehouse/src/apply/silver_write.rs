@@ -95,7 +95,10 @@ pub(crate) async fn upsert_rows(
             let v = row.values.get(name).cloned().unwrap_or(Cell::Null);
             cells.push(v.coerce(*ty));
         }
-        groups.entry((row.keep_all, row.keep)).or_default().push(cells);
+        groups
+            .entry((row.keep_all, row.keep))
+            .or_default()
+            .push(cells);
     }
     let names: Vec<&str> = staged_cols.iter().map(|(n, _)| n.as_str()).collect();
     let list = col_list(names.iter().copied());
@@ -113,7 +116,9 @@ pub(crate) async fn upsert_rows(
             })
             .map(|(_, n)| n)
             .map(|n| format!("{} = excluded.{}", quote(n), quote(n)))
-            .chain(std::iter::once("_merged_at = excluded._merged_at".to_owned()))
+            .chain(std::iter::once(
+                "_merged_at = excluded._merged_at".to_owned(),
+            ))
             .collect();
         written += tx
             .exec(

@@ -140,7 +140,11 @@ impl Tx {
                     .fetch_all(&mut **tx)
                     .await?;
                 rows.iter()
-                    .map(|r| (0..r.len()).map(|i| r.try_get::<Option<String>, _>(i)).collect())
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| r.try_get::<Option<String>, _>(i))
+                            .collect()
+                    })
                     .collect::<Result<_, _>>()?
             }
             Tx::Sqlite(tx) => {
@@ -148,7 +152,11 @@ impl Tx {
                     .fetch_all(&mut **tx)
                     .await?;
                 rows.iter()
-                    .map(|r| (0..r.len()).map(|i| r.try_get::<Option<String>, _>(i)).collect())
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| r.try_get::<Option<String>, _>(i))
+                            .collect()
+                    })
                     .collect::<Result<_, _>>()?
             }
         })
@@ -283,5 +291,16 @@ impl Tx {
             Tx::Postgres(tx) => tx.rollback().await,
             Tx::Sqlite(tx) => tx.rollback().await,
         }
+    }
+}
+
+/// A timestamp column's value in ms since the epoch, as SQL. On SQLite it reads the fixed-width
+/// text the merger writes (`YYYY-MM-DD HH:MM:SS.ffffff+00:00`).
+pub fn ms_of(backend: Backend, col: &str) -> String {
+    match backend {
+        Backend::Postgres => format!("(extract(epoch from {col}) * 1000)::bigint"),
+        Backend::Sqlite => format!(
+            "(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) * 1000 + CAST(substr({col}, 21, 3) AS INTEGER))"
+        ),
     }
 }

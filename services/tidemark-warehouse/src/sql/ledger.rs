@@ -23,7 +23,10 @@ pub enum LedgerError {
 }
 
 /// Every partition's next offset.
-pub async fn read(pool: &Pool, target: &Target) -> Result<BTreeMap<(String, i32), i64>, sqlx::Error> {
+pub async fn read(
+    pool: &Pool,
+    target: &Target,
+) -> Result<BTreeMap<(String, i32), i64>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let sql = format!(
         "SELECT topic, {}, {} FROM {}",
@@ -54,7 +57,13 @@ pub async fn advance(
     next: i64,
 ) -> Result<(), LedgerError> {
     let now = Cell::Text(chrono::Utc::now().to_rfc3339());
-    let (p1, p2, p3, p4, p5) = (tx.param(1), tx.param(2), tx.param(3), tx.param(4), tx.param(5));
+    let (p1, p2, p3, p4, p5) = (
+        tx.param(1),
+        tx.param(2),
+        tx.param(3),
+        tx.param(4),
+        tx.param(5),
+    );
     let n = match expected {
         Some(e) => {
             tx.exec(

@@ -77,7 +77,9 @@ impl Target {
         if let Some(s) = &suffix
             && (s.is_empty()
                 || s.len() > 20
-                || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
         {
             return Err(format!(
                 "target suffix `{s}` must be 1-20 characters of a-z, 0-9 and _"

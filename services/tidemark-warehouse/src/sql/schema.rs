@@ -122,7 +122,11 @@ pub async fn ensure(
                 .map(|(c, t)| format!("{} {}", quote(c), t.ddl(backend))),
         );
         tx.exec(
-            &format!("CREATE TABLE IF NOT EXISTS {} ({})", def.name, cols.join(", ")),
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {} ({})",
+                def.name,
+                cols.join(", ")
+            ),
             &[],
         )
         .await?;

@@ -1,0 +1,452 @@
+//! The merger's warehouse contract (DESIGN §4), run identically on SQLite and a real PostgreSQL:
+//! SCD2 rules, late and redelivered events, deletes and re-inserts, TOAST placeholders, facts
+//! with references and inferred members, schema evolution, hostile identifiers.
+
+use serde_json::json;
+use tidemark_core::config::Config;
+use tidemark_e2e::bronze_fixture::{BronzeFixture, change, truncate};
+use tidemark_e2e::warehouse::{Which, fresh, ms, rows, table, text};
+use tidemark_warehouse::merger::{MergeOptions, Merger};
+use tidemark_warehouse::sql::conn::Pool;
+
+const CUSTOMERS: &str = "bank.public.customers";
+const ACCOUNTS: &str = "bank.public.accounts";
+const TRANSACTIONS: &str = "bank.public.transactions";
+
+fn config() -> Config {
+    Config::from_toml_and_env(
+        r#"
+[[tables]]
+source = "bank.public.weird"
+name = "we\"ird"
+[[tables]]
+source = "bank.public.customers"
+kind = "dimension"
+key = ["id"]
+ignore_columns = ["updated_at"]
+[[tables]]
+source = "bank.public.accounts"
+kind = "dimension"
+key = ["id"]
+[[tables]]
+source = "bank.public.transactions"
+kind = "fact"
+references = { account_id = "bank.public.accounts" }
+"#,
+        std::iter::empty(),
+    )
+    .expect("test config")
+}
+
+async fn merger(pool: &Pool, bronze: &BronzeFixture) -> Merger {
+    let config = config();
+    Merger::with(
+        pool.clone(),
+        bronze.store.clone(),
+        bronze.root.clone(),
+        &config,
+        MergeOptions::from_config(&config),
+    )
+    .await
+    .expect("merger")
+}
+
+macro_rules! on_both {
+    ($scenario:ident, $sqlite:ident, $pg:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            if let Some((pool, _)) = fresh(Which::Sqlite).await {
+                $scenario(pool).await;
+            }
+        }
+        #[tokio::test]
+        async fn $pg() {
+            if let Some((pool, _)) = fresh(Which::Postgres).await {
+                $scenario(pool).await;
+            }
+        }
+    };
+}
+
+/// `(version, valid_from ms, valid_to ms, is_current, is_deleted, is_inferred, <col>)` of a key.
+async fn versions(pool: &Pool, dim: &str, id: i64, col: &str) -> Vec<Vec<Option<String>>> {
+    let sql = format!(
+        "SELECT {}, {}, {}, {}, {}, {}, {} FROM {} WHERE id = {id} ORDER BY valid_from, version",
+        text(pool, "version"),
+        ms(pool, "valid_from"),
+        ms(pool, "valid_to"),
+        text(pool, "CASE WHEN is_current THEN 'cur' ELSE '' END"),
+        text(pool, "CASE WHEN is_deleted THEN 'del' ELSE '' END"),
+        text(pool, "CASE WHEN is_inferred THEN 'inf' ELSE '' END"),
+        text(pool, &format!("\"{col}\"")),
+        table(pool, "dim", dim),
+    );
+    rows(pool, &sql).await
+}
+
+fn v(items: &[&str]) -> Vec<Option<String>> {
+    items
+        .iter()
+        .map(|s| {
+            if *s == "NULL" {
+                None
+            } else {
+                Some((*s).to_owned())
+            }
+        })
+        .collect()
+}
+
+async fn scd2_rules(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    let id = json!(1);
+    let row =
+        |tier: &str, upd: i64| json!({"id": 1, "name": "Ann", "tier": tier, "updated_at": upd});
+    bronze
+        .land(
+            CUSTOMERS,
+            0,
+            &[
+                change("c", &id, None, Some(row("silver", 1)), 100, 1000),
+                // Two changes of one key in one batch: two versions.
+                change(
+                    "u",
+                    &id,
+                    Some(row("silver", 1)),
+                    Some(row("gold", 1)),
+                    110,
+                    1100,
+                ),
+                // Only an ignored column: no version.
+                change(
+                    "u",
+                    &id,
+                    Some(row("gold", 1)),
+                    Some(row("gold", 2)),
+                    120,
+                    1200,
+                ),
+            ],
+        )
+        .await;
+    let mut m = merger(&pool, &bronze).await;
+    m.catch_up().await.expect("merge");
+    assert_eq!(
+        versions(&pool, "customers", 1, "tier").await,
+        vec![
+            v(&["1", "1000", "1100", "", "", "", "silver"]),
+            v(&["2", "1100", "NULL", "cur", "", "", "gold"]),
+        ]
+    );
+
+    bronze
+        .land(
+            CUSTOMERS,
+            0,
+            &[
+                change("d", &id, Some(json!({"id": 1})), None, 130, 1300),
+                (Some(r#"{"id":1}"#.into()), None), // tombstone
+                change("c", &id, None, Some(row("platinum", 3)), 140, 1400),
+                // Redelivered (same source position): nothing changes.
+                change(
+                    "u",
+                    &id,
+                    Some(row("silver", 1)),
+                    Some(row("gold", 1)),
+                    110,
+                    1100,
+                ),
+            ],
+        )
+        .await;
+    m.catch_up().await.expect("merge");
+    // A late change lands in its place and splits the version it falls in.
+    bronze
+        .land(
+            CUSTOMERS,
+            1,
+            &[change("u", &id, None, Some(row("bronze", 1)), 105, 1050)],
+        )
+        .await;
+    m.catch_up().await.expect("merge");
+    assert_eq!(
+        versions(&pool, "customers", 1, "tier").await,
+        vec![
+            v(&["1", "1000", "1050", "", "", "", "silver"]),
+            v(&["2", "1050", "1100", "", "", "", "bronze"]),
+            v(&["3", "1100", "1300", "", "", "", "gold"]),
+            v(&["4", "1300", "1400", "", "del", "", "gold"]),
+            v(&["5", "1400", "NULL", "cur", "", "", "platinum"]),
+        ]
+    );
+    let silver = rows(
+        &pool,
+        &format!(
+            "SELECT tier, _op, {} FROM {}",
+            text(&pool, "CASE WHEN _deleted THEN 'del' ELSE 'live' END"),
+            table(&pool, "silver", "customers")
+        ),
+    )
+    .await;
+    assert_eq!(silver, vec![v(&["platinum", "c", "live"])]);
+
+    // Applying the same bronze again (ledger rewound) changes nothing.
+    let before = versions(&pool, "customers", 1, "tier").await;
+    let mut tx = pool.begin().await.unwrap();
+    tx.exec(&format!("DELETE FROM {}", m.target().ledger()), &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let again = m.catch_up().await.expect("merge");
+    assert!(again.tables["customers"].dim.redelivered >= 5, "{again:?}");
+    assert_eq!(versions(&pool, "customers", 1, "tier").await, before);
+}
+on_both!(scd2_rules, scd2_rules_sqlite, scd2_rules_postgres);
+
+async fn facts_resolve_to_the_version_valid_at_their_time(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    let tx_row = |id: i64, amount: i64| json!({"id": id, "account_id": 7, "amount": amount});
+    // A fact before its account exists: an inferred member.
+    bronze
+        .land(
+            TRANSACTIONS,
+            0,
+            &[change("c", &json!(1), None, Some(tx_row(1, 5)), 200, 2000)],
+        )
+        .await;
+    let mut m = merger(&pool, &bronze).await;
+    m.catch_up().await.expect("merge");
+    assert_eq!(
+        versions(&pool, "accounts", 7, "id").await,
+        vec![v(&["0", "2000", "NULL", "cur", "", "inf", "7"])]
+    );
+    let acct = |bal: i64| json!({"id": 7, "balance": bal});
+    bronze
+        .land(
+            ACCOUNTS,
+            0,
+            &[
+                change("c", &json!(7), None, Some(acct(10)), 250, 2500),
+                change("u", &json!(7), None, Some(acct(20)), 300, 3000),
+            ],
+        )
+        .await;
+    bronze
+        .land(
+            TRANSACTIONS,
+            0,
+            &[change("c", &json!(2), None, Some(tx_row(2, 6)), 350, 3500)],
+        )
+        .await;
+    m.catch_up().await.expect("merge");
+    let facts = || async {
+        rows(
+            &pool,
+            &format!(
+                "SELECT {}, {} FROM {} f JOIN {} d ON d.sk = f.account_id_sk ORDER BY f.id",
+                text(&pool, "f.id"),
+                text(&pool, "d.balance"),
+                table(&pool, "fact", "transactions"),
+                table(&pool, "dim", "accounts"),
+            ),
+        )
+        .await
+    };
+    // The inferred member is completed with the first version's values.
+    assert_eq!(facts().await, vec![v(&["1", "10"]), v(&["2", "20"])]);
+    // A late account change between version 2 and the fact moves the fact.
+    bronze
+        .land(
+            ACCOUNTS,
+            1,
+            &[change("u", &json!(7), None, Some(acct(15)), 320, 3200)],
+        )
+        .await;
+    m.catch_up().await.expect("merge");
+    assert_eq!(facts().await, vec![v(&["1", "10"]), v(&["2", "15"])]);
+    assert_eq!(
+        versions(&pool, "accounts", 7, "balance").await,
+        vec![
+            v(&["0", "2000", "2500", "", "", "inf", "10"]),
+            v(&["1", "2500", "3000", "", "", "", "10"]),
+            v(&["2", "3000", "3200", "", "", "", "20"]),
+            v(&["3", "3200", "NULL", "cur", "", "", "15"]),
+        ]
+    );
+}
+on_both!(
+    facts_resolve_to_the_version_valid_at_their_time,
+    facts_sqlite,
+    facts_postgres
+);
+
+async fn toast_evolution_and_stopped_tables(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    let id = json!(2);
+    bronze
+        .land(
+            CUSTOMERS,
+            0,
+            &[
+                change(
+                    "c",
+                    &id,
+                    None,
+                    Some(json!({"id": 2, "bio": "long text", "score": 1})),
+                    100,
+                    1000,
+                ),
+                change(
+                    "u",
+                    &id,
+                    None,
+                    Some(json!({"id": 2, "bio": "__debezium_unavailable_value", "score": 2})),
+                    110,
+                    1100,
+                ),
+            ],
+        )
+        .await;
+    let mut m = merger(&pool, &bronze).await;
+    m.catch_up().await.expect("merge");
+    // A TOAST placeholder keeps the stored value; the next batch has one too.
+    bronze
+        .land(
+            CUSTOMERS,
+            0,
+            &[change(
+                "u",
+                &id,
+                None,
+                Some(json!({"id": 2, "bio": "__debezium_unavailable_value", "score": 2.5, "email": "a@b"})),
+                120,
+                1200,
+            )],
+        )
+        .await;
+    m.catch_up().await.expect("merge");
+    let silver = rows(
+        &pool,
+        &format!(
+            "SELECT bio, {}, email FROM {}",
+            text(&pool, "score"),
+            table(&pool, "silver", "customers")
+        ),
+    )
+    .await;
+    assert_eq!(
+        silver,
+        vec![v(&["long text", "2.5", "a@b"])],
+        "widened int → double, new column"
+    );
+    let dim_bios = rows(
+        &pool,
+        &format!(
+            "SELECT bio FROM {} ORDER BY version",
+            table(&pool, "dim", "customers")
+        ),
+    )
+    .await;
+    assert_eq!(
+        dim_bios,
+        vec![v(&["long text"]), v(&["long text"]), v(&["long text"])]
+    );
+
+    // An incompatible change stops that table only.
+    bronze
+        .land(
+            CUSTOMERS,
+            0,
+            &[change(
+                "u",
+                &id,
+                None,
+                Some(json!({"id": 2, "score": "high"})),
+                130,
+                1300,
+            )],
+        )
+        .await;
+    bronze
+        .land(
+            ACCOUNTS,
+            0,
+            &[change(
+                "c",
+                &json!(9),
+                None,
+                Some(json!({"id": 9, "balance": 1})),
+                140,
+                1400,
+            )],
+        )
+        .await;
+    let s = m.catch_up().await.expect("merge");
+    let why = &s.stopped["customers"];
+    assert!(
+        why.contains("score") && why.contains("double precision") && why.contains("text"),
+        "{why}"
+    );
+    assert_eq!(s.tables["accounts"].changes, 1, "other tables go on");
+    // Truncate soft-deletes silver rows older than it.
+    bronze.land(ACCOUNTS, 0, &[truncate(150, 1500)]).await;
+    m.catch_up().await.expect("merge");
+    let acc = rows(
+        &pool,
+        &format!(
+            "SELECT _op, {} FROM {}",
+            text(&pool, "CASE WHEN _deleted THEN 'del' ELSE 'live' END"),
+            table(&pool, "silver", "accounts")
+        ),
+    )
+    .await;
+    assert_eq!(acc, vec![v(&["t", "del"])]);
+}
+on_both!(
+    toast_evolution_and_stopped_tables,
+    toast_evolution_sqlite,
+    toast_evolution_postgres
+);
+
+async fn hostile_identifiers_are_quoted(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    let mut tx = pool.begin().await.unwrap();
+    tx.exec("CREATE TABLE y (a INTEGER)", &[]).await.unwrap();
+    tx.commit().await.unwrap();
+    let evil = "x\"; drop table y; --";
+    bronze
+        .land(
+            "bank.public.weird",
+            0,
+            &[change(
+                "c",
+                &json!(1),
+                None,
+                Some(json!({"id": 1, evil: "boom"})),
+                100,
+                1000,
+            )],
+        )
+        .await;
+    let mut m = merger(&pool, &bronze).await;
+    let s = m.catch_up().await.expect("merge");
+    assert!(s.stopped.is_empty(), "{:?}", s.stopped);
+    let got = rows(
+        &pool,
+        &format!(
+            "SELECT \"x\"\"; drop table y; --\" FROM {}",
+            table(&pool, "silver", "we\"ird")
+        ),
+    )
+    .await;
+    assert_eq!(got, vec![v(&["boom"])]);
+    assert!(
+        rows(&pool, "SELECT 'still here' FROM y").await.is_empty(),
+        "y exists and is empty"
+    );
+}
+on_both!(
+    hostile_identifiers_are_quoted,
+    hostile_identifiers_sqlite,
+    hostile_identifiers_postgres
+);
