@@ -7,6 +7,7 @@ pub mod cell;
 pub mod change;
 pub mod history;
 pub mod merger;
+pub mod replay;
 pub mod silver;
 pub mod spec;
 pub mod sql;

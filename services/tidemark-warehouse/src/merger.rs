@@ -128,6 +128,14 @@ impl Merger {
         &self.pool
     }
 
+    pub fn store(&self) -> &dyn ObjectStore {
+        self.store.as_ref()
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn target(&self) -> &Target {
         &self.target
     }

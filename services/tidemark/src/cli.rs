@@ -36,12 +36,12 @@ pub struct Cli {
 pub enum Command {
     /// Consume Debezium topics and land them as Parquet in bronze (exactly once).
     Ingest,
-    /// Merge bronze into silver and SCD2 gold tables.
-    Merge,
-    /// Ingest and merge in one process.
+    /// Merge bronze into silver and SCD2 gold tables (until SIGTERM/SIGINT, or `--once`).
+    Merge(MergeArgs),
+    /// Ingest and merge in one process, until SIGTERM/SIGINT.
     Run,
-    /// Rebuild silver and gold from bronze.
-    Replay,
+    /// Rebuild silver and gold from bronze (side by side, in place, or from a point in time).
+    Replay(ReplayArgs),
     /// Run the whole pipeline on embedded defaults with generated data.
     Demo,
     /// Produce generated Debezium change events to Kafka.
@@ -57,6 +57,31 @@ pub enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Merge everything bronze holds now, then exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Topics to replay (repeat or comma-separate); default: every topic in bronze.
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Vec<String>,
+    /// Build into `silver_<suffix>`, `gold_<suffix>` (SQLite: `silver_<suffix>__…`) for a
+    /// blue/green swap, leaving the live tables alone.
+    #[arg(long)]
+    pub target_suffix: Option<String>,
+    /// Re-apply history from the first bronze range committed at or after this time
+    /// (RFC 3339, e.g. 2026-11-01T00:00:00Z) instead of rebuilding from scratch.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Drop and rebuild the live tables (required for a full replay without --target-suffix).
+    #[arg(long)]
+    pub in_place: bool,
 }
 
 #[derive(Debug, Args)]

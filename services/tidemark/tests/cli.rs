@@ -22,19 +22,39 @@ fn fixture(rel: &str) -> String {
 #[test]
 fn later_subcommands_say_so_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    for cmd in [
-        &["merge"][..],
-        &["run"],
-        &["replay"],
-        &["demo"],
-        &["generate"],
-        &["dlq", "requeue"],
-    ] {
+    for cmd in [&["demo"][..], &["generate"], &["dlq", "requeue"]] {
         let out = tidemark(cmd, dir.path());
         assert_eq!(out.status.code(), Some(2), "{cmd:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not available yet"), "{cmd:?}: {err}");
     }
+}
+
+#[test]
+fn a_full_replay_asks_where_to_build() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tidemark.toml"),
+        format!(
+            "[bronze]\nurl = \"file://{}/bronze\"\n[warehouse]\nurl = \"sqlite://{}/w.db\"\n",
+            dir.path().display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = tidemark(&["replay"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--target-suffix") && err.contains("--in-place"),
+        "{err}"
+    );
+    let out = tidemark(&["merge", "--once"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod bronze_admin;
 mod config_check;
 mod ingest;
 mod inspect_decode;
+mod merge;
 
 use std::process::ExitCode;
 
@@ -17,9 +18,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config(ConfigCommand::Check) => config_check::run(&cli.config),
         Command::Inspect(InspectCommand::Decode(args)) => inspect_decode::run(&cli.config, args),
         Command::Ingest => ingest::run(&cli.config),
-        Command::Merge => not_available("merge", "the merger"),
-        Command::Run => not_available("run", "the merger"),
-        Command::Replay => not_available("replay", "the merger"),
+        Command::Merge(args) => merge::merge(&cli.config, args.once),
+        Command::Run => merge::run(&cli.config),
+        Command::Replay(args) => merge::replay(&cli.config, args),
         Command::Demo => not_available("demo", "the demo"),
         Command::Generate => not_available("generate", "the demo"),
         Command::Gc(args) => bronze_admin::gc(
@@ -68,7 +69,7 @@ async fn recv(signal: Option<tokio::signal::unix::Signal>) {
 fn not_available(command: &str, part: &str) -> anyhow::Result<ExitCode> {
     eprintln!(
         "`tidemark {command}` is not available yet in this version: it arrives with {part}. \
-         Available now: `tidemark ingest`, `inspect bronze`, `inspect decode`, `dlq list`, `gc`, `config check`."
+         Available now: `tidemark ingest`, `merge`, `run`, `replay`, `inspect bronze`, `inspect decode`, `dlq list`, `gc`, `config check`."
     );
     Ok(ExitCode::from(NOT_AVAILABLE))
 }

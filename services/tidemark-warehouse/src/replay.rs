@@ -1,0 +1,148 @@
+//! Replay: rebuild silver and gold from bronze. A full replay drops the target's tables of the
+//! chosen topics (their change logs, registry rows and ledger rows too) and merges from the
+//! first commit record; `--from` instead rewinds the ledger to the first range committed at or
+//! after that time and re-applies from there, which the merge's idempotence makes safe.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use object_store::ObjectStore;
+use object_store::path::Path;
+use tidemark_bronze::commit_log;
+use tidemark_core::config::Config;
+
+use crate::bronze_read::ReadError;
+use crate::cell::Cell;
+use crate::merger::MergeError;
+use crate::spec::TableSpec;
+use crate::sql::conn::Pool;
+use crate::sql::names::Target;
+use crate::sql::schema::bootstrap;
+
+/// Drops everything the target holds for `topics`.
+pub async fn drop_tables(
+    pool: &Pool,
+    target: &Target,
+    config: &Config,
+    topics: &BTreeSet<String>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    bootstrap(&mut tx, target).await?;
+    for topic in topics {
+        let spec = TableSpec::for_topic(config, topic);
+        for table in [
+            target.silver(&spec.name),
+            target.dim(&spec.name),
+            target.fact(&spec.name),
+            target.changes(&spec.name),
+        ] {
+            tx.exec(&format!("DROP TABLE IF EXISTS {table}"), &[])
+                .await?;
+            let p = tx.param(1);
+            tx.exec(
+                &format!("DELETE FROM {} WHERE tbl = {p}", target.registry()),
+                &[Cell::Text(table)],
+            )
+            .await?;
+        }
+        let p = tx.param(1);
+        tx.exec(
+            &format!("DELETE FROM {} WHERE topic = {p}", target.ledger()),
+            &[Cell::Text(topic.clone())],
+        )
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// Sets each partition of `topics` to the first range committed at or after `from`.
+pub async fn rewind(
+    pool: &Pool,
+    target: &Target,
+    store: &dyn ObjectStore,
+    root: &Path,
+    topics: &BTreeSet<String>,
+    from: DateTime<Utc>,
+) -> Result<u64, MergeError> {
+    let mut tx = pool.begin().await?;
+    bootstrap(&mut tx, target).await?;
+    let mut rewound = 0;
+    for (topic, partition) in commit_log::partitions(store, root)
+        .await
+        .map_err(ReadError::from)?
+    {
+        if !topics.contains(&topic) {
+            continue;
+        }
+        let chain = commit_log::read_chain(store, root, &topic, partition)
+            .await
+            .map_err(ReadError::from)?;
+        let Some(rec) = chain
+            .records
+            .iter()
+            .find(|r| DateTime::parse_from_rfc3339(&r.committed_at).map_or(true, |t| t >= from))
+        else {
+            continue;
+        };
+        let (p1, p2) = (tx.param(1), tx.param(2));
+        let p3 = tx.param(3);
+        tx.exec(
+            &format!(
+                "UPDATE {} SET next_offset = {p1} WHERE topic = {p2} AND part = {p3} AND next_offset > {p1}",
+                target.ledger()
+            ),
+            &[Cell::Int(rec.start), Cell::Text(topic.clone()), Cell::Int(partition.into())],
+        )
+        .await?;
+        rewound += 1;
+    }
+    tx.commit().await?;
+    Ok(rewound)
+}
+
+/// Changes in bronze after the target's ledger positions, for a progress bar.
+pub async fn pending_rows(
+    pool: &Pool,
+    target: &Target,
+    store: &dyn ObjectStore,
+    root: &Path,
+    topics: &BTreeSet<String>,
+) -> Result<u64, MergeError> {
+    let positions = crate::sql::ledger::read(pool, target).await?;
+    let mut total = 0;
+    for (topic, partition) in commit_log::partitions(store, root)
+        .await
+        .map_err(ReadError::from)?
+    {
+        if !topics.contains(&topic) {
+            continue;
+        }
+        let from = positions
+            .get(&(topic.clone(), partition))
+            .copied()
+            .unwrap_or(0);
+        let chain = commit_log::read_chain(store, root, &topic, partition)
+            .await
+            .map_err(ReadError::from)?;
+        total += chain
+            .records
+            .iter()
+            .filter(|r| r.start >= from)
+            .map(|r| r.rows)
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
+/// Every data topic in bronze.
+pub async fn bronze_topics(
+    store: &dyn ObjectStore,
+    root: &Path,
+) -> Result<BTreeSet<String>, MergeError> {
+    Ok(commit_log::partitions(store, root)
+        .await
+        .map_err(ReadError::from)?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect())
+}

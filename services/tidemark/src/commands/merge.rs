@@ -1,0 +1,187 @@
+//! `tidemark merge`, `run` and `replay`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tidemark_core::config::Config;
+use tidemark_warehouse::merger::{CycleStats, MergeOptions, Merger};
+use tidemark_warehouse::replay;
+use tokio::sync::watch;
+
+use super::shutdown_signal;
+use crate::cli::ReplayArgs;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn print_summary(what: &str, stats: &CycleStats) {
+    for (table, a) in &stats.tables {
+        eprintln!(
+            "{what}: {table}: {} changes, {} silver rows, {} versions opened, {} updated, {} late, {} redelivered, {} facts",
+            a.changes,
+            a.silver_rows,
+            a.dim.opened,
+            a.dim.updated,
+            a.dim.late,
+            a.dim.redelivered,
+            a.facts
+        );
+    }
+    for (table, why) in &stats.stopped {
+        eprintln!("{what}: {table} STOPPED: {why}");
+    }
+}
+
+/// Exit 1 when a table stopped, so scripts notice.
+fn exit_for(stopped: usize) -> ExitCode {
+    if stopped == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub fn merge(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path, false)?;
+    runtime()?.block_on(async {
+        let shutdown = shutdown_signal();
+        let mut merger = Merger::open(&config, MergeOptions::from_config(&config)).await?;
+        tracing::info!(warehouse = %tidemark_core::config::mask_url_password(&config.warehouse.url), "merge started");
+        if once {
+            let stats = merger.catch_up().await?;
+            print_summary("merge", &stats);
+            return Ok(exit_for(merger.stopped().len()));
+        }
+        merger.run(shutdown).await?;
+        tracing::info!("merge stopped");
+        Ok(exit_for(merger.stopped().len()))
+    })
+}
+
+/// Ingest and merge side by side; on SIGTERM/SIGINT ingest flushes and leaves the group, then
+/// the merger applies what was flushed and the process exits.
+pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path, false)?;
+    runtime()?.block_on(async {
+        let signal = shutdown_signal();
+        let mut merger = Merger::open(&config, MergeOptions::from_config(&config)).await?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let wait = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        let ingest = {
+            let config = config.clone();
+            let rx = stop_rx.clone();
+            tokio::spawn(async move { tidemark_bronze::service::run(&config, wait(rx)).await })
+        };
+        {
+            let merging = merger.run(wait(stop_rx));
+            tokio::pin!(merging);
+            tokio::select! {
+                () = signal => {}
+                r = &mut merging => { r?; }
+            }
+            let _ = stop_tx.send(true);
+            let _ = merging.await;
+        }
+        let stats = ingest.await??;
+        eprintln!(
+            "ingest stopped: {} records, {} commits, {} dead letters",
+            stats.records, stats.commits, stats.dead_letters
+        );
+        let last = merger.catch_up().await?;
+        print_summary("final merge", &last);
+        Ok(exit_for(merger.stopped().len()))
+    })
+}
+
+pub fn replay(config_path: &Path, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path, false)?;
+    if args.target_suffix.is_none() && args.from.is_none() && !args.in_place {
+        anyhow::bail!(
+            "a full replay replaces tables: pass --target-suffix NAME to build side by side (then swap), \
+             or --in-place to drop and rebuild the live tables"
+        );
+    }
+    let from = args
+        .from
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.to_utc())
+                .map_err(|e| {
+                    anyhow::anyhow!("--from `{t}`: {e} (use RFC 3339, e.g. 2026-11-01T00:00:00Z)")
+                })
+        })
+        .transpose()?;
+    runtime()?.block_on(async {
+        let mut opts = MergeOptions::from_config(&config);
+        opts.target_suffix = args.target_suffix.clone();
+        let merger = Merger::open(&config, opts).await?;
+        let topics: BTreeSet<String> = if args.tables.is_empty() {
+            replay::bronze_topics(merger.store(), merger.root()).await?
+        } else {
+            args.tables.iter().cloned().collect()
+        };
+        match from {
+            Some(t) => {
+                let n = replay::rewind(
+                    merger.pool(),
+                    merger.target(),
+                    merger.store(),
+                    merger.root(),
+                    &topics,
+                    t,
+                )
+                .await?;
+                eprintln!("replay: {n} partitions rewound to {t}");
+            }
+            None => {
+                replay::drop_tables(merger.pool(), merger.target(), &config, &topics).await?;
+            }
+        }
+        // Only the chosen topics from here on.
+        let mut opts = MergeOptions::from_config(&config);
+        opts.target_suffix = args.target_suffix.clone();
+        opts.only_topics = Some(topics.clone());
+        let mut merger = Merger::open(&config, opts).await?;
+        let total = replay::pending_rows(
+            merger.pool(),
+            merger.target(),
+            merger.store(),
+            merger.root(),
+            &topics,
+        )
+        .await?;
+        let bar = ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "replay {bar:40} {pos}/{len} changes  {per_sec}  eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let mut stopped = 0;
+        loop {
+            let s = merger.cycle().await?;
+            if s.is_idle() {
+                break;
+            }
+            bar.inc(s.changes());
+            stopped += s.stopped.len();
+            print_summary(
+                "replay",
+                &CycleStats {
+                    tables: Default::default(),
+                    stopped: s.stopped,
+                },
+            );
+        }
+        bar.finish();
+        eprintln!("replay done into {:?}", merger.target().schemas());
+        Ok(exit_for(stopped))
+    })
+}
