@@ -3,7 +3,7 @@
 //! place, redelivered events change nothing and a replay gives the same history.
 
 use crate::cell::{Cell, Values, row_hash};
-use crate::change::Image;
+use crate::change::{Image, Op};
 
 /// What a change-log entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,51 @@ pub struct LogEntry {
     pub pos: String,
     pub ts_ms: i64,
     pub kind: EntryKind,
+    /// The change's op (`Read` for a `Ref`).
+    pub op: Op,
+    /// Kafka coordinates of the change (in the table's topic).
+    pub partition: i32,
+    pub offset: i64,
     pub image: Image,
+}
+
+impl LogEntry {
+    /// What the log's `kind` column holds: the op code, or `ref`.
+    pub fn kind_code(&self) -> &'static str {
+        match self.kind {
+            EntryKind::Ref => "ref",
+            _ => self.op.code(),
+        }
+    }
+
+    /// Kind and op from the `kind` column.
+    pub fn parse_kind(code: &str) -> (EntryKind, Op) {
+        match code {
+            "ref" => (EntryKind::Ref, Op::Read),
+            "d" => (EntryKind::Delete, Op::Delete),
+            other => (EntryKind::Upsert, Op::parse(other).unwrap_or(Op::Update)),
+        }
+    }
+}
+
+/// The row a key's newest change leaves: silver's row for a dimension.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latest {
+    /// Every column, TOAST placeholders resolved; the last known values for a delete.
+    pub values: Values,
+    pub deleted: bool,
+    pub pos: String,
+    pub ts_ms: i64,
+    pub op: Op,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The versions of a key and its latest row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    pub versions: Vec<Version>,
+    pub latest: Option<Latest>,
 }
 
 /// One row of `gold.dim_<table>` for a key.
@@ -67,7 +111,7 @@ pub struct Version {
 
 /// The versions of a key from all its log entries (any order; one entry per position).
 /// `tracked` says which columns make versions.
-pub fn versions(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> Vec<Version> {
+pub fn history(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> History {
     let mut changes: Vec<&LogEntry> = entries
         .iter()
         .filter(|e| e.kind != EntryKind::Ref)
@@ -82,6 +126,7 @@ pub fn versions(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> Vec<Ver
     // Last known full row, for TOAST placeholders and delete markers.
     let mut state = Values::new();
     let mut out: Vec<Version> = Vec::new();
+    let mut latest = None;
     for e in changes {
         let (full, deleted) = match e.kind {
             EntryKind::Delete => {
@@ -96,6 +141,15 @@ pub fn versions(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> Vec<Ver
         if !deleted {
             state = full.clone();
         }
+        latest = Some(Latest {
+            values: full.clone(),
+            deleted,
+            pos: e.pos.clone(),
+            ts_ms: e.ts_ms,
+            op: e.op,
+            partition: e.partition,
+            offset: e.offset,
+        });
         let values: Values = full.into_iter().filter(|(k, _)| tracked(k)).collect();
         let hash = row_hash(&values);
         if let Some(last) = out.last()
@@ -145,7 +199,10 @@ pub fn versions(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> Vec<Ver
             },
         );
     }
-    out
+    History {
+        versions: out,
+        latest,
+    }
 }
 
 /// An image with its unavailable (TOAST) columns taken from the last known row.
@@ -166,6 +223,9 @@ mod tests {
             pos: pos.into(),
             ts_ms: ts,
             kind: EntryKind::Upsert,
+            op: Op::Update,
+            partition: 0,
+            offset: 0,
             image: Image {
                 values: [
                     ("x".to_owned(), Cell::Int(x)),
@@ -184,10 +244,10 @@ mod tests {
     #[test]
     fn a_late_change_splits_the_version_it_falls_in() {
         let mut log = vec![up("a", 10, 1, ""), up("c", 30, 1, "n"), up("d", 40, 2, "")];
-        let before = versions(&log, &tracked);
+        let before = history(&log, &tracked).versions;
         assert_eq!(before.len(), 2);
         log.push(up("b", 20, 5, ""));
-        let after = versions(&log, &tracked);
+        let after = history(&log, &tracked).versions;
         let spans: Vec<_> = after
             .iter()
             .map(|v| (v.valid_from_ms, v.valid_to_ms, v.version))
@@ -208,7 +268,7 @@ mod tests {
     #[test]
     fn ignored_columns_make_no_version_and_order_does_not_matter() {
         let log = vec![up("b", 20, 1, "changed"), up("a", 10, 1, "")];
-        let v = versions(&log, &tracked);
+        let v = history(&log, &tracked).versions;
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].valid_from_ms, 10);
     }
@@ -219,9 +279,12 @@ mod tests {
             pos: "b".into(),
             ts_ms: 20,
             kind: EntryKind::Delete,
+            op: Op::Delete,
+            partition: 0,
+            offset: 0,
             image: Image::default(),
         };
-        let v = versions(&[up("a", 10, 1, ""), del, up("c", 30, 1, "")], &tracked);
+        let v = history(&[up("a", 10, 1, ""), del, up("c", 30, 1, "")], &tracked).versions;
         let flags: Vec<_> = v.iter().map(|v| (v.is_deleted, v.is_current)).collect();
         assert_eq!(flags, vec![(false, false), (true, false), (false, true)]);
         assert_eq!(
@@ -236,7 +299,7 @@ mod tests {
         let mut second = up("b", 20, 2, "");
         second.image.values.remove("x");
         second.image.unavailable.insert("x".into());
-        let v = versions(&[up("a", 10, 7, ""), second], &tracked);
+        let v = history(&[up("a", 10, 7, ""), second], &tracked).versions;
         assert_eq!(v.len(), 1, "x unchanged → no new version");
         assert_eq!(v[0].values.get("x"), Some(&Cell::Int(7)));
     }
@@ -247,11 +310,14 @@ mod tests {
             pos: REF_POS.into(),
             ts_ms: 5,
             kind: EntryKind::Ref,
+            op: Op::Read,
+            partition: 0,
+            offset: 0,
             image: Image::default(),
         };
-        let only = versions(std::slice::from_ref(&r), &tracked);
+        let only = history(std::slice::from_ref(&r), &tracked).versions;
         assert!(only[0].is_inferred && only[0].is_current && only[0].values.is_empty());
-        let v = versions(&[r, up("a", 10, 3, "")], &tracked);
+        let v = history(&[r, up("a", 10, 3, "")], &tracked).versions;
         assert_eq!(v.len(), 2);
         assert!(v[0].is_inferred && !v[0].is_current);
         assert_eq!(v[0].values.get("x"), Some(&Cell::Int(3)));

@@ -11,7 +11,7 @@ use tidemark_core::mapping::ColType;
 use super::{ApplyError, Context, Keyed, col_list, fetch_in, ms_of, parse_bool, ts_cell};
 use crate::cell::{Cell, values_from_json, values_to_json};
 use crate::change::{Image, Op};
-use crate::history::{EntryKind, LogEntry, Version, versions};
+use crate::history::{EntryKind, Latest, LogEntry, Version, history};
 use crate::spec::TableSpec;
 use crate::sql::conn::Tx;
 use crate::sql::names::quote;
@@ -49,6 +49,9 @@ pub(super) fn entries_from_changes(keyed: &[Keyed<'_>]) -> BTreeMap<String, Vec<
             } else {
                 EntryKind::Upsert
             },
+            op: c.op,
+            partition: c.partition,
+            offset: c.offset,
             image: c.image().cloned().unwrap_or_default(),
         });
     }
@@ -124,6 +127,8 @@ fn log_def(ctx: Context<'_>, spec: &TableSpec) -> TableDef {
             "kind TEXT NOT NULL".into(),
             "vals TEXT NOT NULL".into(),
             "unavail TEXT NOT NULL".into(),
+            "kafka_partition INTEGER NOT NULL".into(),
+            "kafka_offset BIGINT NOT NULL".into(),
             "PRIMARY KEY (_key, pos)".into(),
         ],
         columns: Vec::new(),
@@ -165,10 +170,10 @@ pub(super) async fn apply(
     key: &[(String, ColType)],
     tracked: &[(String, ColType)],
     new: BTreeMap<String, Vec<LogEntry>>,
-) -> Result<DimStats, ApplyError> {
+) -> Result<(DimStats, BTreeMap<String, Latest>), ApplyError> {
     let mut stats = DimStats::default();
     if new.is_empty() {
-        return Ok(stats);
+        return Ok((stats, BTreeMap::new()));
     }
     let key_names: Vec<String> = key.iter().map(|(n, _)| n.clone()).collect();
     let mut columns = key.to_vec();
@@ -190,15 +195,14 @@ pub(super) async fn apply(
 
     // The logs of the touched keys.
     let keys: BTreeSet<String> = new.keys().cloned().collect();
-    let ts_text = tx.text("ts_ms");
+    let sql = format!(
+        "SELECT _key, pos, {}, kind, vals, unavail, {}, {} FROM {log_table} WHERE _key",
+        tx.text("ts_ms"),
+        tx.text("kafka_partition"),
+        tx.text("kafka_offset")
+    );
     let mut logs: BTreeMap<String, Vec<LogEntry>> = BTreeMap::new();
-    for r in fetch_in(
-        tx,
-        &format!("SELECT _key, pos, {ts_text}, kind, vals, unavail FROM {log_table} WHERE _key"),
-        &keys,
-    )
-    .await?
-    {
+    for r in fetch_in(tx, &sql, &keys).await? {
         let (Some(k), Some(pos), Some(ts), Some(kind)) = (&r[0], &r[1], &r[2], &r[3]) else {
             continue;
         };
@@ -206,10 +210,14 @@ pub(super) async fn apply(
             .as_deref()
             .and_then(|u| serde_json::from_str::<BTreeSet<String>>(u).ok())
             .unwrap_or_default();
+        let (kind, op) = LogEntry::parse_kind(kind);
         logs.entry(k.clone()).or_default().push(LogEntry {
             pos: pos.clone(),
             ts_ms: ts.parse().unwrap_or(0),
-            kind: EntryKind::parse(kind).unwrap_or(EntryKind::Upsert),
+            kind,
+            op,
+            partition: r[6].as_deref().and_then(|p| p.parse().ok()).unwrap_or(0),
+            offset: r[7].as_deref().and_then(|p| p.parse().ok()).unwrap_or(0),
             image: Image {
                 values: values_from_json(r[4].as_deref().unwrap_or("{}")),
                 unavailable,
@@ -249,14 +257,16 @@ pub(super) async fn apply(
                 Cell::Text(k.clone()),
                 Cell::Text(e.pos.clone()),
                 Cell::Int(e.ts_ms),
-                Cell::Text(e.kind.code().into()),
+                Cell::Text(e.kind_code().into()),
                 Cell::Text(values_to_json(&e.image.values)),
                 Cell::Text(serde_json::to_string(&e.image.unavailable).unwrap_or_default()),
+                Cell::Int(e.partition.into()),
+                Cell::Int(e.offset),
             ]);
         }
     }
     if touched.is_empty() {
-        return Ok(stats);
+        return Ok((stats, BTreeMap::new()));
     }
 
     // Stored versions of the touched keys.
@@ -302,8 +312,13 @@ pub(super) async fn apply(
     let mut removed: Vec<Vec<Cell>> = Vec::new();
     let mut changed_from: Vec<Vec<Cell>> = Vec::new();
     let is_tracked = |c: &str| tracked_names.contains(c);
+    let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
     for k in &touched {
-        let computed = versions(&logs[k], &is_tracked);
+        let h = history(&logs[k], &is_tracked);
+        if let Some(l) = h.latest {
+            latest.insert(k.clone(), l);
+        }
+        let computed = h.versions;
         let mut old = stored.remove(k).unwrap_or_default();
         let key_cells: Vec<Cell> = serde_json::from_str::<Vec<Json>>(k)
             .unwrap_or_default()
@@ -422,6 +437,8 @@ pub(super) async fn apply(
         ("kind", ColType::Text),
         ("vals", ColType::Text),
         ("unavail", ColType::Text),
+        ("kafka_partition", ColType::Int32),
+        ("kafka_offset", ColType::Int64),
     ]
     .into_iter()
     .map(|(n, t)| (n.to_owned(), t))
@@ -429,8 +446,8 @@ pub(super) async fn apply(
     tx.stage("tm_log", &log_cols, &log_writes).await?;
     tx.exec(
         &format!(
-            "INSERT INTO {log_table} (_key, pos, ts_ms, kind, vals, unavail) \
-             SELECT _key, pos, ts_ms, kind, vals, unavail FROM {} WHERE true \
+            "INSERT INTO {log_table} (_key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset) \
+             SELECT _key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset FROM {} WHERE true \
              ON CONFLICT (_key, pos) DO UPDATE SET ts_ms = excluded.ts_ms",
             quote("tm_log")
         ),
@@ -483,7 +500,7 @@ pub(super) async fn apply(
             stats.facts_resolved += tx.exec(&sql, &[]).await?;
         }
     }
-    Ok(stats)
+    Ok((stats, latest))
 }
 
 /// Registers that facts referenced `keys` (business key text → earliest fact time), creating
@@ -504,10 +521,13 @@ pub(super) async fn reference(
                     pos: crate::history::REF_POS.to_owned(),
                     ts_ms: ts,
                     kind: EntryKind::Ref,
+                    op: Op::Read,
+                    partition: 0,
+                    offset: 0,
                     image: Image::default(),
                 }],
             )
         })
         .collect();
-    apply(tx, ctx, dim, &[key], &[], entries).await
+    Ok(apply(tx, ctx, dim, &[key], &[], entries).await?.0)
 }

@@ -119,7 +119,7 @@ pub(super) async fn apply(
                 .map(|r| (r, g[0].key.to_owned()))
             })
             .collect();
-        upsert_rows(tx, ctx, &table, "_key", &value_cols, rows, "tm_fact").await?
+        upsert_rows(tx, ctx, &table, "_key", &value_cols, rows, "tm_fact", ">").await?
     } else {
         let mut stage_cols = meta_columns();
         stage_cols.push(("_event_id".into(), ColType::Text));

@@ -173,16 +173,18 @@ pub async fn apply(
         .collect();
     keyed.sort_by(|a, b| a.key.cmp(b.key).then_with(|| a.change.order(b.change)));
 
-    let types = silver_write::write(tx, ctx, spec, &all_columns, &keyed, &truncates).await?;
-    applied.silver_rows = types.1;
+    let types = silver_write::ensure_silver(tx, ctx, spec, &all_columns).await?;
+    let typed: Vec<(String, ColType)> = all_columns
+        .iter()
+        .map(|(n, t)| (n.clone(), types.get(n).copied().unwrap_or(*t)))
+        .collect();
     applied.truncates = truncates.len() as u64;
-    let types = types.0;
 
-    if spec.is_dimension() {
-        let tracked: Vec<(String, ColType)> = all_columns
+    let source = if spec.is_dimension() {
+        let tracked: Vec<(String, ColType)> = typed
             .iter()
             .filter(|(n, _)| !spec.ignore.contains(n) && !key_names.contains(n))
-            .map(|(n, _)| (n.clone(), types.get(n).copied().unwrap_or(ColType::Text)))
+            .cloned()
             .collect();
         for (n, _) in &tracked {
             if crate::sql::names::DIM_META.contains(&n.as_str()) {
@@ -196,8 +198,13 @@ pub async fn apply(
             }
         }
         let entries = dim::entries_from_changes(&keyed);
-        applied.dim = dim::apply(tx, ctx, spec, &key_types, &tracked, entries).await?;
-    }
+        let (stats, latest) = dim::apply(tx, ctx, spec, &key_types, &tracked, entries).await?;
+        applied.dim = stats;
+        silver_write::Source::Latest(latest)
+    } else {
+        silver_write::Source::Fold(&keyed)
+    };
+    applied.silver_rows = silver_write::write(tx, ctx, spec, &typed, source, &truncates).await?;
     if spec.is_fact() {
         applied.facts = fact::apply(tx, ctx, spec, &all_columns, &types, &keyed).await?;
     }

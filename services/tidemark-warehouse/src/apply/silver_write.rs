@@ -8,6 +8,7 @@ use tidemark_core::mapping::ColType;
 use super::{ApplyError, Context, Keyed, col_list, fetch_in, ts_cell};
 use crate::cell::Cell;
 use crate::change::Change;
+use crate::history::Latest;
 use crate::silver::{SilverRow, fold};
 use crate::spec::TableSpec;
 use crate::sql::conn::Tx;
@@ -84,6 +85,7 @@ pub(crate) async fn upsert_rows(
     columns: &[(String, ColType)],
     rows: Vec<(SilverRow, String)>,
     stage_name: &str,
+    guard: &str,
 ) -> Result<u64, sqlx::Error> {
     let mut staged_cols = meta_columns();
     let n_meta = staged_cols.len();
@@ -124,7 +126,7 @@ pub(crate) async fn upsert_rows(
             .exec(
                 &format!(
                     "INSERT INTO {table} AS cur ({list}, _merged_at) SELECT {list}, {now} FROM {} WHERE true \
-                     ON CONFLICT ({conflict}) DO UPDATE SET {} WHERE excluded._source_pos > cur._source_pos",
+                     ON CONFLICT ({conflict}) DO UPDATE SET {} WHERE excluded._source_pos {guard} cur._source_pos",
                     quote(stage_name),
                     sets.join(", ")
                 ),
@@ -135,25 +137,80 @@ pub(crate) async fn upsert_rows(
     Ok(written)
 }
 
-/// Writes silver for a batch; returns the registered column types and the rows written.
+/// Creates or evolves `silver.<table>`; returns the registered column types.
+pub(super) async fn ensure_silver(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    columns: &[(String, ColType)],
+) -> Result<BTreeMap<String, ColType>, ApplyError> {
+    let table = ctx.target.silver(&spec.name);
+    let def = table_def(ctx, tx, &table, columns, "_key");
+    ensure(tx, ctx.target, &def)
+        .await
+        .map_err(|e| ApplyError::from_schema(&spec.name, e))
+}
+
+/// Where silver's rows come from.
+pub(super) enum Source<'a> {
+    /// Folded from the batch's changes, against the stored row's position.
+    Fold(&'a [Keyed<'a>]),
+    /// A dimension's exact latest rows, from its change log.
+    Latest(BTreeMap<String, Latest>),
+}
+
+/// Writes silver rows and truncates; returns the rows written. `columns` carry registered types.
 pub(super) async fn write(
     tx: &mut Tx,
     ctx: Context<'_>,
     spec: &TableSpec,
     columns: &[(String, ColType)],
-    keyed: &[Keyed<'_>],
+    source: Source<'_>,
     truncates: &[&Change],
-) -> Result<(BTreeMap<String, ColType>, u64), ApplyError> {
+) -> Result<u64, ApplyError> {
     let table = ctx.target.silver(&spec.name);
-    let def = table_def(ctx, tx, &table, columns, "_key");
-    let types = ensure(tx, ctx.target, &def)
-        .await
-        .map_err(|e| ApplyError::from_schema(&spec.name, e))?;
-    let columns: Vec<(String, ColType)> = columns
-        .iter()
-        .map(|(n, t)| (n.clone(), types.get(n).copied().unwrap_or(*t)))
-        .collect();
+    let mut written = match source {
+        Source::Fold(keyed) => write_folded(tx, ctx, &table, columns, keyed).await?,
+        Source::Latest(rows) => {
+            let rows = rows
+                .into_iter()
+                .map(|(key, l)| {
+                    let last = Change {
+                        topic: spec.topic.clone(),
+                        partition: l.partition,
+                        offset: l.offset,
+                        op: l.op,
+                        pos: l.pos,
+                        ts_ms: l.ts_ms,
+                        record_key: Default::default(),
+                        before: None,
+                        after: None,
+                    };
+                    let row = SilverRow {
+                        values: l.values,
+                        keep: BTreeSet::new(),
+                        keep_all: false,
+                        deleted: l.deleted,
+                        last,
+                    };
+                    (row, key)
+                })
+                .collect();
+            // `>=`: a late change can alter how the newest one's placeholders resolve.
+            upsert_rows(tx, ctx, &table, "_key", columns, rows, "tm_silver", ">=").await?
+        }
+    };
+    written += truncate(tx, &table, truncates).await?;
+    Ok(written)
+}
 
+async fn write_folded(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    table: &str,
+    columns: &[(String, ColType)],
+    keyed: &[Keyed<'_>],
+) -> Result<u64, sqlx::Error> {
     let keys: BTreeSet<String> = keyed.iter().map(|k| k.key.to_owned()).collect();
     let stored: BTreeMap<String, String> = fetch_in(
         tx,
@@ -175,8 +232,12 @@ pub(super) async fn write(
             rows.push((row, key.to_owned()));
         }
     }
-    let mut written = upsert_rows(tx, ctx, &table, "_key", &columns, rows, "tm_silver").await?;
+    upsert_rows(tx, ctx, table, "_key", columns, rows, "tm_silver", ">").await
+}
 
+/// Truncates soft-delete every older row.
+async fn truncate(tx: &mut Tx, table: &str, truncates: &[&Change]) -> Result<u64, sqlx::Error> {
+    let mut written = 0;
     for t in truncates {
         let (p1, p2, p3, p4, p5, p6) = (
             tx.param(1),
@@ -205,5 +266,5 @@ pub(super) async fn write(
             )
             .await?;
     }
-    Ok((types, written))
+    Ok(written)
 }
