@@ -216,6 +216,8 @@ pub fn resolve(image: &Image, state: &Values) -> Values {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn up(pos: &str, ts: i64, x: i64, note: &str) -> LogEntry {
