@@ -40,8 +40,16 @@ impl Default for BronzeFixture {
 
 impl BronzeFixture {
     pub fn new() -> BronzeFixture {
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let root = Path::from("bronze");
+        Self::with_store(Arc::new(InMemory::new()), Path::from("bronze"))
+    }
+
+    /// Bronze in a local directory (`file://<dir>` in a config).
+    pub fn on_disk(dir: &std::path::Path) -> BronzeFixture {
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir).expect("bronze dir");
+        Self::with_store(Arc::new(store), Path::default())
+    }
+
+    fn with_store(store: Arc<dyn ObjectStore>, root: Path) -> BronzeFixture {
         BronzeFixture {
             writer: BronzeWriter::new(store.clone(), root.clone(), 1),
             store,

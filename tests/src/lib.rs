@@ -3,6 +3,7 @@
 
 pub mod bronze_fixture;
 pub mod kafka;
+pub mod merge_scenario;
 pub mod postgres;
 pub mod proof;
 pub mod stream;

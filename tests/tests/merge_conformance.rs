@@ -71,7 +71,7 @@ macro_rules! on_both {
 /// `(version, valid_from ms, valid_to ms, is_current, is_deleted, is_inferred, <col>)` of a key.
 async fn versions(pool: &Pool, dim: &str, id: i64, col: &str) -> Vec<Vec<Option<String>>> {
     let sql = format!(
-        "SELECT {}, {}, {}, {}, {}, {}, {} FROM {} WHERE id = {id} ORDER BY valid_from, version",
+        "SELECT {}, {}, {}, {}, {}, {}, {} FROM {} AS d WHERE d.id = {id} ORDER BY d.valid_from, d.version",
         text(pool, "version"),
         ms(pool, "valid_from"),
         ms(pool, "valid_to"),

@@ -174,22 +174,28 @@ pub async fn read_chain(
     Ok(chain)
 }
 
-/// Topic-partitions that have a commit log under the root.
+/// Topic-partitions that have a commit log under the root. Lists directories only (two
+/// delimiter listings), so it stays cheap however long the log grows.
 pub async fn partitions(
     store: &dyn ObjectStore,
     root: &Path,
 ) -> Result<Vec<(String, i32)>, CommitLogError> {
-    let metas: Vec<_> = store.list(Some(&root.child("_log"))).try_collect().await?;
-    let mut out: Vec<(String, i32)> = metas
-        .iter()
-        .filter_map(|m| {
-            let parts: Vec<String> = m.location.parts().map(|p| p.as_ref().to_owned()).collect();
-            let [.., topic, partition, _file] = parts.as_slice() else {
-                return None;
-            };
-            Some((topic.clone(), partition.parse().ok()?))
-        })
-        .collect();
+    let log = root.child("_log");
+    let mut out: Vec<(String, i32)> = Vec::new();
+    for topic_dir in store.list_with_delimiter(Some(&log)).await?.common_prefixes {
+        let Some(topic) = topic_dir.filename().map(str::to_owned) else {
+            continue;
+        };
+        for part_dir in store
+            .list_with_delimiter(Some(&topic_dir))
+            .await?
+            .common_prefixes
+        {
+            if let Some(p) = part_dir.filename().and_then(|p| p.parse().ok()) {
+                out.push((topic.clone(), p));
+            }
+        }
+    }
     out.sort();
     out.dedup();
     Ok(out)

@@ -19,6 +19,18 @@ use crate::sql::conn::Pool;
 use crate::sql::names::Target;
 use crate::sql::schema::bootstrap;
 
+/// `topics` plus the facts that reference a dimension among them: a dimension's inferred
+/// members and the facts' surrogate keys are rebuilt only together.
+pub fn with_dependents(config: &Config, topics: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = topics.clone();
+    for t in &config.tables {
+        if t.references.values().any(|dim| topics.contains(dim)) {
+            out.insert(t.source.clone());
+        }
+    }
+    out
+}
+
 /// Drops everything the target holds for `topics`.
 pub async fn drop_tables(
     pool: &Pool,

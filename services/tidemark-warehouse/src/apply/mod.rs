@@ -94,6 +94,10 @@ pub async fn apply(
 ) -> Result<Applied, ApplyError> {
     let spec = &batch.spec;
     let table = spec.name.as_str();
+    if batch.changes.is_empty() {
+        // Ranges of tombstones, dead letters or other record kinds: only the ledger moves.
+        return Ok(Applied::default());
+    }
     let mut applied = Applied {
         changes: batch.changes.len() as u64,
         ..Applied::default()

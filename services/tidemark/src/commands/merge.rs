@@ -126,7 +126,12 @@ pub fn replay(config_path: &Path, args: &ReplayArgs) -> anyhow::Result<ExitCode>
         let topics: BTreeSet<String> = if args.tables.is_empty() {
             replay::bronze_topics(merger.store(), merger.root()).await?
         } else {
-            args.tables.iter().cloned().collect()
+            let chosen = args.tables.iter().cloned().collect();
+            let all = replay::with_dependents(&config, &chosen);
+            for extra in all.difference(&chosen) {
+                eprintln!("replay: also {extra} (facts referencing a replayed dimension)");
+            }
+            all
         };
         match from {
             Some(t) => {
