@@ -287,10 +287,10 @@ fn json_values(text: &str, opts: &ReadOptions, columns: &mut Columns) -> Image {
         let (cell, ty) = infer(v);
         if let Some(ty) = ty {
             // An incompatible mix (a number then a string) widens to text.
-            if columns.absorb(name, ty).is_err() {
-                if let Some((_, t)) = columns.0.iter_mut().find(|(n, _)| n == name) {
-                    *t = ColType::Text;
-                }
+            if columns.absorb(name, ty).is_err()
+                && let Some((_, t)) = columns.0.iter_mut().find(|(n, _)| n == name)
+            {
+                *t = ColType::Text;
             }
         } else if columns.get(name).is_none() {
             // Type unknown until a value arrives; text holds anything meanwhile.

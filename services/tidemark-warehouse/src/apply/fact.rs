@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use tidemark_core::mapping::ColType;
 
-use super::silver_write::{meta_cells, meta_columns, table_def, upsert_rows};
+use super::silver_write::{Upsert, meta_cells, meta_columns, table_def, upsert_rows};
 use super::{ApplyError, Context, Keyed, col_list};
 use crate::cell::{Cell, key_text};
 use crate::change::Op;
@@ -119,7 +119,14 @@ pub(super) async fn apply(
                 .map(|r| (r, g[0].key.to_owned()))
             })
             .collect();
-        upsert_rows(tx, ctx, &table, "_key", &value_cols, rows, "tm_fact", ">").await?
+        let u = Upsert {
+            table: &table,
+            conflict: "_key",
+            columns: &value_cols,
+            stage: "tm_fact",
+            guard: ">",
+        };
+        upsert_rows(tx, ctx, u, rows).await?
     } else {
         let mut stage_cols = meta_columns();
         stage_cols.push(("_event_id".into(), ColType::Text));

@@ -75,18 +75,35 @@ pub(crate) fn table_def(
     }
 }
 
-/// Upserts `rows` (grouped by the columns they keep) into `table`, keyed by `conflict`, with
-/// the position guard. Returns the rows written.
+/// Where and how [`upsert_rows`] writes.
+pub(crate) struct Upsert<'a> {
+    /// Quoted table name.
+    pub table: &'a str,
+    /// The unique column the upsert conflicts on.
+    pub conflict: &'a str,
+    /// Source columns with their registered types.
+    pub columns: &'a [(String, ColType)],
+    /// Temporary table name.
+    pub stage: &'a str,
+    /// `>` (changes newer than the stored row) or `>=` (exact rows recomputed from a log).
+    pub guard: &'a str,
+}
+
+/// Upserts `rows` (grouped by the columns they keep), with the position guard. Returns the
+/// rows written.
 pub(crate) async fn upsert_rows(
     tx: &mut Tx,
     ctx: Context<'_>,
-    table: &str,
-    conflict: &str,
-    columns: &[(String, ColType)],
+    u: Upsert<'_>,
     rows: Vec<(SilverRow, String)>,
-    stage_name: &str,
-    guard: &str,
 ) -> Result<u64, sqlx::Error> {
+    let Upsert {
+        table,
+        conflict,
+        columns,
+        stage: stage_name,
+        guard,
+    } = u;
     let mut staged_cols = meta_columns();
     let n_meta = staged_cols.len();
     staged_cols.extend(columns.iter().cloned());
@@ -197,7 +214,14 @@ pub(super) async fn write(
                 })
                 .collect();
             // `>=`: a late change can alter how the newest one's placeholders resolve.
-            upsert_rows(tx, ctx, &table, "_key", columns, rows, "tm_silver", ">=").await?
+            let u = Upsert {
+                table: &table,
+                conflict: "_key",
+                columns,
+                stage: "tm_silver",
+                guard: ">=",
+            };
+            upsert_rows(tx, ctx, u, rows).await?
         }
     };
     written += truncate(tx, &table, truncates).await?;
@@ -232,7 +256,14 @@ async fn write_folded(
             rows.push((row, key.to_owned()));
         }
     }
-    upsert_rows(tx, ctx, table, "_key", columns, rows, "tm_silver", ">").await
+    let u = Upsert {
+        table,
+        conflict: "_key",
+        columns,
+        stage: "tm_silver",
+        guard: ">",
+    };
+    upsert_rows(tx, ctx, u, rows).await
 }
 
 /// Truncates soft-delete every older row.
