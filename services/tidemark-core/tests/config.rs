@@ -120,10 +120,10 @@ source = "bank.public.transactions"
 kind = "fact"
 references = { account_id = "bank.public.accounts" }
 [[tables]]
-source = "bank.public.bad-name"
+source = "bank.public.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 [[tables]]
 source = "bank.public.transactions"
-columns = { x = "blob" }
+columns = { x = "money" }
 "#,
     );
     let k = keys(&errs);

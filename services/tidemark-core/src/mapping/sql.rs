@@ -268,11 +268,11 @@ mod tests {
                 scale: 2
             }
             .widen_to(Decimal {
-                precision: 12,
+                precision: 6,
                 scale: 4
             }),
             Some(Decimal {
-                precision: 14,
+                precision: 12,
                 scale: 4
             })
         );
