@@ -32,6 +32,12 @@ key = ["id"]
 source = "bank.public.transactions"
 kind = "fact"
 references = { account_id = "bank.public.accounts" }
+[[tables]]
+source = "bank.public.balances"
+kind = "fact"
+key = ["id"]
+upsert = true
+references = { account_id = "bank.public.accounts" }
 "#,
         std::iter::empty(),
     )
@@ -449,4 +455,41 @@ on_both!(
     hostile_identifiers_are_quoted,
     hostile_identifiers_sqlite,
     hostile_identifiers_postgres
+);
+
+async fn upsert_facts_keep_one_row_per_key(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    let bal = |v: i64| json!({"id": 1, "account_id": 7, "amount": v});
+    bronze
+        .land(
+            "bank.public.balances",
+            0,
+            &[
+                change("c", &json!(1), None, Some(bal(10)), 100, 1000),
+                change("u", &json!(1), None, Some(bal(30)), 300, 3000),
+                // Older than the stored row: ignored.
+                change("u", &json!(1), None, Some(bal(20)), 200, 2000),
+            ],
+        )
+        .await;
+    let mut m = merger(&pool, &bronze).await;
+    m.catch_up().await.expect("merge");
+    let got = rows(
+        &pool,
+        &format!(
+            "SELECT {}, {}, {} FROM {} f JOIN {} d ON d.sk = f.account_id_sk",
+            text(&pool, "f.id"),
+            text(&pool, "f.amount"),
+            text(&pool, "CASE WHEN d.is_inferred THEN 'inf' ELSE '' END"),
+            table(&pool, "fact", "balances"),
+            table(&pool, "dim", "accounts"),
+        ),
+    )
+    .await;
+    assert_eq!(got, vec![v(&["1", "30", "inf"])]);
+}
+on_both!(
+    upsert_facts_keep_one_row_per_key,
+    upsert_facts_sqlite,
+    upsert_facts_postgres
 );

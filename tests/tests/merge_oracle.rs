@@ -502,6 +502,7 @@ fn check(which: Which, n_cases: u32) {
     };
     let mut runner = TestRunner::new(PtConfig {
         cases: n_cases,
+        source_file: Some(file!()),
         failure_persistence: Some(Box::new(
             proptest::test_runner::FileFailurePersistence::WithSource("regressions"),
         )),
@@ -543,4 +544,55 @@ fn silver_and_gold_equal_the_model_sqlite() {
 #[test]
 fn silver_and_gold_equal_the_model_postgres() {
     check(Which::Postgres, cases(1000) / 5);
+}
+
+/// Shrunk failures found while building the merger, kept as fixed cases.
+#[test]
+fn regression_cases() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let st = |kind, id, tier, toast, partition| Step {
+        kind,
+        id,
+        tier,
+        note: 0,
+        bio: 0,
+        toast,
+        partition,
+    };
+    let one_batch = Delivery {
+        delays: vec![],
+        duplicates: vec![],
+        chunks: vec![(0, 4, true)],
+        max_batch_rows: 10,
+    };
+    let cases = [
+        // Only facts: the dimension exists with inferred members and no value columns.
+        (vec![st(2, 1, 0, false, 0)], one_batch.clone()),
+        // A late delete and a redelivered insert of the same key across partitions.
+        (
+            vec![
+                st(0, 1, 0, false, 0),
+                st(1, 1, 0, false, 1),
+                st(0, 1, 1, true, 0),
+                st(2, 1, 0, false, 1),
+            ],
+            Delivery {
+                delays: vec![(0, 3)],
+                duplicates: vec![0, 1],
+                chunks: vec![(1, 1, true), (0, 2, false)],
+                max_batch_rows: 1,
+            },
+        ),
+    ];
+    for (steps, d) in cases {
+        rt.block_on(async {
+            let (pool, _) = fresh(Which::Sqlite).await.expect("sqlite");
+            if let Err(e) = run_case(&pool, None, steps.clone(), d.clone()).await {
+                panic!("{steps:?} {d:?}: {e}");
+            }
+        });
+    }
 }
