@@ -486,17 +486,13 @@ pub(super) async fn apply(
             if !super::fact::exists(tx, ctx, &fact_table).await? {
                 continue;
             }
-            let sql = super::fact::resolve_sql(
-                &fact_table,
-                col,
-                &dim_table,
-                key_col,
-                &format!(
-                    "EXISTS (SELECT 1 FROM {} AS s WHERE s.k = f.{} AND f._source_ts >= s.from_ts)",
-                    quote("tm_dim_keys"),
-                    quote(col)
-                ),
+            let tail = format!(
+                "JOIN {} AS s ON s.k = f2.{} WHERE f2._source_ts >= s.from_ts",
+                quote("tm_dim_keys"),
+                quote(col)
             );
+            let u = super::fact::unique_col(fact);
+            let sql = super::fact::resolve_sql(&fact_table, u, col, &dim_table, key_col, &tail);
             stats.facts_resolved += tx.exec(&sql, &[]).await?;
         }
     }

@@ -32,23 +32,30 @@ pub(super) async fn exists(
     Ok(!rows.is_empty())
 }
 
-/// Points `<ref>_sk` of the facts matching `filter` (alias `f`) at the dimension version valid
-/// at each fact's source time; a fact older than every version gets the earliest one.
+/// The unique column of a fact table: one row per event, or per key with `upsert`.
+pub(super) fn unique_col(spec: &TableSpec) -> &'static str {
+    if spec.upsert { "_key" } else { "_event_id" }
+}
+
+/// Points `<ref>_sk` of the facts selected by `select_tail` (a `FROM`/`JOIN`/`WHERE` over the
+/// fact table aliased `f2`) at the dimension version valid at each fact's source time; a fact
+/// older than every version gets the earliest one. Set-based: candidates join the dimension,
+/// a window ranks each fact's versions, the update takes the first.
 pub(super) fn resolve_sql(
     fact_table: &str,
+    unique: &str,
     ref_col: &str,
     dim_table: &str,
     dim_key: &str,
-    filter: &str,
+    select_tail: &str,
 ) -> String {
-    let (r, k) = (quote(ref_col), quote(dim_key));
-    // Two subqueries, not one ORDER BY on the outer row: SQLite cannot see outer columns there.
+    let (r, k, u) = (quote(ref_col), quote(dim_key), quote(unique));
     format!(
-        "UPDATE {fact_table} AS f SET {} = COALESCE(\
-         (SELECT d.sk FROM {dim_table} AS d WHERE d.{k} = f.{r} AND d.valid_from <= f._source_ts \
-         AND (d.valid_to IS NULL OR f._source_ts < d.valid_to) ORDER BY d.version LIMIT 1), \
-         (SELECT d.sk FROM {dim_table} AS d WHERE d.{k} = f.{r} ORDER BY d.valid_from, d.version LIMIT 1)) \
-         WHERE {filter}",
+        "WITH cand AS (SELECT f2.{u} AS id, f2.{r} AS r, f2._source_ts AS ts FROM {fact_table} AS f2 {select_tail}), \
+         ranked AS (SELECT cand.id AS id, d.sk AS sk, ROW_NUMBER() OVER (PARTITION BY cand.id ORDER BY \
+         CASE WHEN d.valid_from <= cand.ts AND (d.valid_to IS NULL OR cand.ts < d.valid_to) THEN 0 ELSE 1 END, \
+         d.valid_from, d.version) AS rn FROM cand JOIN {dim_table} AS d ON d.{k} = cand.r) \
+         UPDATE {fact_table} AS f SET {} = ranked.sk FROM ranked WHERE ranked.rn = 1 AND f.{u} = ranked.id",
         quote(&format!("{ref_col}_sk")),
     )
 }
@@ -80,8 +87,7 @@ pub(super) async fn apply(
         }
         cols.push((sk, ColType::Int64));
     }
-    let unique = if spec.upsert { "_key" } else { "_event_id" };
-    let mut def = table_def(ctx, tx, &table, &cols, unique);
+    let mut def = table_def(ctx, tx, &table, &cols, unique_col(spec));
     def.fixed.push("_event_id TEXT".into());
     for r in spec.references.keys() {
         def.after_create.push(format!(
@@ -192,15 +198,9 @@ pub(super) async fn apply(
         }
         let key_ty = types.get(col).copied().unwrap_or(ColType::Text);
         super::dim::reference(tx, ctx, dim, (dim_key.clone(), key_ty), refs).await?;
-        let filter = if spec.upsert {
-            format!("f._key IN (SELECT _key FROM {})", quote("tm_fact"))
-        } else {
-            format!(
-                "f._event_id IN (SELECT _event_id FROM {})",
-                quote("tm_fact")
-            )
-        };
-        let sql = resolve_sql(&table, col, &ctx.target.dim(&dim.name), dim_key, &filter);
+        let u = unique_col(spec);
+        let tail = format!("WHERE f2.{} IN (SELECT {} FROM {})", quote(u), quote(u), quote("tm_fact"));
+        let sql = resolve_sql(&table, u, col, &ctx.target.dim(&dim.name), dim_key, &tail);
         tx.exec(&sql, &[]).await?;
     }
     Ok(written)

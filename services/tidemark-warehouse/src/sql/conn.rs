@@ -242,6 +242,13 @@ impl Tx {
                     copy.send(buf.into_bytes()).await?;
                 }
                 copy.finish().await?;
+                // Temporary tables have no statistics; without them the planner picks nested
+                // loops over large stages.
+                if rows.len() > 500 {
+                    sqlx::query(&format!("ANALYZE {}", quote(name)))
+                        .execute(&mut **tx)
+                        .await?;
+                }
             }
             Tx::Sqlite(tx) => {
                 sqlx::query(&format!("DROP TABLE IF EXISTS temp.{}", quote(name)))
