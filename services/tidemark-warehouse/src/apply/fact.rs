@@ -199,7 +199,12 @@ pub(super) async fn apply(
         let key_ty = types.get(col).copied().unwrap_or(ColType::Text);
         super::dim::reference(tx, ctx, dim, (dim_key.clone(), key_ty), refs).await?;
         let u = unique_col(spec);
-        let tail = format!("WHERE f2.{} IN (SELECT {} FROM {})", quote(u), quote(u), quote("tm_fact"));
+        let tail = format!(
+            "WHERE f2.{} IN (SELECT {} FROM {})",
+            quote(u),
+            quote(u),
+            quote("tm_fact")
+        );
         let sql = resolve_sql(&table, u, col, &ctx.target.dim(&dim.name), dim_key, &tail);
         tx.exec(&sql, &[]).await?;
     }
