@@ -18,6 +18,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::decode::{Decoder, Disposition};
 use tidemark_core::event::RawRecord;
+use tidemark_core::metrics;
 
 use crate::dead_letter::DeadLetter;
 use crate::kafka::{IngestConsumer, RebalanceEvent};
@@ -127,7 +128,11 @@ impl Loop<'_> {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.writer.next_offset(topic, partition).await {
-                Ok(next) => return next,
+                Ok(next) => {
+                    metrics::topic_seen(topic);
+                    metrics::partition_position(topic, partition, next.unwrap_or(0));
+                    return next;
+                }
                 Err(e) => {
                     tracing::warn!(topic, partition, error = %e, "cannot read the commit log, retrying");
                     tokio::time::sleep(backoff).await;
@@ -212,6 +217,7 @@ impl Loop<'_> {
         };
         let size = raw.key.map_or(0, <[u8]>::len) + raw.value.map_or(0, <[u8]>::len);
         self.stats.bytes += size as u64;
+        metrics::record_consumed(&topic, size);
         let mut backoff = Duration::from_millis(100);
         let decoded = loop {
             match self.decoder.decode(&raw).await {
@@ -281,12 +287,23 @@ impl Loop<'_> {
         let span = tracing::info_span!("flush", topic = %key.0, partition = key.1, start = part.seg.start, reason = reason.as_str());
         let _enter = span.enter();
         let mut backoff = Duration::from_millis(100);
+        let started = Instant::now();
         loop {
             let seg = &self.parts[key].seg;
             match self.writer.flush(seg).await {
                 Ok(Flushed::Committed(rec)) => {
                     tracing::debug!(end = rec.end, rows = rec.rows, "committed");
                     self.stats.commits += 1;
+                    metrics::range_committed(
+                        &key.0,
+                        key.1,
+                        rec.end + 1,
+                        rec.files.len() as u64,
+                        rec.files.iter().map(|f| f.bytes).sum(),
+                        &seg.landed_by_kind(),
+                        &seg.dead_letters_by_reason(),
+                        started.elapsed(),
+                    );
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition_offset(&key.0, key.1, Offset::Offset(rec.end + 1))?;
                     if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
@@ -299,6 +316,7 @@ impl Loop<'_> {
                 Ok(Flushed::Fenced { winner }) => {
                     tracing::warn!(winner = %winner.writer, end = winner.end, "another writer committed this range; re-reading the commit log");
                     self.stats.fenced += 1;
+                    metrics::range_fenced(&key.0);
                     self.parts.remove(key);
                     return Ok(());
                 }
@@ -311,6 +329,7 @@ impl Loop<'_> {
                     }
                     tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "flush failed, retrying");
                     self.stats.flush_retries += 1;
+                    metrics::flush_retried(&key.0);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.settings.max_backoff);
                 }

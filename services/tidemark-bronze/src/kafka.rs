@@ -28,7 +28,18 @@ impl IngestContext {
     }
 }
 
-impl ClientContext for IngestContext {}
+impl ClientContext for IngestContext {
+    /// librdkafka statistics (every `statistics.interval.ms`): the high watermarks feed the lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.hi_offset >= 0 {
+                    tidemark_core::metrics::high_watermark(topic, *p, part.hi_offset);
+                }
+            }
+        }
+    }
+}
 
 fn partitions(tpl: &rdkafka::TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements()
@@ -90,7 +101,9 @@ pub fn consumer_config(
         // When that queue is full librdkafka pauses fetching for this long (default 1 s): a
         // flush briefly fills it, and a 1 s stall per flush would idle ingest most of the time.
         .set("fetch.queue.backoff.ms", "10")
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "100")
+        // High watermarks for the lag metric.
+        .set("statistics.interval.ms", "5000");
     for (k, v) in properties {
         c.set(k, v);
     }

@@ -178,6 +178,35 @@ impl Segment {
         }
     }
 
+    /// Records by op (`c`, `u`, …) or kind (`tombstone`, `transaction`, …), for metrics.
+    pub fn landed_by_kind(&self) -> Vec<(&'static str, u64)> {
+        let mut ops: std::collections::BTreeMap<&'static str, u64> = Default::default();
+        for c in &self.changes {
+            *ops.entry(c.op.code()).or_default() += 1;
+        }
+        for (kind, n) in [
+            ("tombstone", self.skipped),
+            ("transaction", self.transactions.len() as u64),
+            ("heartbeat", self.heartbeats.len() as u64),
+            ("schema_change", self.schema_changes.len() as u64),
+            ("message", self.messages.len() as u64),
+        ] {
+            if n > 0 {
+                ops.insert(kind, n);
+            }
+        }
+        ops.into_iter().collect()
+    }
+
+    /// Dead letters by reason, for metrics.
+    pub fn dead_letters_by_reason(&self) -> Vec<(&str, u64)> {
+        let mut by: std::collections::BTreeMap<&str, u64> = Default::default();
+        for d in &self.dead_letters {
+            *by.entry(d.reason.as_str()).or_default() += 1;
+        }
+        by.into_iter().collect()
+    }
+
     /// Adds a record that could not be decoded.
     pub fn push_dead_letter(&mut self, dl: DeadLetter, raw_bytes: usize) {
         self.touch(dl.offset, raw_bytes);

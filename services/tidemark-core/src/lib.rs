@@ -11,6 +11,7 @@
 //! - [`mapping`]: Connect schema → Arrow (bronze) → PostgreSQL / SQLite (warehouse).
 //! - [`render`]: readable JSON of decoded records (inspect, logs).
 //! - [`config`]: the typed configuration (DESIGN §7).
+//! - [`metrics`]: the Prometheus metrics catalogue and the helpers that record them (DESIGN §6).
 //!
 //! Invariants:
 //! - Decoding never panics on input; every error is typed and carries the Kafka coordinates.
@@ -23,6 +24,7 @@ pub mod decode;
 pub mod encode;
 pub mod event;
 pub mod mapping;
+pub mod metrics;
 pub mod registry;
 pub mod render;
 pub mod schema;

@@ -13,6 +13,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use tidemark_bronze::commit_log;
 use tidemark_core::config::Config;
+use tidemark_core::metrics::{self, BatchMerged};
 
 use crate::apply::{Applied, ApplyError, Context, TableBatch, apply};
 use crate::bronze_read::{ReadError, ReadOptions, read_file, records_from};
@@ -163,6 +164,9 @@ impl Merger {
                 .or_insert_with(|| TableSpec::for_topic(&self.config, &t.source));
         }
         let positions = ledger::read(&self.pool, &self.target).await?;
+        for s in specs.values() {
+            metrics::table_seen(&s.name);
+        }
 
         let rank = |s: &TableSpec| match (s.is_dimension(), s.is_fact()) {
             (true, _) => 0,
@@ -193,13 +197,16 @@ impl Merger {
                 specs: &specs,
                 now_ms: chrono::Utc::now().timestamp_millis(),
             };
+            let started = std::time::Instant::now();
             let mut tx = self.pool.begin().await?;
-            let applied = match batch {
-                Ok(batch) => match apply(&mut tx, ctx, &batch).await {
+            let batch_for_metrics = batch;
+            let applied = match &batch_for_metrics {
+                Ok(batch) => match apply(&mut tx, ctx, batch).await {
                     Ok(a) => a,
                     Err(ApplyError::Stopped { table, problem }) => {
                         tx.rollback().await?;
                         tracing::error!(table, problem, "table stopped; other tables go on");
+                        metrics::table_stopped(&table, true);
                         self.stopped.insert(table.clone(), problem.clone());
                         stats.stopped.insert(table, problem);
                         continue;
@@ -207,6 +214,7 @@ impl Merger {
                     Err(ApplyError::Sql(e)) => return Err(e.into()),
                 },
                 Err(problem) => {
+                    let problem = problem.clone();
                     tx.rollback().await?;
                     tracing::error!(
                         table = spec.name,
@@ -223,6 +231,15 @@ impl Merger {
             }
             tx.commit().await?;
             tracing::debug!(table = spec.name, changes = applied.changes, "batch merged");
+            for (partition, (_, next)) in &moves {
+                metrics::merged_position(topic, *partition, *next);
+            }
+            if let Ok(batch) = &batch_for_metrics {
+                metrics::batch_merged(&batch_metrics(&spec.name, batch, &applied, started.elapsed()));
+            }
+            for (dim, st) in &applied.referenced {
+                metrics::scd2_events(dim, &scd2_counts(st));
+            }
             stats.tables.insert(spec.name.clone(), applied);
         }
         Ok(stats)
@@ -331,6 +348,11 @@ impl Merger {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "merge cycle failed");
+                    metrics::merge_failed(match &e {
+                        MergeError::Ledger(LedgerError::Conflict { .. }) => "ledger_conflict",
+                        MergeError::Read(_) | MergeError::Store(_) => "bronze",
+                        _ => "warehouse",
+                    });
                     let b = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                     b
@@ -342,4 +364,50 @@ impl Merger {
             }
         }
     }
+}
+
+/// The metrics of one committed batch.
+fn batch_metrics<'a>(
+    table: &'a str,
+    batch: &TableBatch,
+    a: &Applied,
+    took: Duration,
+) -> BatchMerged<'a> {
+    let mut by_op: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for c in &batch.changes {
+        *by_op.entry(c.op.code()).or_default() += 1;
+    }
+    let mut rows = vec![("silver", "upserted", a.silver_rows)];
+    if batch.spec.is_dimension() {
+        rows.push(("gold_dim", "inserted", a.dim.opened));
+        rows.push(("gold_dim", "updated", a.dim.updated));
+        rows.push(("gold_dim", "removed", a.dim.removed));
+    }
+    if batch.spec.is_fact() {
+        rows.push(("gold_fact", "inserted", a.facts));
+    }
+    let scd2 = if batch.spec.is_dimension() {
+        scd2_counts(&a.dim)
+    } else {
+        Vec::new()
+    };
+    BatchMerged {
+        table,
+        changes_by_op: by_op.into_iter().collect(),
+        rows,
+        scd2,
+        source_ts_ms: batch.changes.iter().map(|c| c.ts_ms).collect(),
+        took,
+    }
+}
+
+fn scd2_counts(d: &crate::apply::DimStats) -> Vec<(&'static str, u64)> {
+    vec![
+        ("version_opened", d.opened - d.inferred),
+        ("version_updated", d.updated),
+        ("version_removed", d.removed),
+        ("late_spliced", d.late),
+        ("redelivered", d.redelivered),
+        ("inferred_member", d.inferred),
+    ]
 }

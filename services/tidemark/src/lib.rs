@@ -1,6 +1,8 @@
 //! The `tidemark` command line. Each subcommand lives in `commands/`; the work itself is in the
-//! library crates (`tidemark-core`, and later bronze and warehouse crates).
+//! library crates (`tidemark-core`, `tidemark-bronze`, `tidemark-warehouse`); `http` serves
+//! `/metrics`, `/healthz` and `/readyz`.
 
 pub mod cli;
 pub mod commands;
+pub mod http;
 pub mod telemetry;

@@ -67,7 +67,7 @@ pub(super) async fn apply(
     columns: &[(String, ColType)],
     types: &BTreeMap<String, ColType>,
     keyed: &[Keyed<'_>],
-) -> Result<u64, ApplyError> {
+) -> Result<(u64, Vec<(String, super::DimStats)>), ApplyError> {
     let table = ctx.target.fact(&spec.name);
     let mut cols: Vec<(String, ColType)> = columns
         .iter()
@@ -171,6 +171,7 @@ pub(super) async fn apply(
     };
 
     // References: inferred members first, then point the new facts at their versions.
+    let mut referenced = Vec::new();
     for (col, dim_topic) in &spec.references {
         let Some(dim) = ctx.specs.get(dim_topic) else {
             continue;
@@ -197,7 +198,8 @@ pub(super) async fn apply(
             *t = (*t).min(k.change.ts_ms);
         }
         let key_ty = types.get(col).copied().unwrap_or(ColType::Text);
-        super::dim::reference(tx, ctx, dim, (dim_key.clone(), key_ty), refs).await?;
+        let st = super::dim::reference(tx, ctx, dim, (dim_key.clone(), key_ty), refs).await?;
+        referenced.push((dim.name.clone(), st));
         let u = unique_col(spec);
         let tail = format!(
             "WHERE f2.{} IN (SELECT {} FROM {})",
@@ -208,5 +210,5 @@ pub(super) async fn apply(
         let sql = resolve_sql(&table, u, col, &ctx.target.dim(&dim.name), dim_key, &tail);
         tx.exec(&sql, &[]).await?;
     }
-    Ok(written)
+    Ok((written, referenced))
 }

@@ -40,6 +40,8 @@ pub struct Applied {
     pub unkeyed: u64,
     pub dim: DimStats,
     pub facts: u64,
+    /// What a fact's references did to each dimension (inferred members, re-pointed versions).
+    pub referenced: Vec<(String, DimStats)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +212,8 @@ pub async fn apply(
     };
     applied.silver_rows = silver_write::write(tx, ctx, spec, &typed, source, &truncates).await?;
     if spec.is_fact() {
-        applied.facts = fact::apply(tx, ctx, spec, &all_columns, &types, &keyed).await?;
+        (applied.facts, applied.referenced) =
+            fact::apply(tx, ctx, spec, &all_columns, &types, &keyed).await?;
     }
     Ok(applied)
 }

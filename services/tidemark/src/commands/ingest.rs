@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use tidemark_core::config::Config;
 
 use super::shutdown_signal;
+use crate::http::Readiness;
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path, false)?;
@@ -13,6 +14,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let (store, root) = tidemark_bronze::store::open(&config.bronze)?;
+        let ready = super::health::kafka(Readiness::default(), &config)?;
+        let ready = super::health::store(ready, store, root);
+        crate::http::serve(&config.metrics.listen, ready).await?;
         let stats = tidemark_bronze::service::run(&config, shutdown_signal()).await?;
         eprintln!(
             "ingest stopped: {} records, {} commits, {} dead letters, {} fenced",

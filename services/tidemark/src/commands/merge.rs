@@ -10,8 +10,22 @@ use tidemark_warehouse::merger::{CycleStats, MergeOptions, Merger};
 use tidemark_warehouse::replay;
 use tokio::sync::watch;
 
-use super::shutdown_signal;
+use super::{health, shutdown_signal};
 use crate::cli::ReplayArgs;
+use crate::http::Readiness;
+
+/// Serves the metrics endpoint with checks of the merger's peers (and Kafka for `run`).
+async fn serve(config: &Config, merger: &Merger, kafka: bool) -> anyhow::Result<()> {
+    let mut ready = Readiness::default();
+    if kafka {
+        ready = health::kafka(ready, config)?;
+    }
+    let (store, root) = tidemark_bronze::store::open(&config.bronze)?;
+    ready = health::store(ready, store, root);
+    ready = health::warehouse(ready, merger.pool().clone());
+    crate::http::serve(&config.metrics.listen, ready).await?;
+    Ok(())
+}
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -52,6 +66,7 @@ pub fn merge(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
         let shutdown = shutdown_signal();
         let mut merger = Merger::open(&config, MergeOptions::from_config(&config)).await?;
         tracing::info!(warehouse = %tidemark_core::config::mask_url_password(&config.warehouse.url), "merge started");
+        serve(&config, &merger, false).await?;
         if once {
             let stats = merger.catch_up().await?;
             print_summary("merge", &stats);
@@ -70,6 +85,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let signal = shutdown_signal();
         let mut merger = Merger::open(&config, MergeOptions::from_config(&config)).await?;
+        serve(&config, &merger, true).await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let wait = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|v| *v).await;
@@ -155,6 +171,7 @@ pub fn replay(config_path: &Path, args: &ReplayArgs) -> anyhow::Result<ExitCode>
         opts.target_suffix = args.target_suffix.clone();
         opts.only_topics = Some(topics.clone());
         let mut merger = Merger::open(&config, opts).await?;
+        serve(&config, &merger, false).await?;
         let total = replay::pending_rows(
             merger.pool(),
             merger.target(),

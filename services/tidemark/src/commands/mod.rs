@@ -2,6 +2,7 @@
 
 mod bronze_admin;
 mod config_check;
+mod health;
 mod ingest;
 mod inspect_decode;
 mod merge;

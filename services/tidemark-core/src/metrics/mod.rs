@@ -1,0 +1,345 @@
+//! Prometheus metrics (DESIGN §6): one registry built from the [`catalogue`], and small helpers
+//! named for what happened (`record_consumed`, `range_committed`, `batch_merged`, …) so call
+//! sites never touch metric objects. Labels are low-cardinality: topic, partition, table, op,
+//! layer, action, reason.
+
+pub mod catalogue;
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use catalogue::{CATALOGUE, Kind, MetricDoc};
+
+/// The registry and every metric of the catalogue.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    counters: HashMap<&'static str, IntCounterVec>,
+    gauges: HashMap<&'static str, IntGaugeVec>,
+    float_gauges: HashMap<&'static str, GaugeVec>,
+    histograms: HashMap<&'static str, HistogramVec>,
+    /// Newest source commit time applied per table (ms), for freshness.
+    newest_applied: Mutex<HashMap<String, i64>>,
+}
+
+fn doc(name: &str) -> &'static MetricDoc {
+    CATALOGUE
+        .iter()
+        .find(|d| d.name == name)
+        .unwrap_or_else(|| panic!("{name} is not in the metrics catalogue"))
+}
+
+/// Seconds buckets from 1 ms to ~10 min.
+fn buckets() -> Vec<f64> {
+    vec![
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+        300.0, 600.0,
+    ]
+}
+
+/// Float gauges (the rest are integers).
+const FLOAT_GAUGES: &[&str] = &[catalogue::FRESHNESS];
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let mut m = Metrics {
+            registry,
+            counters: HashMap::new(),
+            gauges: HashMap::new(),
+            float_gauges: HashMap::new(),
+            histograms: HashMap::new(),
+            newest_applied: Mutex::new(HashMap::new()),
+        };
+        for d in CATALOGUE {
+            let collector: Box<dyn Collector> = match d.kind {
+                Kind::Counter => {
+                    let c = IntCounterVec::new(Opts::new(d.name, d.help), d.labels)
+                        .expect("valid counter");
+                    m.counters.insert(d.name, c.clone());
+                    Box::new(c)
+                }
+                Kind::Gauge if FLOAT_GAUGES.contains(&d.name) => {
+                    let g = GaugeVec::new(Opts::new(d.name, d.help), d.labels).expect("valid gauge");
+                    m.float_gauges.insert(d.name, g.clone());
+                    Box::new(g)
+                }
+                Kind::Gauge => {
+                    let g =
+                        IntGaugeVec::new(Opts::new(d.name, d.help), d.labels).expect("valid gauge");
+                    m.gauges.insert(d.name, g.clone());
+                    Box::new(g)
+                }
+                Kind::Histogram => {
+                    let h = HistogramVec::new(
+                        HistogramOpts::new(d.name, d.help).buckets(buckets()),
+                        d.labels,
+                    )
+                    .expect("valid histogram");
+                    m.histograms.insert(d.name, h.clone());
+                    Box::new(h)
+                }
+            };
+            m.registry.register(collector).expect("unique metric names");
+        }
+        m.gauges[catalogue::BUILD_INFO]
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        m
+    }
+
+    fn counter(&self, name: &str, labels: &[&str]) -> prometheus::IntCounter {
+        debug_assert_eq!(doc(name).labels.len(), labels.len());
+        self.counters[name].with_label_values(labels)
+    }
+
+    fn gauge(&self, name: &str, labels: &[&str]) -> prometheus::IntGauge {
+        self.gauges[name].with_label_values(labels)
+    }
+
+    fn histogram(&self, name: &str, labels: &[&str]) -> prometheus::Histogram {
+        self.histograms[name].with_label_values(labels)
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        refresh_freshness();
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding");
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process-wide metrics.
+pub fn global() -> &'static Metrics {
+    &METRICS
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+// ---- ingest ----
+
+/// Makes a topic's series exist at 0 (dashboards and alerts see them before the first event).
+pub fn topic_seen(topic: &str) {
+    let m = global();
+    for name in [
+        catalogue::RECORDS_CONSUMED,
+        catalogue::CONSUMED_BYTES,
+        catalogue::FILES_COMMITTED,
+        catalogue::COMMITTED_BYTES,
+        catalogue::FLUSH_RETRIES,
+        catalogue::FENCED,
+    ] {
+        m.counter(name, &[topic]);
+    }
+    m.counter(catalogue::DEAD_LETTERS, &[topic, "decode"]);
+    m.counter(catalogue::ERRORS, &["ingest", "kafka"]);
+}
+
+pub fn record_consumed(topic: &str, bytes: usize) {
+    let m = global();
+    m.counter(catalogue::RECORDS_CONSUMED, &[topic]).inc();
+    m.counter(catalogue::CONSUMED_BYTES, &[topic])
+        .inc_by(bytes as u64);
+}
+
+/// A range became durable: its files, rows per op/kind and dead letters by reason.
+pub fn range_committed(
+    topic: &str,
+    partition: i32,
+    next_offset: i64,
+    files: u64,
+    bytes: u64,
+    landed: &[(&str, u64)],
+    dead_letters: &[(&str, u64)],
+    took: Duration,
+) {
+    let m = global();
+    m.counter(catalogue::FILES_COMMITTED, &[topic]).inc_by(files);
+    m.counter(catalogue::COMMITTED_BYTES, &[topic]).inc_by(bytes);
+    for (op, n) in landed {
+        m.counter(catalogue::RECORDS_LANDED, &[topic, op]).inc_by(*n);
+    }
+    for (reason, n) in dead_letters {
+        m.counter(catalogue::DEAD_LETTERS, &[topic, reason]).inc_by(*n);
+    }
+    m.histogram(catalogue::FLUSH_DURATION, &[topic])
+        .observe(took.as_secs_f64());
+    m.gauge(catalogue::COMMITTED_OFFSET, &[topic, &partition.to_string()])
+        .set(next_offset);
+}
+
+/// The position ingest resumes a partition from (assignment).
+pub fn partition_position(topic: &str, partition: i32, next_offset: i64) {
+    global()
+        .gauge(catalogue::COMMITTED_OFFSET, &[topic, &partition.to_string()])
+        .set(next_offset);
+}
+
+pub fn flush_retried(topic: &str) {
+    global().counter(catalogue::FLUSH_RETRIES, &[topic]).inc();
+}
+
+pub fn range_fenced(topic: &str) {
+    global().counter(catalogue::FENCED, &[topic]).inc();
+}
+
+/// Kafka's high watermark of a partition (from librdkafka statistics): lag = high watermark −
+/// next offset to land.
+pub fn high_watermark(topic: &str, partition: i32, high: i64) {
+    let m = global();
+    let p = partition.to_string();
+    let landed = m.gauge(catalogue::COMMITTED_OFFSET, &[topic, &p]).get();
+    m.gauge(catalogue::CONSUMER_LAG, &[topic, &p])
+        .set((high - landed).max(0));
+}
+
+pub fn error(component: &str, reason: &str) {
+    global().counter(catalogue::ERRORS, &[component, reason]).inc();
+}
+
+// ---- merge ----
+
+/// Makes a table's series exist at 0.
+pub fn table_seen(table: &str) {
+    let m = global();
+    m.counter(catalogue::MERGE_BATCHES, &[table]);
+    m.gauge(catalogue::TABLE_STOPPED, &[table]);
+    for e in [
+        "version_opened",
+        "version_updated",
+        "version_removed",
+        "late_spliced",
+        "redelivered",
+        "inferred_member",
+    ] {
+        m.counter(catalogue::SCD2_EVENTS, &[table, e]);
+    }
+    m.counter(catalogue::MERGE_ROWS, &[table, "silver", "upserted"]);
+    for r in ["warehouse", "bronze", "ledger_conflict"] {
+        m.counter(catalogue::MERGE_FAILURES, &[r]);
+    }
+}
+
+/// What one merged batch did.
+#[derive(Debug, Default, Clone)]
+pub struct BatchMerged<'a> {
+    pub table: &'a str,
+    pub changes_by_op: Vec<(&'static str, u64)>,
+    /// `(layer, action, rows)`.
+    pub rows: Vec<(&'static str, &'static str, u64)>,
+    /// `(event, count)` of dimension history.
+    pub scd2: Vec<(&'static str, u64)>,
+    /// Source commit times (ms) of the batch's changes.
+    pub source_ts_ms: Vec<i64>,
+    pub took: Duration,
+}
+
+/// A batch committed: counts, duration, end-to-end latency and freshness.
+pub fn batch_merged(b: &BatchMerged<'_>) {
+    let m = global();
+    let t = b.table;
+    m.counter(catalogue::MERGE_BATCHES, &[t]).inc();
+    for (op, n) in &b.changes_by_op {
+        m.counter(catalogue::MERGE_CHANGES, &[t, op]).inc_by(*n);
+    }
+    for (layer, action, n) in &b.rows {
+        m.counter(catalogue::MERGE_ROWS, &[t, layer, action]).inc_by(*n);
+    }
+    for (e, n) in &b.scd2 {
+        m.counter(catalogue::SCD2_EVENTS, &[t, e]).inc_by(*n);
+    }
+    m.histogram(catalogue::MERGE_DURATION, &[t])
+        .observe(b.took.as_secs_f64());
+    let now = now_ms();
+    let h = m.histogram(catalogue::END_TO_END, &[t]);
+    for ts in &b.source_ts_ms {
+        h.observe(((now - ts).max(0)) as f64 / 1000.0);
+    }
+    if let Some(newest) = b.source_ts_ms.iter().max() {
+        let mut map = m.newest_applied.lock().unwrap_or_else(|e| e.into_inner());
+        let e = map.entry(t.to_owned()).or_insert(*newest);
+        *e = (*e).max(*newest);
+    }
+    refresh_freshness();
+}
+
+/// Recomputes every table's freshness from the newest applied source time.
+fn refresh_freshness() {
+    let m = global();
+    let now = now_ms();
+    let map = m.newest_applied.lock().unwrap_or_else(|e| e.into_inner());
+    for (t, newest) in map.iter() {
+        m.float_gauges[catalogue::FRESHNESS]
+            .with_label_values(&[t])
+            .set(((now - newest).max(0)) as f64 / 1000.0);
+    }
+}
+
+/// Dimension history events applied to `table` (e.g. inferred members a fact created).
+pub fn scd2_events(table: &str, events: &[(&str, u64)]) {
+    let m = global();
+    for (e, n) in events {
+        m.counter(catalogue::SCD2_EVENTS, &[table, e]).inc_by(*n);
+    }
+}
+
+pub fn merged_position(topic: &str, partition: i32, next_offset: i64) {
+    global()
+        .gauge(catalogue::MERGED_OFFSET, &[topic, &partition.to_string()])
+        .set(next_offset);
+}
+
+pub fn table_stopped(table: &str, stopped: bool) {
+    global()
+        .gauge(catalogue::TABLE_STOPPED, &[table])
+        .set(i64::from(stopped));
+}
+
+pub fn merge_failed(reason: &str) {
+    global().counter(catalogue::MERGE_FAILURES, &[reason]).inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalogue_entry_is_registered_and_exposed() {
+        topic_seen("t");
+        table_seen("x");
+        record_consumed("t", 10);
+        range_committed("t", 0, 5, 1, 100, &[("c", 3)], &[("decode", 1)], Duration::from_millis(3));
+        high_watermark("t", 0, 9);
+        merged_position("t", 0, 5);
+        batch_merged(&BatchMerged {
+            table: "x",
+            changes_by_op: vec![("c", 2)],
+            rows: vec![("silver", "upserted", 2)],
+            scd2: vec![],
+            source_ts_ms: vec![now_ms() - 1500],
+            took: Duration::from_millis(2),
+        });
+        let text = global().render();
+        for d in CATALOGUE {
+            assert!(text.contains(&format!("# TYPE {} {}", d.name, d.kind.as_str())), "{}", d.name);
+        }
+        assert!(text.contains("tidemark_consumer_lag{partition=\"0\",topic=\"t\"} 4"), "{text}");
+        assert!(text.contains("tidemark_records_landed_total{op=\"c\",topic=\"t\"} 3"));
+    }
+}
