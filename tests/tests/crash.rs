@@ -48,6 +48,8 @@ fn write_config(dir: &std::path::Path, bootstrap: &str, group: &str) -> PathBuf 
 
 fn spawn(config: &std::path::Path) -> Child {
     Command::new(tidemark_bin())
+        // Tests run in parallel: an ephemeral metrics port each.
+        .env("TIDEMARK__METRICS__LISTEN", "127.0.0.1:0")
         .args([
             "--config",
             config.to_str().unwrap(),

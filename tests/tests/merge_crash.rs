@@ -17,6 +17,8 @@ use tidemark_warehouse::sql::names::Target;
 
 fn spawn_merge(config: &Path, once: bool) -> Child {
     let mut cmd = Command::new(tidemark_bin());
+    // Tests run in parallel: an ephemeral metrics port each.
+    cmd.env("TIDEMARK__METRICS__LISTEN", "127.0.0.1:0");
     cmd.args([
         "--config",
         config.to_str().unwrap(),

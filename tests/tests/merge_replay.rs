@@ -13,6 +13,8 @@ use tidemark_warehouse::sql::names::Target;
 
 fn tidemark(config: &Path, args: &[&str]) {
     let out = Command::new(tidemark_bin())
+        // Tests run in parallel: an ephemeral metrics port each.
+        .env("TIDEMARK__METRICS__LISTEN", "127.0.0.1:0")
         .args(["--config", config.to_str().unwrap(), "--log-level", "error"])
         .args(args)
         .output()

@@ -48,6 +48,8 @@ async fn run_ingests_and_merges_until_sigterm() {
     )
     .unwrap();
     let mut child = Command::new(tidemark_bin())
+        // Tests run in parallel: an ephemeral metrics port each.
+        .env("TIDEMARK__METRICS__LISTEN", "127.0.0.1:0")
         .args([
             "--config",
             config.to_str().unwrap(),

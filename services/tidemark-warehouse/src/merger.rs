@@ -235,7 +235,12 @@ impl Merger {
                 metrics::merged_position(topic, *partition, *next);
             }
             if let Ok(batch) = &batch_for_metrics {
-                metrics::batch_merged(&batch_metrics(&spec.name, batch, &applied, started.elapsed()));
+                metrics::batch_merged(&batch_metrics(
+                    &spec.name,
+                    batch,
+                    &applied,
+                    started.elapsed(),
+                ));
             }
             for (dim, st) in &applied.referenced {
                 metrics::scd2_events(dim, &scd2_counts(st));

@@ -62,7 +62,10 @@ impl Readiness {
 
 async fn metrics() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         tidemark_core::metrics::global().render(),
     )
 }

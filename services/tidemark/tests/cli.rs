@@ -5,6 +5,8 @@ use std::process::{Command, Output};
 
 fn tidemark(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        // Tests run in parallel: an ephemeral metrics port each.
+        .env("TIDEMARK__METRICS__LISTEN", "127.0.0.1:0")
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
@@ -213,6 +215,8 @@ fn ingest_stops_cleanly_on_sigterm_even_right_after_start() {
     .unwrap();
     for delay_ms in [50, 500] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            // Tests run in parallel: an ephemeral metrics port each.
+            .env("TIDEMARK__METRICS__LISTEN", "127.0.0.1:0")
             .args(["--log-level", "error", "ingest"])
             .current_dir(dir.path())
             .spawn()

@@ -69,9 +69,24 @@ pub const END_TO_END: &str = "tidemark_end_to_end_latency_seconds";
 pub const ERRORS: &str = "tidemark_errors_total";
 
 pub const CATALOGUE: &[MetricDoc] = &[
-    m(BUILD_INFO, Gauge, &["version"], "Always 1; the running version."),
-    m(RECORDS_CONSUMED, Counter, &["topic"], "Kafka records read by ingest."),
-    m(CONSUMED_BYTES, Counter, &["topic"], "Bytes of Kafka keys and values read by ingest."),
+    m(
+        BUILD_INFO,
+        Gauge,
+        &["version"],
+        "Always 1; the running version.",
+    ),
+    m(
+        RECORDS_CONSUMED,
+        Counter,
+        &["topic"],
+        "Kafka records read by ingest.",
+    ),
+    m(
+        CONSUMED_BYTES,
+        Counter,
+        &["topic"],
+        "Bytes of Kafka keys and values read by ingest.",
+    ),
     m(
         RECORDS_LANDED,
         Counter,
@@ -84,15 +99,30 @@ pub const CATALOGUE: &[MetricDoc] = &[
         &["topic", "reason"],
         "Records dead-lettered in committed ranges, by reason.",
     ),
-    m(FILES_COMMITTED, Counter, &["topic"], "Bronze data files named by a commit record."),
-    m(COMMITTED_BYTES, Counter, &["topic"], "Bytes of committed bronze data files."),
+    m(
+        FILES_COMMITTED,
+        Counter,
+        &["topic"],
+        "Bronze data files named by a commit record.",
+    ),
+    m(
+        COMMITTED_BYTES,
+        Counter,
+        &["topic"],
+        "Bytes of committed bronze data files.",
+    ),
     m(
         FLUSH_DURATION,
         Histogram,
         &["topic"],
         "Time to write a range's files and create its commit record.",
     ),
-    m(FLUSH_RETRIES, Counter, &["topic"], "Flushes retried after an object-store error."),
+    m(
+        FLUSH_RETRIES,
+        Counter,
+        &["topic"],
+        "Flushes retried after an object-store error.",
+    ),
     m(
         FENCED,
         Counter,
@@ -111,7 +141,12 @@ pub const CATALOGUE: &[MetricDoc] = &[
         &["topic", "partition"],
         "Next offset to land in bronze (the commit log's end + 1).",
     ),
-    m(MERGE_BATCHES, Counter, &["table"], "Merge transactions committed."),
+    m(
+        MERGE_BATCHES,
+        Counter,
+        &["table"],
+        "Merge transactions committed.",
+    ),
     m(
         MERGE_CHANGES,
         Counter,
@@ -124,7 +159,12 @@ pub const CATALOGUE: &[MetricDoc] = &[
         &["table", "layer", "action"],
         "Warehouse rows written: silver upserted, dimension versions inserted/updated/removed, facts inserted.",
     ),
-    m(MERGE_DURATION, Histogram, &["table"], "Time to read, apply and commit one merge batch."),
+    m(
+        MERGE_DURATION,
+        Histogram,
+        &["table"],
+        "Time to read, apply and commit one merge batch.",
+    ),
     m(
         MERGE_FAILURES,
         Counter,
@@ -161,7 +201,12 @@ pub const CATALOGUE: &[MetricDoc] = &[
         &["table"],
         "Source commit time to visible in the warehouse, per change.",
     ),
-    m(ERRORS, Counter, &["component", "reason"], "Errors by component and reason."),
+    m(
+        ERRORS,
+        Counter,
+        &["component", "reason"],
+        "Errors by component and reason.",
+    ),
 ];
 
 /// The README's metrics reference, rendered from the catalogue.

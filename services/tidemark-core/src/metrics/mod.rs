@@ -67,7 +67,8 @@ impl Metrics {
                     Box::new(c)
                 }
                 Kind::Gauge if FLOAT_GAUGES.contains(&d.name) => {
-                    let g = GaugeVec::new(Opts::new(d.name, d.help), d.labels).expect("valid gauge");
+                    let g =
+                        GaugeVec::new(Opts::new(d.name, d.help), d.labels).expect("valid gauge");
                     m.float_gauges.insert(d.name, g.clone());
                     Box::new(g)
                 }
@@ -170,24 +171,34 @@ pub fn range_committed(
     took: Duration,
 ) {
     let m = global();
-    m.counter(catalogue::FILES_COMMITTED, &[topic]).inc_by(files);
-    m.counter(catalogue::COMMITTED_BYTES, &[topic]).inc_by(bytes);
+    m.counter(catalogue::FILES_COMMITTED, &[topic])
+        .inc_by(files);
+    m.counter(catalogue::COMMITTED_BYTES, &[topic])
+        .inc_by(bytes);
     for (op, n) in landed {
-        m.counter(catalogue::RECORDS_LANDED, &[topic, op]).inc_by(*n);
+        m.counter(catalogue::RECORDS_LANDED, &[topic, op])
+            .inc_by(*n);
     }
     for (reason, n) in dead_letters {
-        m.counter(catalogue::DEAD_LETTERS, &[topic, reason]).inc_by(*n);
+        m.counter(catalogue::DEAD_LETTERS, &[topic, reason])
+            .inc_by(*n);
     }
     m.histogram(catalogue::FLUSH_DURATION, &[topic])
         .observe(took.as_secs_f64());
-    m.gauge(catalogue::COMMITTED_OFFSET, &[topic, &partition.to_string()])
-        .set(next_offset);
+    m.gauge(
+        catalogue::COMMITTED_OFFSET,
+        &[topic, &partition.to_string()],
+    )
+    .set(next_offset);
 }
 
 /// The position ingest resumes a partition from (assignment).
 pub fn partition_position(topic: &str, partition: i32, next_offset: i64) {
     global()
-        .gauge(catalogue::COMMITTED_OFFSET, &[topic, &partition.to_string()])
+        .gauge(
+            catalogue::COMMITTED_OFFSET,
+            &[topic, &partition.to_string()],
+        )
         .set(next_offset);
 }
 
@@ -210,7 +221,9 @@ pub fn high_watermark(topic: &str, partition: i32, high: i64) {
 }
 
 pub fn error(component: &str, reason: &str) {
-    global().counter(catalogue::ERRORS, &[component, reason]).inc();
+    global()
+        .counter(catalogue::ERRORS, &[component, reason])
+        .inc();
 }
 
 // ---- merge ----
@@ -259,7 +272,8 @@ pub fn batch_merged(b: &BatchMerged<'_>) {
         m.counter(catalogue::MERGE_CHANGES, &[t, op]).inc_by(*n);
     }
     for (layer, action, n) in &b.rows {
-        m.counter(catalogue::MERGE_ROWS, &[t, layer, action]).inc_by(*n);
+        m.counter(catalogue::MERGE_ROWS, &[t, layer, action])
+            .inc_by(*n);
     }
     for (e, n) in &b.scd2 {
         m.counter(catalogue::SCD2_EVENTS, &[t, e]).inc_by(*n);
@@ -324,7 +338,16 @@ mod tests {
         topic_seen("t");
         table_seen("x");
         record_consumed("t", 10);
-        range_committed("t", 0, 5, 1, 100, &[("c", 3)], &[("decode", 1)], Duration::from_millis(3));
+        range_committed(
+            "t",
+            0,
+            5,
+            1,
+            100,
+            &[("c", 3)],
+            &[("decode", 1)],
+            Duration::from_millis(3),
+        );
         high_watermark("t", 0, 9);
         merged_position("t", 0, 5);
         batch_merged(&BatchMerged {
@@ -337,9 +360,16 @@ mod tests {
         });
         let text = global().render();
         for d in CATALOGUE {
-            assert!(text.contains(&format!("# TYPE {} {}", d.name, d.kind.as_str())), "{}", d.name);
+            assert!(
+                text.contains(&format!("# TYPE {} {}", d.name, d.kind.as_str())),
+                "{}",
+                d.name
+            );
         }
-        assert!(text.contains("tidemark_consumer_lag{partition=\"0\",topic=\"t\"} 4"), "{text}");
+        assert!(
+            text.contains("tidemark_consumer_lag{partition=\"0\",topic=\"t\"} 4"),
+            "{text}"
+        );
         assert!(text.contains("tidemark_records_landed_total{op=\"c\",topic=\"t\"} 3"));
     }
 }
