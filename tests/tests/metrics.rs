@@ -23,7 +23,10 @@ fn free_port() -> u16 {
 /// `(name, labels) → value` of a Prometheus text exposition.
 fn parse(text: &str) -> HashMap<(String, BTreeMap<String, String>), f64> {
     let mut out = HashMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
         };
@@ -47,12 +50,23 @@ fn parse(text: &str) -> HashMap<(String, BTreeMap<String, String>), f64> {
     out
 }
 
-fn get(m: &HashMap<(String, BTreeMap<String, String>), f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let want: BTreeMap<String, String> = labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+fn get(
+    m: &HashMap<(String, BTreeMap<String, String>), f64>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let want: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
     m.get(&(name.to_owned(), want)).copied().unwrap_or(0.0)
 }
 
-fn sum(m: &HashMap<(String, BTreeMap<String, String>), f64>, name: &str, label: (&str, &str)) -> f64 {
+fn sum(
+    m: &HashMap<(String, BTreeMap<String, String>), f64>,
+    name: &str,
+    label: (&str, &str),
+) -> f64 {
     m.iter()
         .filter(|((n, l), _)| n == name && l.get(label.0).map(String::as_str) == Some(label.1))
         .map(|(_, v)| v)
@@ -77,7 +91,10 @@ async fn reqwest_like(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
@@ -102,7 +119,13 @@ async fn metrics_count_exactly_what_was_processed() {
     )
     .unwrap();
     let mut child = Command::new(tidemark_bin())
-        .args(["--config", config.to_str().unwrap(), "--log-level", "warn", "run"])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--log-level",
+            "warn",
+            "run",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -121,7 +144,10 @@ async fn metrics_count_exactly_what_was_processed() {
 
     let started = Instant::now();
     let m = loop {
-        assert!(started.elapsed() < Duration::from_secs(120), "metrics did not settle");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "metrics did not settle"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (code, body) = http(port, "/metrics").await;
         if code != 200 {
@@ -131,12 +157,22 @@ async fn metrics_count_exactly_what_was_processed() {
         let merged = sum(&m, "tidemark_merge_changes_total", ("table", "accounts"));
         let lag: f64 = ["0", "1"]
             .iter()
-            .map(|p| get(&m, "tidemark_consumer_lag", &[("topic", TOPIC), ("partition", p)]))
+            .map(|p| {
+                get(
+                    &m,
+                    "tidemark_consumer_lag",
+                    &[("topic", TOPIC), ("partition", p)],
+                )
+            })
             .sum();
         let lag_seen = ["0", "1"].iter().all(|p| {
             m.contains_key(&(
                 "tidemark_consumer_lag".to_owned(),
-                [("partition".to_owned(), (*p).to_owned()), ("topic".to_owned(), TOPIC.to_owned())].into(),
+                [
+                    ("partition".to_owned(), (*p).to_owned()),
+                    ("topic".to_owned(), TOPIC.to_owned()),
+                ]
+                .into(),
             ))
         });
         if merged >= changes && lag_seen && lag == 0.0 {
@@ -144,25 +180,87 @@ async fn metrics_count_exactly_what_was_processed() {
         }
     };
 
-    assert_eq!(get(&m, "tidemark_records_consumed_total", &[("topic", TOPIC)]), records.len() as f64);
+    assert_eq!(
+        get(&m, "tidemark_records_consumed_total", &[("topic", TOPIC)]),
+        records.len() as f64
+    );
     for (op, n) in &by_op {
-        assert_eq!(get(&m, "tidemark_records_landed_total", &[("topic", TOPIC), ("op", op)]), *n, "landed {op}");
-        assert_eq!(get(&m, "tidemark_merge_changes_total", &[("table", "accounts"), ("op", op)]), *n, "merged {op}");
+        assert_eq!(
+            get(
+                &m,
+                "tidemark_records_landed_total",
+                &[("topic", TOPIC), ("op", op)]
+            ),
+            *n,
+            "landed {op}"
+        );
+        assert_eq!(
+            get(
+                &m,
+                "tidemark_merge_changes_total",
+                &[("table", "accounts"), ("op", op)]
+            ),
+            *n,
+            "merged {op}"
+        );
     }
-    assert_eq!(get(&m, "tidemark_records_landed_total", &[("topic", TOPIC), ("op", "tombstone")]), tombstones);
-    assert_eq!(sum(&m, "tidemark_dead_letters_total", ("topic", TOPIC)), poison);
-    assert!(get(&m, "tidemark_bronze_files_committed_total", &[("topic", TOPIC)]) > 0.0);
+    assert_eq!(
+        get(
+            &m,
+            "tidemark_records_landed_total",
+            &[("topic", TOPIC), ("op", "tombstone")]
+        ),
+        tombstones
+    );
+    assert_eq!(
+        sum(&m, "tidemark_dead_letters_total", ("topic", TOPIC)),
+        poison
+    );
+    assert!(
+        get(
+            &m,
+            "tidemark_bronze_files_committed_total",
+            &[("topic", TOPIC)]
+        ) > 0.0
+    );
     assert!(get(&m, "tidemark_merge_batches_total", &[("table", "accounts")]) > 0.0);
-    assert!(sum(&m, "tidemark_scd2_events_total", ("event", "version_opened")) > 0.0);
-    assert!(get(&m, "tidemark_end_to_end_latency_seconds_count", &[("table", "accounts")]) == changes);
+    assert!(
+        sum(
+            &m,
+            "tidemark_scd2_events_total",
+            ("event", "version_opened")
+        ) > 0.0
+    );
+    assert!(
+        get(
+            &m,
+            "tidemark_end_to_end_latency_seconds_count",
+            &[("table", "accounts")]
+        ) == changes
+    );
     assert!(m.keys().any(|(n, _)| n == "tidemark_freshness_seconds"));
-    assert_eq!(get(&m, "tidemark_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
+    assert_eq!(
+        get(
+            &m,
+            "tidemark_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
 
     assert_eq!(http(port, "/healthz").await.0, 200);
     let (code, body) = http(port, "/readyz").await;
     assert_eq!(code, 200, "{body}");
-    assert!(body.contains("kafka: ok") && body.contains("warehouse: ok") && body.contains("object_store: ok"), "{body}");
+    assert!(
+        body.contains("kafka: ok")
+            && body.contains("warehouse: ok")
+            && body.contains("object_store: ok"),
+        "{body}"
+    );
 
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(child.wait().unwrap().success());
 }
