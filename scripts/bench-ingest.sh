@@ -29,8 +29,13 @@ for form in $FORMS; do
   echo "$drain"
   ingest=$("$BENCH" ingest "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS" "$out")
   echo "$ingest"
+  rm -rf "$out"; out=$(mktemp -d)
+  off=$(TIDEMARK_BENCH_METRICS=off "$BENCH" ingest "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS" "$out")
+  echo "$off"
+  o=$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$off")
   d=$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$drain")
   i=$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$ingest")
   echo "ratio ingest/raw drain: $(python3 -c "print(f'{$i/$d:.2f}')")"
+  echo "cost of metrics: $(python3 -c "print(f'{(1 - $i/$o) * 100:.1f}%')") (events/s with metrics on vs off)"
   rm -rf "$out"
 done

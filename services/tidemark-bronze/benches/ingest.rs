@@ -259,6 +259,9 @@ fn ingest() {
     );
     // TIDEMARK__… environment variables tune the run (e.g. TIDEMARK__BRONZE__MAX_RECORDS).
     let cfg = Config::from_toml_and_env(&toml, std::env::vars()).unwrap();
+    // TIDEMARK_BENCH_METRICS=off measures ingest without recording metrics.
+    let metrics_on = std::env::var("TIDEMARK_BENCH_METRICS").as_deref() != Ok("off");
+    tidemark_core::metrics::set_enabled(metrics_on);
     let per_partition = events / i64::from(partitions);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -291,7 +294,8 @@ fn ingest() {
         let secs = done.duration_since(stats.first_record_at.unwrap_or(started)).as_secs_f64();
         let landed: u64 = tidemark_bronze::admin::summarize(store.as_ref(), &root).await.unwrap().iter().map(|s| s.bytes).sum();
         println!(
-            "tidemark ingest: {} records in {secs:.2} s: {:.0} events/s, {:.1} MB/s, parquet {:.1} MB, peak RSS {:.0} MiB",
+            "tidemark ingest (metrics {}): {} records in {secs:.2} s: {:.0} events/s, {:.1} MB/s, parquet {:.1} MB, peak RSS {:.0} MiB",
+            if metrics_on { "on" } else { "off" },
             stats.records,
             stats.records as f64 / secs,
             stats.bytes as f64 / secs / 1e6,

@@ -294,16 +294,16 @@ impl Loop<'_> {
                 Ok(Flushed::Committed(rec)) => {
                     tracing::debug!(end = rec.end, rows = rec.rows, "committed");
                     self.stats.commits += 1;
-                    metrics::range_committed(
-                        &key.0,
-                        key.1,
-                        rec.end + 1,
-                        rec.files.len() as u64,
-                        rec.files.iter().map(|f| f.bytes).sum(),
-                        &seg.landed_by_kind(),
-                        &seg.dead_letters_by_reason(),
-                        started.elapsed(),
-                    );
+                    metrics::range_committed(&metrics::RangeCommitted {
+                        topic: &key.0,
+                        partition: key.1,
+                        next_offset: rec.end + 1,
+                        files: rec.files.len() as u64,
+                        bytes: rec.files.iter().map(|f| f.bytes).sum(),
+                        landed: seg.landed_by_kind(),
+                        dead_letters: seg.dead_letters_by_reason(),
+                        took: started.elapsed(),
+                    });
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition_offset(&key.0, key.1, Offset::Offset(rec.end + 1))?;
                     if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {

@@ -206,3 +206,19 @@ fn bronze_row_structs_carry_the_unavailable_column_list() {
     assert_eq!(fields.len(), 2);
     assert_eq!(fields[1].name(), tidemark_core::mapping::UNAVAILABLE_FIELD);
 }
+
+/// The README's metrics reference is the catalogue, rendered.
+#[test]
+fn readme_metrics_reference_matches_the_catalogue() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md");
+    let table = tidemark_core::metrics::catalogue::markdown_table();
+    if std::env::var_os("TIDEMARK_PRINT_METRICS_TABLE").is_some() {
+        println!("{table}");
+    }
+    assert!(
+        readme.contains(&table),
+        "README metrics reference differs from the catalogue; regenerate it with \
+         TIDEMARK_PRINT_METRICS_TABLE=1 cargo test -p tidemark-core --test mapping readme_metrics -- --nocapture"
+    );
+}

@@ -14,6 +14,7 @@ use object_store::path::Path;
 use tidemark_bronze::commit_log;
 use tidemark_core::config::Config;
 use tidemark_core::metrics::{self, BatchMerged};
+use tracing::Instrument as _;
 
 use crate::apply::{Applied, ApplyError, Context, TableBatch, apply};
 use crate::bronze_read::{ReadError, ReadOptions, read_file, records_from};
@@ -201,7 +202,10 @@ impl Merger {
             let mut tx = self.pool.begin().await?;
             let batch_for_metrics = batch;
             let applied = match &batch_for_metrics {
-                Ok(batch) => match apply(&mut tx, ctx, batch).await {
+                Ok(batch) => match apply(&mut tx, ctx, batch)
+                    .instrument(tracing::info_span!("merge_batch", table = %spec.name, changes = batch.changes.len()))
+                    .await
+                {
                     Ok(a) => a,
                     Err(ApplyError::Stopped { table, problem }) => {
                         tx.rollback().await?;

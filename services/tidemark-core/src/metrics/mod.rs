@@ -6,6 +6,7 @@
 pub mod catalogue;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -122,6 +123,17 @@ impl Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns recording on or off (the ingest benchmark measures what metrics cost).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+fn on() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// The process-wide metrics.
 pub fn global() -> &'static Metrics {
     &METRICS
@@ -153,43 +165,57 @@ pub fn topic_seen(topic: &str) {
 }
 
 pub fn record_consumed(topic: &str, bytes: usize) {
+    if !on() {
+        return;
+    }
     let m = global();
     m.counter(catalogue::RECORDS_CONSUMED, &[topic]).inc();
     m.counter(catalogue::CONSUMED_BYTES, &[topic])
         .inc_by(bytes as u64);
 }
 
+/// A range that became durable.
+#[derive(Debug, Default, Clone)]
+pub struct RangeCommitted<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    /// The commit record's end + 1.
+    pub next_offset: i64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Records by op or kind.
+    pub landed: Vec<(&'static str, u64)>,
+    /// Dead letters by reason.
+    pub dead_letters: Vec<(&'a str, u64)>,
+    pub took: Duration,
+}
+
 /// A range became durable: its files, rows per op/kind and dead letters by reason.
-pub fn range_committed(
-    topic: &str,
-    partition: i32,
-    next_offset: i64,
-    files: u64,
-    bytes: u64,
-    landed: &[(&str, u64)],
-    dead_letters: &[(&str, u64)],
-    took: Duration,
-) {
+pub fn range_committed(r: &RangeCommitted<'_>) {
+    if !on() {
+        return;
+    }
     let m = global();
+    let topic = r.topic;
     m.counter(catalogue::FILES_COMMITTED, &[topic])
-        .inc_by(files);
+        .inc_by(r.files);
     m.counter(catalogue::COMMITTED_BYTES, &[topic])
-        .inc_by(bytes);
-    for (op, n) in landed {
+        .inc_by(r.bytes);
+    for (op, n) in &r.landed {
         m.counter(catalogue::RECORDS_LANDED, &[topic, op])
             .inc_by(*n);
     }
-    for (reason, n) in dead_letters {
+    for (reason, n) in &r.dead_letters {
         m.counter(catalogue::DEAD_LETTERS, &[topic, reason])
             .inc_by(*n);
     }
     m.histogram(catalogue::FLUSH_DURATION, &[topic])
-        .observe(took.as_secs_f64());
+        .observe(r.took.as_secs_f64());
     m.gauge(
         catalogue::COMMITTED_OFFSET,
-        &[topic, &partition.to_string()],
+        &[topic, &r.partition.to_string()],
     )
-    .set(next_offset);
+    .set(r.next_offset);
 }
 
 /// The position ingest resumes a partition from (assignment).
@@ -203,10 +229,16 @@ pub fn partition_position(topic: &str, partition: i32, next_offset: i64) {
 }
 
 pub fn flush_retried(topic: &str) {
+    if !on() {
+        return;
+    }
     global().counter(catalogue::FLUSH_RETRIES, &[topic]).inc();
 }
 
 pub fn range_fenced(topic: &str) {
+    if !on() {
+        return;
+    }
     global().counter(catalogue::FENCED, &[topic]).inc();
 }
 
@@ -265,6 +297,9 @@ pub struct BatchMerged<'a> {
 
 /// A batch committed: counts, duration, end-to-end latency and freshness.
 pub fn batch_merged(b: &BatchMerged<'_>) {
+    if !on() {
+        return;
+    }
     let m = global();
     let t = b.table;
     m.counter(catalogue::MERGE_BATCHES, &[t]).inc();
@@ -338,16 +373,16 @@ mod tests {
         topic_seen("t");
         table_seen("x");
         record_consumed("t", 10);
-        range_committed(
-            "t",
-            0,
-            5,
-            1,
-            100,
-            &[("c", 3)],
-            &[("decode", 1)],
-            Duration::from_millis(3),
-        );
+        range_committed(&RangeCommitted {
+            topic: "t",
+            partition: 0,
+            next_offset: 5,
+            files: 1,
+            bytes: 100,
+            landed: vec![("c", 3)],
+            dead_letters: vec![("decode", 1)],
+            took: Duration::from_millis(3),
+        });
         high_watermark("t", 0, 9);
         merged_position("t", 0, 5);
         batch_merged(&BatchMerged {

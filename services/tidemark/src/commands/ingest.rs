@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use tidemark_core::config::Config;
 
+use tracing::Instrument as _;
+
 use super::shutdown_signal;
 use crate::http::Readiness;
 
@@ -18,7 +20,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         let ready = super::health::kafka(Readiness::default(), &config)?;
         let ready = super::health::store(ready, store, root);
         crate::http::serve(&config.metrics.listen, ready).await?;
-        let stats = tidemark_bronze::service::run(&config, shutdown_signal()).await?;
+        let stats = tidemark_bronze::service::run(&config, shutdown_signal())
+            .instrument(tracing::info_span!("ingest"))
+            .await?;
         eprintln!(
             "ingest stopped: {} records, {} commits, {} dead letters, {} fenced",
             stats.records, stats.commits, stats.dead_letters, stats.fenced

@@ -9,6 +9,7 @@ use tidemark_core::config::Config;
 use tidemark_warehouse::merger::{CycleStats, MergeOptions, Merger};
 use tidemark_warehouse::replay;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use super::{health, shutdown_signal};
 use crate::cli::ReplayArgs;
@@ -72,7 +73,10 @@ pub fn merge(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
             print_summary("merge", &stats);
             return Ok(exit_for(merger.stopped().len()));
         }
-        merger.run(shutdown).await?;
+        merger
+            .run(shutdown)
+            .instrument(tracing::info_span!("merge"))
+            .await?;
         tracing::info!("merge stopped");
         Ok(exit_for(merger.stopped().len()))
     })
@@ -93,10 +97,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         let ingest = {
             let config = config.clone();
             let rx = stop_rx.clone();
-            tokio::spawn(async move { tidemark_bronze::service::run(&config, wait(rx)).await })
+            tokio::spawn(
+                async move { tidemark_bronze::service::run(&config, wait(rx)).await }
+                    .instrument(tracing::info_span!("ingest")),
+            )
         };
         {
-            let merging = merger.run(wait(stop_rx));
+            let merging = merger
+                .run(wait(stop_rx))
+                .instrument(tracing::info_span!("merge"));
             tokio::pin!(merging);
             tokio::select! {
                 () = signal => {}
