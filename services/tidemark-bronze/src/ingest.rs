@@ -135,6 +135,7 @@ impl Loop<'_> {
                 }
                 Err(e) => {
                     tracing::warn!(topic, partition, error = %e, "cannot read the commit log, retrying");
+                    metrics::error("ingest", "object_store");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.settings.max_backoff);
                 }
@@ -223,6 +224,7 @@ impl Loop<'_> {
             match self.decoder.decode(&raw).await {
                 Err(e) if e.disposition() == Disposition::Retry => {
                     tracing::warn!(topic, partition, offset, error = %e, "decode needs the schema registry, retrying");
+                    metrics::error("ingest", "schema_registry");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.settings.max_backoff);
                 }
@@ -328,6 +330,7 @@ impl Loop<'_> {
                         return Ok(());
                     }
                     tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "flush failed, retrying");
+                    metrics::error("ingest", "object_store");
                     self.stats.flush_retries += 1;
                     metrics::flush_retried(&key.0);
                     tokio::time::sleep(backoff).await;
@@ -400,7 +403,10 @@ pub async fn run(
                 lp.apply_rebalances();
                 match msg {
                     Ok(m) => lp.handle(m).await?,
-                    Err(e) => tracing::warn!(error = %e, "kafka error"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka error");
+                        metrics::error("ingest", "kafka");
+                    }
                 }
                 // Under steady load `recv` is always ready and the timer branch never runs: check
                 // the age bound of the other partitions here too.

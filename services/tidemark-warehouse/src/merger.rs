@@ -357,11 +357,13 @@ impl Merger {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "merge cycle failed");
-                    metrics::merge_failed(match &e {
+                    let reason = match &e {
                         MergeError::Ledger(LedgerError::Conflict { .. }) => "ledger_conflict",
                         MergeError::Read(_) | MergeError::Store(_) => "bronze",
                         _ => "warehouse",
-                    });
+                    };
+                    metrics::merge_failed(reason);
+                    metrics::error("merge", reason);
                     let b = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                     b

@@ -161,7 +161,9 @@ pub fn topic_seen(topic: &str) {
         m.counter(name, &[topic]);
     }
     m.counter(catalogue::DEAD_LETTERS, &[topic, "decode"]);
-    m.counter(catalogue::ERRORS, &["ingest", "kafka"]);
+    for reason in ["kafka", "object_store", "schema_registry"] {
+        m.counter(catalogue::ERRORS, &["ingest", reason]);
+    }
 }
 
 pub fn record_consumed(topic: &str, bytes: usize) {
@@ -278,6 +280,7 @@ pub fn table_seen(table: &str) {
     m.counter(catalogue::MERGE_ROWS, &[table, "silver", "upserted"]);
     for r in ["warehouse", "bronze", "ledger_conflict"] {
         m.counter(catalogue::MERGE_FAILURES, &[r]);
+        m.counter(catalogue::ERRORS, &["merge", r]);
     }
 }
 
