@@ -160,7 +160,6 @@ pub fn topic_seen(topic: &str) {
     ] {
         m.counter(name, &[topic]);
     }
-    m.counter(catalogue::DEAD_LETTERS, &[topic, "decode"]);
     for reason in ["kafka", "object_store", "schema_registry"] {
         m.counter(catalogue::ERRORS, &["ingest", reason]);
     }
