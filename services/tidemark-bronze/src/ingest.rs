@@ -94,6 +94,8 @@ struct Loop<'a> {
     settings: IngestSettings,
     parts: HashMap<Key, Part>,
     stats: IngestStats,
+    /// Consumed-record counters per topic (resolved once).
+    consumed: HashMap<String, metrics::Consumed>,
 }
 
 fn is_permanent(e: &FlushError) -> bool {
@@ -218,7 +220,14 @@ impl Loop<'_> {
         };
         let size = raw.key.map_or(0, <[u8]>::len) + raw.value.map_or(0, <[u8]>::len);
         self.stats.bytes += size as u64;
-        metrics::record_consumed(&topic, size);
+        match self.consumed.get(topic.as_str()) {
+            Some(c) => c.record(size),
+            None => {
+                let c = metrics::Consumed::for_topic(&topic);
+                c.record(size);
+                self.consumed.insert(topic.clone(), c);
+            }
+        }
         let mut backoff = Duration::from_millis(100);
         let decoded = loop {
             match self.decoder.decode(&raw).await {
@@ -391,6 +400,7 @@ pub async fn run(
         settings,
         parts: HashMap::new(),
         stats: IngestStats::default(),
+        consumed: HashMap::new(),
     };
     tokio::pin!(shutdown);
     loop {

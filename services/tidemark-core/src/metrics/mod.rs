@@ -165,6 +165,31 @@ pub fn topic_seen(topic: &str) {
     }
 }
 
+/// The consumed-records counters of one topic, resolved once: per record only two atomic adds
+/// (ingest keeps one per topic).
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    records: prometheus::IntCounter,
+    bytes: prometheus::IntCounter,
+}
+
+impl Consumed {
+    pub fn for_topic(topic: &str) -> Consumed {
+        let m = global();
+        Consumed {
+            records: m.counter(catalogue::RECORDS_CONSUMED, &[topic]),
+            bytes: m.counter(catalogue::CONSUMED_BYTES, &[topic]),
+        }
+    }
+
+    pub fn record(&self, bytes: usize) {
+        if on() {
+            self.records.inc();
+            self.bytes.inc_by(bytes as u64);
+        }
+    }
+}
+
 pub fn record_consumed(topic: &str, bytes: usize) {
     if !on() {
         return;
