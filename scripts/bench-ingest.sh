@@ -27,15 +27,23 @@ for form in $FORMS; do
   "$BENCH" prefill "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS" "$form"
   drain=$("$BENCH" drain "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS")
   echo "$drain"
-  ingest=$("$BENCH" ingest "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS" "$out")
-  echo "$ingest"
-  rm -rf "$out"; out=$(mktemp -d)
-  off=$(TIDEMARK_BENCH_METRICS=off "$BENCH" ingest "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS" "$out")
-  echo "$off"
-  o=$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$off")
+  # Metrics on and off alternate RUNS times (runs vary by ~10% here); medians are compared.
+  ons=(); offs=()
+  for _ in $(seq 1 "${RUNS:-1}"); do
+    rm -rf "$out"; out=$(mktemp -d)
+    ingest=$("$BENCH" ingest "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS" "$out")
+    echo "$ingest"
+    ons+=("$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$ingest")")
+    rm -rf "$out"; out=$(mktemp -d)
+    off=$(TIDEMARK_BENCH_METRICS=off "$BENCH" ingest "127.0.0.1:$PORT" "$topic" "$PARTITIONS" "$EVENTS" "$out")
+    echo "$off"
+    offs+=("$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$off")")
+  done
+  median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  i=$(median "${ons[@]}"); o=$(median "${offs[@]}")
   d=$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$drain")
-  i=$(sed -E 's/.*: ([0-9]+) events\/s.*/\1/' <<<"$ingest")
+  echo "median ingest: $i events/s with metrics, $o without"
   echo "ratio ingest/raw drain: $(python3 -c "print(f'{$i/$d:.2f}')")"
-  echo "cost of metrics: $(python3 -c "print(f'{(1 - $i/$o) * 100:.1f}%')") (events/s with metrics on vs off)"
+  echo "cost of metrics: $(python3 -c "print(f'{(1 - $i/$o) * 100:.1f}%')") (median events/s, metrics on vs off)"
   rm -rf "$out"
 done
