@@ -38,7 +38,7 @@ fn a_full_replay_asks_where_to_build() {
     std::fs::write(
         dir.path().join("tidemark.toml"),
         format!(
-            "[bronze]\nurl = \"file://{}/bronze\"\n[warehouse]\nurl = \"sqlite://{}/w.db\"\n",
+            "[bronze]\nurl = \"file://{}/bronze\"\n[warehouse]\nurl = \"sqlite://{}/not/yet/there/w.db\"\n",
             dir.path().display(),
             dir.path().display()
         ),

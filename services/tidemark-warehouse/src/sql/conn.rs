@@ -46,6 +46,20 @@ impl Pool {
                 .await?;
             Ok(Pool::Postgres(pool))
         } else if url.starts_with("sqlite:") {
+            // The file is created when missing; its directory too.
+            if let Some(path) = url
+                .strip_prefix("sqlite://")
+                .map(|p| p.split('?').next().unwrap_or(p))
+                .filter(|p| !p.is_empty() && !p.starts_with(':'))
+                && let Some(dir) = std::path::Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    sqlx::Error::Configuration(
+                        format!("cannot create {}: {e}", dir.display()).into(),
+                    )
+                })?;
+            }
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
