@@ -1,0 +1,18 @@
+# The tidemark binary, built the way the README builds it (cargo build --release -p tidemark).
+FROM rust:1.95-bookworm AS build
+# librdkafka is built from source by rdkafka-sys (cmake-free configure/make).
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential python3 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p tidemark
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 tidemark
+COPY --from=build /src/target/release/tidemark /usr/local/bin/tidemark
+USER tidemark
+EXPOSE 9464
+ENTRYPOINT ["tidemark"]
+CMD ["run", "--config", "/etc/tidemark/tidemark.toml"]
