@@ -26,23 +26,59 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Kafka lag per partition (high watermark − next offset to land); `Err` when Kafka does not
+/// answer (the first failure stops asking: each attempt waits for a timeout).
+fn kafka_lags(config: &Config, parts: &[(&str, i32, i64)]) -> Result<Vec<i64>, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("bootstrap.servers", &config.kafka.bootstrap_servers);
+    for (k, v) in &config.kafka.properties {
+        c.set(k, v);
+    }
+    let consumer: BaseConsumer = c.create().map_err(|e| e.to_string())?;
+    parts
+        .iter()
+        .map(|(topic, p, next)| {
+            consumer
+                .fetch_watermarks(topic, *p, Duration::from_secs(3))
+                .map(|(_, high)| (high - next).max(0))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
 pub fn inspect(config_path: &Path) -> anyhow::Result<ExitCode> {
     let (config, store, root) = open(config_path)?;
     let summaries = runtime()?.block_on(admin::summarize(store.as_ref(), &root))?;
     println!("bronze {}", config.bronze.url);
+    let parts: Vec<(&str, i32, i64)> = summaries
+        .iter()
+        .map(|s| (s.topic.as_str(), s.partition, s.next_offset))
+        .collect();
+    let lags = if parts.is_empty() {
+        Ok(Vec::new())
+    } else {
+        kafka_lags(&config, &parts)
+    };
     println!(
-        "{:<40} {:>5} {:>12} {:>12} {:>7} {:>6} {:>10} {:>12} {:>6} {:>6}  gaps",
-        "topic", "part", "first", "next", "commits", "files", "rows", "bytes", "dlq", "tomb"
+        "{:<40} {:>5} {:>12} {:>12} {:>10} {:>7} {:>6} {:>10} {:>12} {:>6} {:>6}  gaps",
+        "topic", "part", "first", "next", "lag", "commits", "files", "rows", "bytes", "dlq", "tomb"
     );
     let mut broken = false;
-    for s in &summaries {
+    for (i, s) in summaries.iter().enumerate() {
         broken |= !s.gaps.is_empty();
+        let lag = lags
+            .as_ref()
+            .ok()
+            .and_then(|l| l.get(i))
+            .map_or("?".to_owned(), i64::to_string);
         println!(
-            "{:<40} {:>5} {:>12} {:>12} {:>7} {:>6} {:>10} {:>12} {:>6} {:>6}  {}",
+            "{:<40} {:>5} {:>12} {:>12} {:>10} {:>7} {:>6} {:>10} {:>12} {:>6} {:>6}  {}",
             s.topic,
             s.partition,
             s.first_offset,
             s.next_offset,
+            lag,
             s.commits,
             s.files,
             s.rows,
@@ -58,6 +94,12 @@ pub fn inspect(config_path: &Path) -> anyhow::Result<ExitCode> {
     }
     if summaries.is_empty() {
         println!("(nothing committed yet)");
+    }
+    if let Err(e) = &lags {
+        println!(
+            "Kafka lag unavailable ({}): {e}",
+            config.kafka.bootstrap_servers
+        );
     }
     Ok(if broken {
         ExitCode::FAILURE
