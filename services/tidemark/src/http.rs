@@ -87,9 +87,12 @@ pub async fn serve(listen: &str, readiness: Readiness) -> anyhow::Result<SocketA
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(Arc::new(readiness));
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("metrics.listen {listen}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "metrics.listen {listen}: {e}; processes on one host need one address each \
+                 (set metrics.listen, or TIDEMARK__METRICS__LISTEN=127.0.0.1:9465)"
+        )
+    })?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
