@@ -188,9 +188,7 @@ fn read_batch(
             .unwrap_or(0);
         let part = partition.value(row);
         let record_key = match key.data_type() {
-            DataType::Struct(_) if key.is_valid(row) => {
-                struct_values(key.as_struct(), row, opts).values
-            }
+            DataType::Struct(_) if key.is_valid(row) => struct_values(key.as_struct(), row).values,
             DataType::Utf8 if key.is_valid(row) => {
                 json_values(
                     key.as_string::<i32>().value(row),
@@ -206,7 +204,7 @@ fn read_batch(
                 return None;
             }
             Some(match a.data_type() {
-                DataType::Struct(_) => struct_values(a.as_struct(), row, opts),
+                DataType::Struct(_) => struct_values(a.as_struct(), row),
                 _ => json_values(a.as_string::<i32>().value(row), opts, &mut out.columns),
             })
         };
@@ -251,7 +249,7 @@ fn source_at(source: &StructArray, row: usize) -> Source {
     }
 }
 
-fn struct_values(st: &StructArray, row: usize, _opts: &ReadOptions) -> Image {
+fn struct_values(st: &StructArray, row: usize) -> Image {
     let mut img = Image::default();
     for (f, a) in st.fields().iter().zip(st.columns()) {
         if f.name() == UNAVAILABLE_FIELD {
