@@ -172,7 +172,7 @@ fn read_batch(
         if off < from {
             continue;
         }
-        let Some(op) = Op::parse(op.value(row)) else {
+        let Some(op) = Op::from_code(op.value(row)) else {
             out.skipped
                 .push(format!("offset {off}: unknown op `{}`", op.value(row)));
             continue;

@@ -4,42 +4,11 @@
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
+pub use tidemark_core::event::Op;
 use tidemark_core::event::{Source, SourcePosition};
 use tidemark_core::mapping::ColType;
 
 use crate::cell::Values;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Create,
-    Update,
-    Delete,
-    Read,
-    Truncate,
-}
-
-impl Op {
-    pub fn parse(s: &str) -> Option<Op> {
-        Some(match s {
-            "c" => Op::Create,
-            "u" => Op::Update,
-            "d" => Op::Delete,
-            "r" => Op::Read,
-            "t" => Op::Truncate,
-            _ => return None,
-        })
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Op::Create => "c",
-            Op::Update => "u",
-            Op::Delete => "d",
-            Op::Read => "r",
-            Op::Truncate => "t",
-        }
-    }
-}
 
 /// A row image: its values and the columns Debezium did not send (unchanged TOAST values).
 #[derive(Debug, Clone, Default, PartialEq)]

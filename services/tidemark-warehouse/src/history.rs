@@ -66,7 +66,10 @@ impl LogEntry {
         match code {
             "ref" => (EntryKind::Ref, Op::Read),
             "d" => (EntryKind::Delete, Op::Delete),
-            other => (EntryKind::Upsert, Op::parse(other).unwrap_or(Op::Update)),
+            other => (
+                EntryKind::Upsert,
+                Op::from_code(other).unwrap_or(Op::Update),
+            ),
         }
     }
 }
