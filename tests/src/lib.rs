@@ -6,5 +6,6 @@ pub mod kafka;
 pub mod merge_scenario;
 pub mod postgres;
 pub mod proof;
+pub mod run_setup;
 pub mod stream;
 pub mod warehouse;

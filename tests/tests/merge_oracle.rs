@@ -11,6 +11,7 @@ use proptest::test_runner::{Config as PtConfig, TestRunner};
 use serde_json::{Value as Json, json};
 use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, Record, change};
+use tidemark_e2e::merge_scenario::TABLES;
 use tidemark_e2e::warehouse::{Which, fresh, ms, rows};
 use tidemark_warehouse::merger::{MergeOptions, Merger};
 use tidemark_warehouse::sql::conn::Pool;
@@ -21,21 +22,7 @@ const TRANSACTIONS: &str = "bank.public.transactions";
 const PLACEHOLDER: &str = "__debezium_unavailable_value";
 
 fn config(max_batch_rows: usize) -> Config {
-    let mut c = Config::from_toml_and_env(
-        r#"
-[[tables]]
-source = "bank.public.customers"
-kind = "dimension"
-key = ["id"]
-ignore_columns = ["note"]
-[[tables]]
-source = "bank.public.transactions"
-kind = "fact"
-references = { customer_id = "bank.public.customers" }
-"#,
-        std::iter::empty(),
-    )
-    .expect("config");
+    let mut c = Config::from_toml_and_env(TABLES, std::iter::empty()).expect("config");
     c.merge.max_batch_rows = max_batch_rows;
     c
 }

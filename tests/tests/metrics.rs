@@ -8,17 +8,10 @@ use std::time::{Duration, Instant};
 
 use tidemark_e2e::kafka::Kafka;
 use tidemark_e2e::merge_scenario::tidemark_bin;
+use tidemark_e2e::run_setup::{free_port, run_config};
 use tidemark_e2e::stream::{RecordKind, generate};
 
 const TOPIC: &str = "bank.public.accounts";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `(name, labels) → value` of a Prometheus text exposition.
 fn parse(text: &str) -> HashMap<(String, BTreeMap<String, String>), f64> {
@@ -104,20 +97,7 @@ async fn metrics_count_exactly_what_was_processed() {
     let records = generate(TOPIC, 2, 1500, true, 9);
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tidemark.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"m\"\ntopics = [\"{TOPIC}\"]\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"statistics.interval.ms\" = \"500\"\n\
-             [bronze]\nurl = \"file://{}/bronze\"\nmax_records = 400\nmax_age_ms = 300\n\
-             [warehouse]\nurl = \"sqlite://{}/w.db\"\n[merge]\ninterval_ms = 100\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
-             [[tables]]\nsource = \"{TOPIC}\"\nkind = \"dimension\"\nkey = [\"id\"]\n",
-            kafka.bootstrap(),
-            dir.path().display(),
-            dir.path().display()
-        ),
-    )
-    .unwrap();
+    let config = run_config(dir.path(), &kafka.bootstrap(), TOPIC, "m", Some(port));
     let mut child = Command::new(tidemark_bin())
         .args([
             "--config",

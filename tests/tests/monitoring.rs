@@ -11,20 +11,13 @@ use std::time::{Duration, Instant};
 
 use tidemark_e2e::kafka::Kafka;
 use tidemark_e2e::merge_scenario::tidemark_bin;
+use tidemark_e2e::run_setup::{free_port, run_config};
 use tidemark_e2e::stream::generate;
 
 const TOPIC: &str = "bank.public.accounts";
 
 fn monitoring() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitoring")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn have_prometheus() -> bool {
@@ -95,20 +88,7 @@ async fn every_dashboard_and_alert_expression_finds_series_in_a_real_prometheus(
     let kafka = Kafka::start(&[(TOPIC, 2)]);
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tidemark.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"mon\"\ntopics = [\"{TOPIC}\"]\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"statistics.interval.ms\" = \"500\"\n\
-             [bronze]\nurl = \"file://{}/bronze\"\nmax_records = 300\nmax_age_ms = 300\n\
-             [warehouse]\nurl = \"sqlite://{}/w.db\"\n[merge]\ninterval_ms = 100\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
-             [[tables]]\nsource = \"{TOPIC}\"\nkind = \"dimension\"\nkey = [\"id\"]\n",
-            kafka.bootstrap(),
-            dir.path().display(),
-            dir.path().display()
-        ),
-    )
-    .unwrap();
+    let config = run_config(dir.path(), &kafka.bootstrap(), TOPIC, "mon", Some(port));
     let _tidemark = Killed(
         Command::new(tidemark_bin())
             .args([

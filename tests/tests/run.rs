@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tidemark_e2e::kafka::Kafka;
 use tidemark_e2e::merge_scenario::tidemark_bin;
+use tidemark_e2e::run_setup::run_config;
 use tidemark_e2e::stream::{RecordKind, generate};
 use tidemark_e2e::warehouse::rows;
 use tidemark_warehouse::sql::conn::Pool;
@@ -33,23 +34,8 @@ async fn run_ingests_and_merges_until_sigterm() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.db");
-    let config = dir.path().join("tidemark.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"run\"\ntopics = [\"{TOPIC}\"]\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
-             [bronze]\nurl = \"file://{}/bronze\"\nmax_records = 500\nmax_age_ms = 300\n\
-             [warehouse]\nurl = \"sqlite://{}\"\n[merge]\ninterval_ms = 100\n\
-             [[tables]]\nsource = \"{TOPIC}\"\nkind = \"dimension\"\nkey = [\"id\"]\n",
-            kafka.bootstrap(),
-            dir.path().display(),
-            db.display()
-        ),
-    )
-    .unwrap();
+    let config = run_config(dir.path(), &kafka.bootstrap(), TOPIC, "run", None);
     let mut child = Command::new(tidemark_bin())
-        // Tests run in parallel: an ephemeral metrics port each.
-        .env("TIDEMARK__METRICS__LISTEN", "127.0.0.1:0")
         .args([
             "--config",
             config.to_str().unwrap(),
