@@ -23,6 +23,7 @@ pub mod config;
 pub mod decode;
 pub mod encode;
 pub mod event;
+pub mod generator;
 pub mod mapping;
 pub mod metrics;
 pub mod registry;

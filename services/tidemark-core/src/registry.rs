@@ -45,6 +45,12 @@ pub enum RegistryError {
     NotAvro { id: u32, schema_type: String },
     #[error("Schema Registry answered an unreadable body for schema id {id}: {reason}")]
     BadResponse { id: u32, reason: String },
+    #[error("Schema Registry at {url} did not register subject {subject}: {reason}")]
+    Register {
+        url: String,
+        subject: String,
+        reason: String,
+    },
 }
 
 impl RegistryError {
@@ -125,6 +131,44 @@ impl RegistryClient {
             .expect("cache lock")
             .insert(id, text.clone());
         Ok(text)
+    }
+
+    /// Registers an Avro schema under `subject` (`<topic>-key`/`<topic>-value`) and returns
+    /// its id; registering the same schema again returns the same id.
+    pub async fn register(&self, subject: &str, schema_text: &str) -> Result<u32, RegistryError> {
+        let s = &self.settings;
+        let fail = |reason: String| RegistryError::Register {
+            url: s.url.clone(),
+            subject: subject.to_owned(),
+            reason,
+        };
+        let url = format!(
+            "{}/subjects/{subject}/versions",
+            s.url.trim_end_matches('/')
+        );
+        let mut req = self
+            .http
+            .post(&url)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .json(&serde_json::json!({ "schema": schema_text }));
+        if let Some(user) = &s.username {
+            req = req.basic_auth(user, s.password.as_ref().map(|p| p.expose()));
+        }
+        let resp = req.send().await.map_err(|e| fail(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(fail(format!(
+                "HTTP {status}: {}",
+                body.chars().take(200).collect::<String>()
+            )));
+        }
+        #[derive(Deserialize)]
+        struct Registered {
+            id: u32,
+        }
+        let r: Registered = serde_json::from_str(&body).map_err(|e| fail(e.to_string()))?;
+        Ok(r.id)
     }
 
     async fn fetch(&self, id: u32) -> Result<String, RegistryError> {

@@ -1,0 +1,166 @@
+//! Generated events as Kafka records in the formats Debezium's converters write: JSON with the
+//! schema envelope (`schemas.enable=true`), JSON payload only, or Confluent-framed Avro.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::avro_schema::from_connect;
+use crate::decode::Placeholder;
+use crate::encode::{AvroEventEncoder, avro_value, confluent_frame, event_json, key_json};
+use crate::value::{Row, Value};
+
+use super::bank::{Bank, Emitted, Table, key_schema};
+
+/// The wire format of generated records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    /// JsonConverter with `schemas.enable=true` (Debezium's default).
+    Json,
+    /// JsonConverter with `schemas.enable=false`.
+    JsonSchemaless,
+    /// AvroConverter: Confluent framing, schemas in a Schema Registry.
+    Avro,
+}
+
+/// One Kafka record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub table: Table,
+    pub key: Vec<u8>,
+    /// `None`: a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+/// The Avro schemas of one topic, to register as `<topic>-key` and `<topic>-value`.
+#[derive(Debug, Clone)]
+pub struct AvroSubjects {
+    pub topic: String,
+    pub key: Json,
+    pub value: Json,
+}
+
+/// Avro schemas of every topic of the stream, as the AvroConverter would register them.
+pub fn avro_subjects(bank: &Bank) -> Vec<AvroSubjects> {
+    Table::ALL
+        .iter()
+        .map(|t| {
+            let topic = bank.topic(*t);
+            let value = AvroEventEncoder::new(bank.row_schema(*t), &topic, 0);
+            AvroSubjects {
+                key: from_connect(&key_schema(&bank.options().topic_prefix, *t), "Key"),
+                value: serde_json::from_str(&value.schema_text).expect("rendered schema is JSON"),
+                topic,
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug)]
+struct AvroTopic {
+    key_id: u32,
+    key_schema: apache_avro::Schema,
+    value: AvroEventEncoder,
+}
+
+/// Encodes [`Emitted`] records of one [`Bank`].
+#[derive(Debug)]
+pub struct RecordEncoder {
+    format: WireFormat,
+    placeholder: Placeholder,
+    topics: BTreeMap<Table, String>,
+    avro: BTreeMap<Table, AvroTopic>,
+}
+
+impl RecordEncoder {
+    /// A JSON encoder (`format` must not be Avro: use [`RecordEncoder::avro`]).
+    pub fn json(bank: &Bank, with_schema: bool) -> RecordEncoder {
+        RecordEncoder {
+            format: if with_schema {
+                WireFormat::Json
+            } else {
+                WireFormat::JsonSchemaless
+            },
+            placeholder: Placeholder::default(),
+            topics: Table::ALL.iter().map(|t| (*t, bank.topic(*t))).collect(),
+            avro: BTreeMap::new(),
+        }
+    }
+
+    /// An Avro encoder; `ids` are the registered ids of each topic's (key, value) schemas.
+    pub fn avro(bank: &Bank, ids: &BTreeMap<String, (u32, u32)>) -> Result<RecordEncoder, String> {
+        let mut enc = RecordEncoder::json(bank, true);
+        enc.format = WireFormat::Avro;
+        for t in Table::ALL {
+            let topic = bank.topic(t);
+            let (key_id, value_id) = *ids
+                .get(&topic)
+                .ok_or_else(|| format!("no registered schema ids for {topic}"))?;
+            let key_json = from_connect(&key_schema(&bank.options().topic_prefix, t), "Key");
+            let key_schema = apache_avro::Schema::parse(&key_json).map_err(|e| e.to_string())?;
+            let mut value = AvroEventEncoder::new(bank.row_schema(t), &topic, 0);
+            value.schema_id = value_id;
+            enc.avro.insert(
+                t,
+                AvroTopic {
+                    key_id,
+                    key_schema,
+                    value,
+                },
+            );
+        }
+        Ok(enc)
+    }
+
+    pub fn format(&self) -> WireFormat {
+        self.format
+    }
+
+    pub fn encode(&self, bank: &Bank, e: &Emitted) -> Result<Record, String> {
+        let key_row = bank.key_row(e.id);
+        let (key, value) = match self.format {
+            WireFormat::Json | WireFormat::JsonSchemaless => {
+                let with_schema = self.format == WireFormat::Json;
+                (
+                    key_json(&key_row, with_schema, &self.placeholder),
+                    e.event.as_ref().map(|ev| {
+                        event_json(ev, bank.row_schema(e.table), with_schema, &self.placeholder)
+                    }),
+                )
+            }
+            WireFormat::Avro => {
+                let a = &self.avro[&e.table];
+                let key = self.avro_key(a, &key_row)?;
+                let value = e
+                    .event
+                    .as_ref()
+                    .map(|ev| a.value.encode(ev, &self.placeholder))
+                    .transpose()
+                    .map_err(|err| err.to_string())?;
+                (key, value)
+            }
+        };
+        Ok(Record {
+            topic: self.topics[&e.table].clone(),
+            table: e.table,
+            key,
+            value,
+        })
+    }
+
+    fn avro_key(&self, a: &AvroTopic, key: &Row) -> Result<Vec<u8>, String> {
+        let Row::Typed(t) = key else {
+            return Err("a generated key is typed".into());
+        };
+        let schema = crate::schema::Schema {
+            kind: crate::schema::Kind::Struct(t.schema.clone()),
+            optional: false,
+            logical: crate::schema::Logical::None,
+            name: t.schema.name.clone(),
+        };
+        let v = avro_value(&Value::Struct(t.values.clone()), &schema, &self.placeholder);
+        let body = apache_avro::to_avro_datum(&a.key_schema, v).map_err(|e| e.to_string())?;
+        Ok(confluent_frame(a.key_id, &body))
+    }
+}
