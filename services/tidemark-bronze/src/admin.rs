@@ -79,6 +79,71 @@ pub async fn dead_letters(
     Ok(out)
 }
 
+/// Committed rows per bronze table and op (`c`, `u`, `d`, `r`, `t`, …), read from the data
+/// files' `op` column, plus tombstones per topic under the op `tombstone`.
+pub async fn op_counts(
+    store: &dyn ObjectStore,
+    root: &Path,
+) -> Result<std::collections::BTreeMap<(String, String), u64>, OpCountError> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let mut out = std::collections::BTreeMap::new();
+    for (topic, partition) in commit_log::partitions(store, root).await? {
+        for rec in commit_log::read_chain(store, root, &topic, partition)
+            .await?
+            .records
+        {
+            if rec.skipped > 0 {
+                *out.entry((topic.clone(), "tombstone".to_owned()))
+                    .or_default() += rec.skipped;
+            }
+            for f in &rec.files {
+                let bytes = store
+                    .get(&Path::from(f.path.as_str()))
+                    .await
+                    .map_err(CommitLogError::from)?
+                    .bytes()
+                    .await
+                    .map_err(CommitLogError::from)?;
+                let bad = |e: parquet::errors::ParquetError| OpCountError::Parquet {
+                    path: f.path.clone(),
+                    source: e,
+                };
+                let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(bad)?;
+                let mask = ProjectionMask::columns(builder.parquet_schema(), ["op"]);
+                for batch in builder.with_projection(mask).build().map_err(bad)? {
+                    let batch = batch.map_err(|e| bad(e.into()))?;
+                    let Some(ops) = batch
+                        .column_by_name("op")
+                        .and_then(|c| c.as_any().downcast_ref::<arrow_array::StringArray>())
+                    else {
+                        // Transactions and other non-row tables: count rows under the table.
+                        *out.entry((f.table.clone(), "rows".to_owned())).or_default() +=
+                            batch.num_rows() as u64;
+                        continue;
+                    };
+                    for op in ops.iter().flatten() {
+                        *out.entry((f.table.clone(), op.to_owned())).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpCountError {
+    #[error(transparent)]
+    Log(#[from] CommitLogError),
+    #[error("bronze file {path}: {source}")]
+    Parquet {
+        path: String,
+        source: parquet::errors::ParquetError,
+    },
+}
+
 /// What `gc` found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {

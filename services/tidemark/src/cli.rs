@@ -42,10 +42,11 @@ pub enum Command {
     Run,
     /// Rebuild silver and gold from bronze (side by side, in place, or from a point in time).
     Replay(ReplayArgs),
-    /// Run the whole pipeline on embedded defaults with generated data.
-    Demo,
-    /// Produce generated Debezium change events to Kafka.
-    Generate,
+    /// Run the whole pipeline on embedded defaults with generated data (no config, nothing to
+    /// install): an in-process Kafka, bronze on local files, a SQLite warehouse.
+    Demo(DemoArgs),
+    /// Produce the demo's banking change stream to a real Kafka (Debezium formats) at a rate.
+    Generate(GenerateArgs),
     /// Look at records, bronze files, the commit log and lag.
     #[command(subcommand)]
     Inspect(InspectCommand),
@@ -82,6 +83,85 @@ pub struct ReplayArgs {
     /// Drop and rebuild the live tables (required for a full replay without --target-suffix).
     #[arg(long)]
     pub in_place: bool,
+}
+
+/// What the generated stream looks like.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Debezium `topic.prefix`: topics are `<prefix>.public.{customers,accounts,transactions}`.
+    #[arg(long, default_value = "bank")]
+    pub topic_prefix: String,
+    /// Customers in the initial snapshot (accounts: ~1.5 per customer).
+    #[arg(long, default_value_t = 200)]
+    pub customers: usize,
+    /// Share of dimension changes delivered late (after newer changes of the same row), 0–1.
+    #[arg(long, default_value_t = 0.01)]
+    pub late_ratio: f64,
+    /// Seed of the generator (the same seed gives the same stream).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Records to generate (snapshot included).
+    #[arg(long, default_value_t = 20_000)]
+    pub events: u64,
+    /// Records per second (0: as fast as possible).
+    #[arg(long, default_value_t = 4_000.0)]
+    pub rate: f64,
+    /// Stop generating after this many seconds, even if fewer records were produced.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Where bronze, the warehouse and the config go; default: ./tidemark-demo with --keep,
+    /// a temporary directory without.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the data directory to explore with sqlite3 or DuckDB (default: removed at the end).
+    #[arg(long)]
+    pub keep: bool,
+    /// Address of /metrics during the run (falls back to a free port when taken).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_listen: String,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// Wire format of `generate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenerateFormat {
+    /// JSON with the schema envelope (JsonConverter, `schemas.enable=true`).
+    Json,
+    /// JSON payload only (`schemas.enable=false`).
+    JsonSchemaless,
+    /// Confluent Avro; schemas registered in the Schema Registry.
+    Avro,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Brokers; default: the configured `kafka.bootstrap_servers` (`kafka.properties` apply too).
+    #[arg(long)]
+    pub bootstrap_servers: Option<String>,
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: GenerateFormat,
+    /// Schema Registry for --format avro; default: the configured one.
+    #[arg(long)]
+    pub schema_registry_url: Option<String>,
+    /// Target records per second (0: as fast as the broker takes them).
+    #[arg(long, default_value_t = 1_000.0)]
+    pub rate: f64,
+    /// Stop after this many records (default: run until --duration or Ctrl-C).
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Create missing topics with this many partitions first (brokers without auto-create).
+    #[arg(long)]
+    pub create_topics: Option<i32>,
+    #[command(flatten)]
+    pub stream: StreamArgs,
 }
 
 #[derive(Debug, Args)]

@@ -4,5 +4,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod demo;
 pub mod http;
+pub mod produce;
 pub mod telemetry;

@@ -6,6 +6,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = tidemark::cli::Cli::parse();
-    tidemark::telemetry::init(cli.log_format, cli.log_level.as_deref());
+    // The demo draws progress bars: only warnings unless asked for more.
+    let quiet = matches!(cli.command, tidemark::cli::Command::Demo(_))
+        && std::env::var_os("RUST_LOG").is_none();
+    let level = cli.log_level.as_deref().or(quiet.then_some("warn"));
+    tidemark::telemetry::init(cli.log_format, level);
     tidemark::commands::run(cli)
 }

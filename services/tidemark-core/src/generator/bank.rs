@@ -567,21 +567,21 @@ impl Bank {
     fn transaction(&mut self, now_ms: i64, out: &mut Vec<Emitted>) {
         let roll = self.rng.random_range(0..100);
         match roll {
-            0..70 => self.payment(now_ms, out),
-            70..78 => self.update_customer(now_ms, out, |c, city, _| c.city = city),
-            78..83 => self.update_customer(now_ms, out, |c, _, tier| c.tier = tier),
+            0..71 => self.payment(now_ms, out),
+            71..79 => self.update_customer(now_ms, out, |c, city, _| c.city = city),
+            79..84 => self.update_customer(now_ms, out, |c, _, tier| c.tier = tier),
             // Only the ignored column: no new version.
-            83..87 => self.update_customer(now_ms, out, |_, _, _| {}),
-            87..90 => self.update_customer(now_ms, out, |c, _, _| {
+            84..88 => self.update_customer(now_ms, out, |_, _, _| {}),
+            88..91 => self.update_customer(now_ms, out, |c, _, _| {
                 c.status = if c.status == "active" {
                     "suspended"
                 } else {
                     "active"
                 }
             }),
-            90..93 => self.flip_account(now_ms, out),
-            93..97 => self.join(now_ms, out),
-            97..99 => self.leave(now_ms, out),
+            91..94 => self.flip_account(now_ms, out),
+            94..97 => self.join(now_ms, out),
+            97..98 => self.leave(now_ms, out),
             _ => self.come_back(now_ms, out),
         }
         self.commit();

@@ -121,6 +121,31 @@ impl Metrics {
     }
 }
 
+/// The sum of a counter over all its label values (progress displays, the demo's summary).
+pub fn counter_total(name: &str) -> u64 {
+    global().counters.get(name).map_or(0, |c| {
+        c.collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    })
+}
+
+/// A histogram's observation count and sum over all its label values.
+pub fn histogram_totals(name: &str) -> (u64, f64) {
+    global().histograms.get(name).map_or((0, 0.0), |h| {
+        h.collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| {
+                let h = m.get_histogram();
+                (h.get_sample_count(), h.get_sample_sum())
+            })
+            .fold((0, 0.0), |(c, s), (c2, s2)| (c + c2, s + s2))
+    })
+}
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 static ENABLED: AtomicBool = AtomicBool::new(true);

@@ -176,6 +176,47 @@ impl Tx {
         })
     }
 
+    /// Fetches rows of any column types for display (an ad-hoc query's result): text, integers,
+    /// floats and booleans as text; other types as `?`.
+    pub async fn fetch_display(&mut self, sql: &str) -> Result<TextRows, sqlx::Error> {
+        fn cell<'r, R: sqlx::Row>(r: &'r R, i: usize) -> Option<String>
+        where
+            usize: sqlx::ColumnIndex<R>,
+            Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        {
+            if let Ok(v) = r.try_get::<Option<String>, _>(i) {
+                return v;
+            }
+            if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
+                return v.map(|x| x.to_string());
+            }
+            if let Ok(v) = r.try_get::<Option<f64>, _>(i) {
+                return v.map(|x| x.to_string());
+            }
+            if let Ok(v) = r.try_get::<Option<bool>, _>(i) {
+                return v.map(|x| x.to_string());
+            }
+            Some("?".into())
+        }
+        Ok(match self {
+            Tx::Postgres(tx) => sqlx::query(sql)
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
+                .collect(),
+            Tx::Sqlite(tx) => sqlx::query(sql)
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
+                .collect(),
+        })
+    }
+
     /// The placeholder of the `n`th bind (1-based).
     pub fn param(&self, n: usize) -> String {
         match self {

@@ -2,6 +2,7 @@
 
 mod bronze_admin;
 mod config_check;
+pub(crate) mod generate;
 mod health;
 mod ingest;
 mod inspect_decode;
@@ -22,8 +23,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Merge(args) => merge::merge(&cli.config, args.once),
         Command::Run => merge::run(&cli.config),
         Command::Replay(args) => merge::replay(&cli.config, args),
-        Command::Demo => not_available("demo", "the demo"),
-        Command::Generate => not_available("generate", "the demo"),
+        Command::Demo(args) => crate::demo::run(args),
+        Command::Generate(args) => generate::run(&cli.config, args),
         Command::Gc(args) => bronze_admin::gc(
             &cli.config,
             std::time::Duration::from_secs(args.older_than_secs),
@@ -70,7 +71,7 @@ async fn recv(signal: Option<tokio::signal::unix::Signal>) {
 fn not_available(command: &str, part: &str) -> anyhow::Result<ExitCode> {
     eprintln!(
         "`tidemark {command}` is not available yet in this version: it arrives with {part}. \
-         Available now: `tidemark ingest`, `merge`, `run`, `replay`, `inspect bronze`, `inspect decode`, `dlq list`, `gc`, `config check`."
+         Available now: `tidemark demo`, `generate`, `ingest`, `merge`, `run`, `replay`, `inspect bronze`, `inspect decode`, `dlq list`, `gc`, `config check`."
     );
     Ok(ExitCode::from(NOT_AVAILABLE))
 }
