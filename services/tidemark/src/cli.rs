@@ -86,7 +86,7 @@ pub struct ReplayArgs {
 }
 
 /// What the generated stream looks like.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct StreamArgs {
     /// Debezium `topic.prefix`: topics are `<prefix>.public.{customers,accounts,transactions}`.
     #[arg(long, default_value = "bank")]

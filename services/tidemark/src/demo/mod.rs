@@ -126,7 +126,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--events must be between 1 and {MAX_EVENTS} (the in-process Kafka's bound)");
     }
     let limits = generate::limits(Some(args.events), args.rate, args.duration)?;
-    let bank = generate::bank(&args.stream)?;
+    // A short run is not all snapshot: about one customer per 25 records.
+    let mut stream = args.stream.clone();
+    stream.customers = stream.customers.min((args.events as usize / 25).max(5));
+    let bank = generate::bank(&stream)?;
     let dir = DataDir::prepare(args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

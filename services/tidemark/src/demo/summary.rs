@@ -88,9 +88,19 @@ pub async fn gather(
     let pool = merger.pool();
     let target = merger.target();
     let now_ms = chrono::Utc::now().timestamp_millis();
+    // Tables the merger made (a short run may have no changes of some table yet).
+    let made: std::collections::BTreeSet<String> =
+        query(pool, &format!("SELECT DISTINCT tbl FROM {}", target.registry()))
+            .await?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .collect();
     for t in &config.tables {
         let name = t.warehouse_name();
         let silver = target.silver(name);
+        if !made.contains(&silver) {
+            continue;
+        }
         let r = query(
             pool,
             &format!(
@@ -106,7 +116,7 @@ pub async fn gather(
                 .insert(name.to_owned(), (now_ms as f64 - newest) / 1000.0);
         }
         match t.kind {
-            Some(TableKind::Dimension) => {
+            Some(TableKind::Dimension) if made.contains(&target.dim(name)) => {
                 let dim = target.dim(name);
                 s.layers.push(("gold".into(), format!("dim_{name}"), 0));
                 let r = query(
@@ -134,7 +144,7 @@ pub async fn gather(
                 }
                 s.dims.insert(name.to_owned(), d);
             }
-            Some(TableKind::Fact) => {
+            Some(TableKind::Fact) if made.contains(&target.fact(name)) => {
                 let r = query(
                     pool,
                     &format!("SELECT CAST(count(*) AS TEXT) FROM {}", target.fact(name)),
@@ -143,14 +153,24 @@ pub async fn gather(
                 s.layers
                     .push(("gold".into(), format!("fact_{name}"), num(&r, 0, 0)));
             }
-            None => {}
+            _ => {}
         }
     }
     let (count, sum) = metrics::histogram_totals(catalogue::END_TO_END);
     if count > 0 {
         s.latency = Some((sum / count as f64, count));
     }
-    s.examples = examples(pool, merger).await?;
+    let target = merger.target();
+    if [
+        target.dim("customers"),
+        target.dim("accounts"),
+        target.fact("transactions"),
+    ]
+    .iter()
+    .all(|t| made.contains(t))
+    {
+        s.examples = examples(pool, merger).await?;
+    }
     Ok(s)
 }
 
