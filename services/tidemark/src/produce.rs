@@ -52,13 +52,16 @@ fn now_ms() -> i64 {
 }
 
 /// Produces until a limit is reached or `stop` completes; late changes still held back by the
-/// generator are released at the end, so every change of the run reaches Kafka.
+/// generator are released at the end, so every change of the run reaches Kafka. While
+/// `hold(records sent)` is true, producing pauses (the demo keeps its in-process broker, which
+/// retains little, from outrunning the consumer).
 pub async fn produce(
     producer: &FutureProducer,
     bank: &mut Bank,
     encoder: &RecordEncoder,
     limits: Limits,
     stop: impl Future<Output = ()>,
+    mut hold: impl FnMut(u64) -> bool,
     mut progress: impl FnMut(&Produced),
 ) -> anyhow::Result<Produced> {
     tokio::pin!(stop);
@@ -91,6 +94,9 @@ pub async fn produce(
         }
         if done {
             break;
+        }
+        while hold(sent) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         if let Some(rate) = limits.rate.filter(|r| *r > 0.0) {
             let due = Duration::from_secs_f64(sent as f64 / rate);

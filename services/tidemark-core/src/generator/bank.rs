@@ -582,7 +582,8 @@ impl Bank {
             91..94 => self.flip_account(now_ms, out),
             94..97 => self.join(now_ms, out),
             97..98 => self.leave(now_ms, out),
-            _ => self.come_back(now_ms, out),
+            98 => self.come_back(now_ms, out),
+            _ => self.join(now_ms, out),
         }
         self.commit();
     }

@@ -132,6 +132,7 @@ pub fn run(config_path: &Path, args: &GenerateArgs) -> anyhow::Result<ExitCode> 
                 &encoder,
                 limits,
                 shutdown_signal(),
+                |_| false,
                 |p: &Produced| {
                     if last.elapsed() >= Duration::from_secs(5) {
                         eprintln!(

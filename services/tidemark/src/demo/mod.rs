@@ -27,6 +27,8 @@ use crate::produce::{Produced, produce};
 
 /// Partitions per demo topic.
 const PARTITIONS: i32 = 3;
+/// Records produced ahead of the consumer at most (~7 MB of JSON over 9 partitions).
+const MAX_AHEAD: u64 = 2_000;
 /// Marks a directory the demo made, so a rerun may clear it.
 const MARKER: &str = ".tidemark-demo";
 /// The mock cluster keeps about this many records per partition (librdkafka's limit); the
@@ -229,6 +231,8 @@ async fn demo(
                 &encoder,
                 limits,
                 std::future::pending(),
+                // The mock broker keeps ~5 MB per partition: stay close to the consumer.
+                |sent| sent > metrics::counter_total(catalogue::RECORDS_CONSUMED) + MAX_AHEAD,
                 |p: &Produced| counter.store(p.records, Ordering::Relaxed),
             )
             .await
