@@ -89,12 +89,14 @@ pub async fn gather(
     let target = merger.target();
     let now_ms = chrono::Utc::now().timestamp_millis();
     // Tables the merger made (a short run may have no changes of some table yet).
-    let made: std::collections::BTreeSet<String> =
-        query(pool, &format!("SELECT DISTINCT tbl FROM {}", target.registry()))
-            .await?
-            .into_iter()
-            .filter_map(|r| r.into_iter().next().flatten())
-            .collect();
+    let made: std::collections::BTreeSet<String> = query(
+        pool,
+        &format!("SELECT DISTINCT tbl FROM {}", target.registry()),
+    )
+    .await?
+    .into_iter()
+    .filter_map(|r| r.into_iter().next().flatten())
+    .collect();
     for t in &config.tables {
         let name = t.warehouse_name();
         let silver = target.silver(name);

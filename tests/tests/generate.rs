@@ -1,0 +1,259 @@
+//! `tidemark generate`: it holds its target rate, and what it reports is what a consumer finds,
+//! against librdkafka's MockCluster (read back with rdkafka and tidemark's decoder) and against a
+//! tansu broker (read back with kcat).
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tidemark_core::decode::{Decoder, DecoderOptions};
+use tidemark_core::event::{Decoded, RawRecord};
+use tidemark_e2e::kafka::Kafka;
+use tidemark_e2e::merge_scenario::tidemark_bin;
+use tidemark_e2e::run_setup::free_port;
+
+const TABLES: [&str; 3] = ["customers", "accounts", "transactions"];
+
+/// What `generate` printed: rate, (table, kind) → records, (topic, partition) → next offset.
+#[derive(Debug, Default)]
+struct Report {
+    records: u64,
+    rate: f64,
+    kinds: BTreeMap<(String, String), u64>,
+    ends: BTreeMap<(String, i32), i64>,
+}
+
+fn parse(stdout: &str) -> Report {
+    let mut r = Report::default();
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("generated ") {
+            r.records = rest.split_whitespace().next().unwrap().parse().unwrap();
+            let rate = rest.split(": ").nth(1).unwrap();
+            r.rate = rate.split_whitespace().next().unwrap().parse().unwrap();
+        } else if line.contains(" next offset ") {
+            let (tp, end) = line.trim().split_once(" next offset ").unwrap();
+            let (topic, p) = tp.trim_end_matches(']').split_once('[').unwrap();
+            r.ends
+                .insert((topic.into(), p.parse().unwrap()), end.parse().unwrap());
+        } else if let Some(table) = TABLES.iter().find(|t| line.trim_start().starts_with(*t)) {
+            for kv in line.split_whitespace().skip(1) {
+                let (k, v) = kv.split_once('=').unwrap();
+                r.kinds
+                    .insert((table.to_string(), k.into()), v.parse().unwrap());
+            }
+        }
+    }
+    assert!(r.records > 0, "no report in:\n{stdout}");
+    r
+}
+
+fn generate(args: &[&str]) -> Report {
+    let out = Command::new(tidemark_bin())
+        .arg("generate")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "generate failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse(&stdout)
+}
+
+#[test]
+fn against_the_mock_cluster_the_report_is_what_a_consumer_reads() {
+    let topics: Vec<String> = TABLES.iter().map(|t| format!("bank.public.{t}")).collect();
+    let kafka = Kafka::start(&topics.iter().map(|t| (t.as_str(), 3)).collect::<Vec<_>>());
+    let report = generate(&[
+        "--bootstrap-servers",
+        &kafka.bootstrap(),
+        "--events",
+        "3000",
+        "--rate",
+        "1500",
+        "--customers",
+        "40",
+    ]);
+    assert!(report.records >= 3000);
+    // The limiter holds the target (a loaded machine may fall short, never far above).
+    assert!(
+        report.rate <= 1500.0 * 1.1 && report.rate >= 1500.0 * 0.5,
+        "sustained {} records/s for a target of 1500",
+        report.rate
+    );
+    assert_eq!(
+        report.ends.len(),
+        9,
+        "3 topics × 3 partitions: {:?}",
+        report.ends
+    );
+    assert_eq!(report.ends.values().sum::<i64>() as u64, report.records);
+
+    // Read every partition to its reported end and decode each record.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("group.id", "generate-check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p) in report.ends.keys() {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut decoder = Decoder::new(DecoderOptions::default(), None);
+    let mut kinds: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut read = 0u64;
+    while read < report.records {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {read} of {}",
+            report.records
+        );
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        read += 1;
+        let d = decoder
+            .decode_cached(&RawRecord {
+                topic: m.topic(),
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp_ms: m.timestamp().to_millis(),
+                key: m.key(),
+                value: m.payload(),
+            })
+            .unwrap_or_else(|e| panic!("{}[{}]@{}: {e}", m.topic(), m.partition(), m.offset()));
+        let kind = match d {
+            Decoded::Change(e) => e.op.code().to_owned(),
+            Decoded::Tombstone(_) => "tombstone".into(),
+            other => panic!("unexpected {other:?}"),
+        };
+        let table = m.topic().rsplit('.').next().unwrap().to_owned();
+        *kinds.entry((table, kind)).or_default() += 1;
+        let end = ends.entry((m.topic().into(), m.partition())).or_default();
+        *end = (*end).max(m.offset() + 1);
+    }
+    assert_eq!(kinds, report.kinds);
+    assert_eq!(ends, report.ends);
+}
+
+/// The librdkafka 2.12 that rdkafka-sys built (Debian's kcat links an older one that cannot
+/// talk to tansu).
+fn rdkafka_lib_dir() -> Option<std::path::PathBuf> {
+    let build = tidemark_bin().parent()?.join("build");
+    std::fs::read_dir(build)
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("out/src"))
+        .find(|d| d.join("librdkafka.so.1").exists())
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn against_tansu_the_report_is_what_kcat_reads() {
+    let lib = rdkafka_lib_dir();
+    if !have("tansu") || !have("kcat") || lib.is_none() {
+        assert!(
+            std::env::var_os("TIDEMARK_REQUIRE_TANSU").is_none(),
+            "tansu, kcat and the rdkafka-sys librdkafka are required"
+        );
+        eprintln!("skipped: tansu or kcat not installed");
+        return;
+    }
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut broker = Command::new("tansu")
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bootstrap = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&bootstrap).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = generate(&[
+        "--bootstrap-servers",
+        &bootstrap,
+        "--create-topics",
+        "2",
+        "--events",
+        "4000",
+        "--rate",
+        "0",
+        "--topic-prefix",
+        "bank",
+    ]);
+    eprintln!("tansu: sustained {:.0} records/s", report.rate);
+    // kcat reads each partition from the beginning up to the reported end.
+    let mut tombstones = 0u64;
+    for ((topic, partition), end) in &report.ends {
+        let out = Command::new("kcat")
+            .env("LD_LIBRARY_PATH", lib.as_ref().unwrap())
+            .args([
+                "-C",
+                "-b",
+                &bootstrap,
+                "-t",
+                topic,
+                "-p",
+                &partition.to_string(),
+            ])
+            .args(["-o", "beginning", "-c", &end.to_string(), "-e", "-q"])
+            .args(["-X", "fetch.wait.max.ms=5", "-f", "%o %S\\n"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "kcat: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let offsets: Vec<i64> = text
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(
+            offsets,
+            (0..*end).collect::<Vec<_>>(),
+            "{topic}[{partition}]"
+        );
+        tombstones += text.lines().filter(|l| l.ends_with(" -1")).count() as u64;
+    }
+    let reported_tombstones: u64 = report
+        .kinds
+        .iter()
+        .filter(|((_, k), _)| k == "tombstone")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(tombstones, reported_tombstones);
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
