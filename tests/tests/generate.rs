@@ -9,11 +9,15 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tidemark_core::decode::{Decoder, DecoderOptions};
+use tidemark_core::decode::{Decoder, DecoderOptions, Format};
 use tidemark_core::event::{Decoded, RawRecord};
+use tidemark_core::generator::{Bank, BankOptions, avro_subjects};
+use tidemark_core::registry::{RegistryClient, RegistrySettings};
 use tidemark_e2e::kafka::Kafka;
 use tidemark_e2e::merge_scenario::tidemark_bin;
 use tidemark_e2e::run_setup::free_port;
+use wiremock::matchers::{body_json, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TABLES: [&str; 3] = ["customers", "accounts", "transactions"];
 
@@ -65,20 +69,25 @@ fn generate(args: &[&str]) -> Report {
     parse(&stdout)
 }
 
-#[test]
-fn against_the_mock_cluster_the_report_is_what_a_consumer_reads() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_the_mock_cluster_the_report_is_what_a_consumer_reads() {
     let topics: Vec<String> = TABLES.iter().map(|t| format!("bank.public.{t}")).collect();
     let kafka = Kafka::start(&topics.iter().map(|t| (t.as_str(), 3)).collect::<Vec<_>>());
-    let report = generate(&[
-        "--bootstrap-servers",
-        &kafka.bootstrap(),
-        "--events",
-        "3000",
-        "--rate",
-        "1500",
-        "--customers",
-        "40",
-    ]);
+    let bootstrap = kafka.bootstrap();
+    let report = tokio::task::spawn_blocking(move || {
+        generate(&[
+            "--bootstrap-servers",
+            &bootstrap,
+            "--events",
+            "3000",
+            "--rate",
+            "1500",
+            "--customers",
+            "40",
+        ])
+    })
+    .await
+    .unwrap();
     assert!(report.records >= 3000);
     // The limiter holds the target (a loaded machine may fall short, never far above).
     assert!(
@@ -95,8 +104,20 @@ fn against_the_mock_cluster_the_report_is_what_a_consumer_reads() {
     assert_eq!(report.ends.values().sum::<i64>() as u64, report.records);
 
     // Read every partition to its reported end and decode each record.
+    let mut decoder = Decoder::new(DecoderOptions::default(), None);
+    let kinds = read_back(&kafka.bootstrap(), &report, &mut decoder).await;
+    assert_eq!(kinds, report.kinds);
+}
+
+/// Reads `report.records` records from the reported partitions and counts them by table and
+/// kind as `decoder` decodes them.
+async fn read_back(
+    bootstrap: &str,
+    report: &Report,
+    decoder: &mut Decoder,
+) -> BTreeMap<(String, String), u64> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", "generate-check")
         .set("enable.auto.commit", "false")
         .create()
@@ -107,7 +128,6 @@ fn against_the_mock_cluster_the_report_is_what_a_consumer_reads() {
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
-    let mut decoder = Decoder::new(DecoderOptions::default(), None);
     let mut kinds: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -124,7 +144,7 @@ fn against_the_mock_cluster_the_report_is_what_a_consumer_reads() {
         let m = m.unwrap();
         read += 1;
         let d = decoder
-            .decode_cached(&RawRecord {
+            .decode(&RawRecord {
                 topic: m.topic(),
                 partition: m.partition(),
                 offset: m.offset(),
@@ -132,6 +152,7 @@ fn against_the_mock_cluster_the_report_is_what_a_consumer_reads() {
                 key: m.key(),
                 value: m.payload(),
             })
+            .await
             .unwrap_or_else(|e| panic!("{}[{}]@{}: {e}", m.topic(), m.partition(), m.offset()));
         let kind = match d {
             Decoded::Change(e) => e.op.code().to_owned(),
@@ -143,8 +164,72 @@ fn against_the_mock_cluster_the_report_is_what_a_consumer_reads() {
         let end = ends.entry((m.topic().into(), m.partition())).or_default();
         *end = (*end).max(m.offset() + 1);
     }
-    assert_eq!(kinds, report.kinds);
     assert_eq!(ends, report.ends);
+    kinds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_records_decode_with_the_schemas_registered_in_the_registry() {
+    let topics: Vec<String> = TABLES.iter().map(|t| format!("bank.public.{t}")).collect();
+    let kafka = Kafka::start(&topics.iter().map(|t| (t.as_str(), 2)).collect::<Vec<_>>());
+    // A registry that accepts exactly the schemas of schemas/avro/ and serves them by id.
+    let registry = MockServer::start().await;
+    let bank = Bank::new(BankOptions::default());
+    for (i, s) in avro_subjects(&bank).iter().enumerate() {
+        for (j, (suffix, schema)) in [("key", &s.key), ("value", &s.value)]
+            .into_iter()
+            .enumerate()
+        {
+            let id = 100 + 2 * i as u32 + j as u32;
+            let text = schema.to_string();
+            Mock::given(method("POST"))
+                .and(path(format!("/subjects/{}-{suffix}/versions", s.topic)))
+                .and(body_json(serde_json::json!({ "schema": text })))
+                .respond_with(
+                    ResponseTemplate::new(200).set_body_json(serde_json::json!({ "id": id })),
+                )
+                .expect(1)
+                .mount(&registry)
+                .await;
+            Mock::given(method("GET"))
+                .and(path(format!("/schemas/ids/{id}")))
+                .respond_with(
+                    ResponseTemplate::new(200).set_body_json(serde_json::json!({ "schema": text })),
+                )
+                .mount(&registry)
+                .await;
+        }
+    }
+    let bootstrap = kafka.bootstrap();
+    let uri = registry.uri();
+    let report = tokio::task::spawn_blocking(move || {
+        generate(&[
+            "--bootstrap-servers",
+            &bootstrap,
+            "--format",
+            "avro",
+            "--schema-registry-url",
+            &uri,
+            "--events",
+            "1500",
+            "--rate",
+            "0",
+            "--customers",
+            "40",
+        ])
+    })
+    .await
+    .unwrap();
+    let mut decoder = Decoder::new(
+        DecoderOptions {
+            format: Format::Avro,
+            ..Default::default()
+        },
+        Some(RegistryClient::new(RegistrySettings::new(registry.uri())).unwrap()),
+    );
+    let kinds = read_back(&kafka.bootstrap(), &report, &mut decoder).await;
+    assert_eq!(kinds, report.kinds);
+    registry.verify().await;
 }
 
 /// The librdkafka 2.12 that rdkafka-sys built (Debian's kcat links an older one that cannot
