@@ -24,12 +24,30 @@ fn fixture(rel: &str) -> String {
 #[test]
 fn later_subcommands_say_so_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    for cmd in [&["demo"][..], &["generate"], &["dlq", "requeue"]] {
+    for cmd in [&["dlq", "requeue"][..]] {
         let out = tidemark(cmd, dir.path());
         assert_eq!(out.status.code(), Some(2), "{cmd:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not available yet"), "{cmd:?}: {err}");
     }
+}
+
+#[test]
+fn generate_without_a_reachable_kafka_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tidemark(
+        &[
+            "generate",
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "--events",
+            "10",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach Kafka at 127.0.0.1:1"), "{err}");
 }
 
 #[test]

@@ -85,6 +85,15 @@ pub fn run(config_path: &Path, args: &GenerateArgs) -> anyhow::Result<ExitCode> 
         .build()?
         .block_on(async {
             let producer = producer(&bootstrap, &config.kafka.properties)?;
+            // Fail fast and clearly rather than after the delivery timeout.
+            let probe = producer.clone();
+            tokio::task::spawn_blocking(move || {
+                rdkafka::producer::Producer::client(&probe)
+                    .fetch_metadata(None, Duration::from_secs(10))
+                    .map(|_| ())
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("cannot reach Kafka at {bootstrap}: {e}"))?;
             if let Some(partitions) = args.create_topics {
                 create_topics(&bootstrap, &config.kafka.properties, &bank, partitions).await?;
             }
