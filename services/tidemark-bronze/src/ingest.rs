@@ -8,12 +8,19 @@
 //! Rebalances: a revoked partition's buffered segment is abandoned (the new owner re-reads it
 //! from the commit log's position); a zombie that still flushes is fenced by the commit record's
 //! put-if-absent. Shutdown flushes every partition, commits offsets and leaves the group.
+//!
+//! Flushes run in the background (Arrow, Parquet and the store writes use the other core) while
+//! the partition's next segment fills. At most one flush per partition is in flight: the next
+//! one waits for it, so commit records are created in chain order, and a partition whose store
+//! is down stops consuming once its next segment is due (back-pressure, nothing unbounded).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
+use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::decode::{Decoder, Disposition};
@@ -35,6 +42,8 @@ pub struct IngestSettings {
     pub max_backoff: Duration,
     /// How long shutdown may spend flushing before it abandons what is left.
     pub drain_timeout: Duration,
+    /// Counts records taken into segments (progress displays and benchmarks).
+    pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl IngestSettings {
@@ -44,6 +53,7 @@ impl IngestSettings {
             max_buffered_bytes: policy.max_bytes.saturating_mul(4).max(64 << 20),
             max_backoff: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
+            progress: None,
         }
     }
 }
@@ -70,6 +80,8 @@ pub enum IngestError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("flush failed permanently: {0}")]
     Flush(FlushError),
+    #[error("a flush task failed: {0}")]
+    Task(String),
 }
 
 enum Position {
@@ -83,6 +95,34 @@ enum Position {
 struct Part {
     seg: Segment,
     pos: Position,
+    /// The previous segment, being written.
+    inflight: Option<Inflight>,
+}
+
+/// A flush running in the background.
+struct Inflight {
+    bytes: u64,
+    handle: JoinHandle<FlushDone>,
+    /// Set when the flush's work is done (the task is returning), before the loop is signalled.
+    ended: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Inflight {
+    /// Whether awaiting the task takes no more than its return.
+    fn is_done(&self) -> bool {
+        self.handle.is_finished() || self.ended.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// How a background flush ended, with what the loop records about it.
+struct FlushDone {
+    outcome: Result<Flushed, FlushError>,
+    /// The drain timeout passed while the store was failing: the range will be re-read.
+    abandoned: bool,
+    retries: u64,
+    landed: Vec<(&'static str, u64)>,
+    dead_letters: Vec<(String, u64)>,
+    took: Duration,
 }
 
 type Key = (String, i32);
@@ -96,6 +136,10 @@ struct Loop<'a> {
     stats: IngestStats,
     /// Consumed-record counters per topic (resolved once).
     consumed: HashMap<String, metrics::Consumed>,
+    /// Flushes of partitions this loop no longer holds (revoked or re-assigned).
+    detached: Vec<(Key, Inflight)>,
+    /// Signalled when a background flush ends, so an idle loop records it promptly.
+    flush_ended: std::sync::Arc<tokio::sync::Notify>,
 }
 
 fn is_permanent(e: &FlushError) -> bool {
@@ -108,17 +152,23 @@ impl Loop<'_> {
             match ev {
                 RebalanceEvent::Revoked(list) => {
                     for key in list {
-                        if let Some(p) = self.parts.remove(&key)
-                            && !p.seg.is_empty()
-                        {
-                            tracing::info!(topic = %key.0, partition = key.1, records = p.seg.records, "abandoning the buffer of a revoked partition");
-                            self.stats.abandoned_segments += 1;
+                        if let Some(mut p) = self.parts.remove(&key) {
+                            if !p.seg.is_empty() {
+                                tracing::info!(topic = %key.0, partition = key.1, records = p.seg.records, "abandoning the buffer of a revoked partition");
+                                self.stats.abandoned_segments += 1;
+                            }
+                            if let Some(f) = p.inflight.take() {
+                                self.detached.push((key, f));
+                            }
                         }
                     }
                 }
                 RebalanceEvent::Assigned(list) => {
                     for key in list {
-                        self.parts.remove(&key);
+                        if let Some(f) = self.parts.remove(&key).and_then(|mut p| p.inflight.take())
+                        {
+                            self.detached.push((key, f));
+                        }
                     }
                 }
             }
@@ -154,6 +204,7 @@ impl Loop<'_> {
                 Part {
                     seg: Segment::new(&topic, partition, offset),
                     pos: Position::Unresolved,
+                    inflight: None,
                 },
             );
         }
@@ -161,6 +212,10 @@ impl Loop<'_> {
             &mut self.parts.get_mut(&key).expect("inserted").pos,
             Position::Ready,
         );
+        if matches!(pos, Position::Unresolved) {
+            // Our own earlier flush of this partition lands before the commit log is read.
+            self.settle_detached(Some(&key)).await?;
+        }
         let ready = match pos {
             Position::Unresolved => match self.resolve(&topic, partition).await {
                 None => {
@@ -210,6 +265,9 @@ impl Loop<'_> {
         }
         self.stats.records += 1;
         self.stats.first_record_at.get_or_insert_with(Instant::now);
+        if let Some(p) = &self.settings.progress {
+            p.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let raw = RawRecord {
             topic: &topic,
             partition,
@@ -268,13 +326,12 @@ impl Loop<'_> {
     }
 
     async fn relieve_pressure(&mut self) -> Result<(), IngestError> {
-        while self.parts.values().map(|p| p.seg.bytes).sum::<u64>()
-            > self.settings.max_buffered_bytes
-        {
+        let held = |p: &Part| p.seg.bytes + p.inflight.as_ref().map_or(0, |f| f.bytes);
+        while self.parts.values().map(held).sum::<u64>() > self.settings.max_buffered_bytes {
             let key = self
                 .parts
                 .iter()
-                .max_by_key(|(_, p)| p.seg.bytes)
+                .max_by_key(|(_, p)| held(p))
                 .map(|(k, _)| k.clone())
                 .expect("some part holds bytes");
             self.flush(&key, RollReason::Bytes).await?;
@@ -282,71 +339,164 @@ impl Loop<'_> {
         Ok(())
     }
 
-    /// Flushes one partition, retrying store failures with backoff until `give_up_at`.
+    /// Starts flushing one partition's segment in the background (after its previous flush
+    /// has ended); store failures are retried with backoff until `give_up_at`.
     async fn flush_until(
         &mut self,
         key: &Key,
         reason: RollReason,
         give_up_at: Option<Instant>,
     ) -> Result<(), IngestError> {
-        let Some(part) = self.parts.get(key) else {
+        self.settle_until(key, give_up_at).await?;
+        let Some(part) = self.parts.get_mut(key) else {
             return Ok(());
         };
         if part.seg.is_empty() {
             return Ok(());
         }
-        let span = tracing::info_span!("flush", topic = %key.0, partition = key.1, start = part.seg.start, reason = reason.as_str());
-        let _enter = span.enter();
-        let mut backoff = Duration::from_millis(100);
-        let started = Instant::now();
-        loop {
-            let seg = &self.parts[key].seg;
-            match self.writer.flush(seg).await {
-                Ok(Flushed::Committed(rec)) => {
-                    tracing::debug!(end = rec.end, rows = rec.rows, "committed");
-                    self.stats.commits += 1;
-                    metrics::range_committed(&metrics::RangeCommitted {
-                        topic: &key.0,
-                        partition: key.1,
-                        next_offset: rec.end + 1,
-                        files: rec.files.len() as u64,
-                        bytes: rec.files.iter().map(|f| f.bytes).sum(),
-                        landed: seg.landed_by_kind(),
-                        dead_letters: seg.dead_letters_by_reason(),
-                        took: started.elapsed(),
-                    });
+        let next = part.seg.successor();
+        let seg = std::mem::replace(&mut part.seg, next);
+        let span = tracing::info_span!("flush", topic = %key.0, partition = key.1, start = seg.start, reason = reason.as_str());
+        let bytes = seg.bytes;
+        let writer = self.writer.clone();
+        let max_backoff = self.settings.max_backoff;
+        // On a blocking-pool thread: a task spawned from this busy loop would wait in the
+        // worker's LIFO slot until the loop yields, and the flush would not overlap consuming.
+        let rt = tokio::runtime::Handle::current();
+        let work = write_segment(writer, seg, give_up_at, max_backoff).instrument(span);
+        let signal = self.flush_ended.clone();
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ended.clone();
+        let handle = tokio::task::spawn_blocking(move || {
+            let done = rt.block_on(work);
+            flag.store(true, std::sync::atomic::Ordering::Release);
+            signal.notify_one();
+            done
+        });
+        part.inflight = Some(Inflight {
+            bytes,
+            handle,
+            ended,
+        });
+        Ok(())
+    }
+
+    /// Waits for the partition's flush in flight, if any, and records how it ended.
+    async fn settle(&mut self, key: &Key) -> Result<(), IngestError> {
+        self.settle_until(key, None).await
+    }
+
+    /// [`Loop::settle`], but past `give_up_at` the flush is given up: its range is left to be
+    /// re-read (a flush that still completes later is safe: the commit record is one atomic
+    /// create, and the next owner is fenced or continues after it).
+    async fn settle_until(
+        &mut self,
+        key: &Key,
+        give_up_at: Option<Instant>,
+    ) -> Result<(), IngestError> {
+        let Some(mut f) = self.parts.get_mut(key).and_then(|p| p.inflight.take()) else {
+            return Ok(());
+        };
+        let joined = match give_up_at {
+            None => (&mut f.handle).await,
+            Some(t) => {
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(t), &mut f.handle)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => {
+                        f.handle.abort();
+                        tracing::warn!(topic = %key.0, partition = key.1, "drain timeout: abandoning a flush in flight (its range will be re-read)");
+                        self.stats.abandoned_segments += 1;
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let done = joined.map_err(|e| IngestError::Task(e.to_string()))?;
+        self.record(key, done, true)
+    }
+
+    /// Records flushes that have ended, without waiting for the others.
+    async fn settle_finished(&mut self) -> Result<(), IngestError> {
+        let done: Vec<Key> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.inflight.as_ref().is_some_and(Inflight::is_done))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in done {
+            self.settle(&key).await?;
+        }
+        if self.detached.iter().any(|(_, f)| f.is_done()) {
+            self.settle_detached(None).await?;
+        }
+        Ok(())
+    }
+
+    /// Records flushes of partitions no longer held: those of `key` (waiting for them), or
+    /// every finished one.
+    async fn settle_detached(&mut self, key: Option<&Key>) -> Result<(), IngestError> {
+        let mut keep = Vec::new();
+        for (k, f) in std::mem::take(&mut self.detached) {
+            if key.is_some_and(|want| *want == k) || (key.is_none() && f.is_done()) {
+                let done = f.handle.await.map_err(|e| IngestError::Task(e.to_string()))?;
+                self.record(&k, done, false)?;
+            } else {
+                keep.push((k, f));
+            }
+        }
+        self.detached.extend(keep);
+        Ok(())
+    }
+
+    /// Stats, metrics and the Kafka offset commit (`owned`: the partition is still ours) of an
+    /// ended flush.
+    fn record(&mut self, key: &Key, done: FlushDone, owned: bool) -> Result<(), IngestError> {
+        self.stats.flush_retries += done.retries;
+        match done.outcome {
+            Ok(Flushed::Committed(rec)) => {
+                tracing::debug!(topic = %key.0, partition = key.1, end = rec.end, rows = rec.rows, "committed");
+                self.stats.commits += 1;
+                let dead_letters: Vec<(&str, u64)> = done
+                    .dead_letters
+                    .iter()
+                    .map(|(r, n)| (r.as_str(), *n))
+                    .collect();
+                metrics::range_committed(&metrics::RangeCommitted {
+                    topic: &key.0,
+                    partition: key.1,
+                    next_offset: rec.end + 1,
+                    files: rec.files.len() as u64,
+                    bytes: rec.files.iter().map(|f| f.bytes).sum(),
+                    landed: done.landed,
+                    dead_letters,
+                    took: done.took,
+                });
+                if owned {
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition_offset(&key.0, key.1, Offset::Offset(rec.end + 1))?;
                     if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
                         tracing::debug!(error = %e, "kafka offset commit not sent");
                     }
-                    let p = self.parts.get_mut(key).expect("present");
-                    p.seg = p.seg.successor();
-                    return Ok(());
-                }
-                Ok(Flushed::Fenced { winner }) => {
-                    tracing::warn!(winner = %winner.writer, end = winner.end, "another writer committed this range; re-reading the commit log");
-                    self.stats.fenced += 1;
-                    metrics::range_fenced(&key.0);
-                    self.parts.remove(key);
-                    return Ok(());
-                }
-                Err(e) if is_permanent(&e) => return Err(IngestError::Flush(e)),
-                Err(e) => {
-                    if give_up_at.is_some_and(|t| Instant::now() >= t) {
-                        tracing::warn!(error = %e, "drain timeout: abandoning the segment (it will be re-read)");
-                        self.stats.abandoned_segments += 1;
-                        return Ok(());
-                    }
-                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "flush failed, retrying");
-                    metrics::error("ingest", "object_store");
-                    self.stats.flush_retries += 1;
-                    metrics::flush_retried(&key.0);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.settings.max_backoff);
                 }
             }
+            Ok(Flushed::Fenced { winner }) => {
+                tracing::warn!(topic = %key.0, partition = key.1, winner = %winner.writer, end = winner.end, "another writer committed this range; re-reading the commit log");
+                self.stats.fenced += 1;
+                metrics::range_fenced(&key.0);
+                if owned {
+                    // What was buffered after the fenced range is re-read from the new position.
+                    self.parts.remove(key);
+                }
+            }
+            Err(e) if done.abandoned => {
+                tracing::warn!(topic = %key.0, partition = key.1, error = %e, "drain timeout: abandoning the segment (it will be re-read)");
+                self.stats.abandoned_segments += 1;
+            }
+            Err(e) => return Err(IngestError::Flush(e)),
         }
+        Ok(())
     }
 
     async fn flush(&mut self, key: &Key, reason: RollReason) -> Result<(), IngestError> {
@@ -377,9 +527,23 @@ impl Loop<'_> {
     async fn drain(&mut self) -> Result<(), IngestError> {
         let give_up = Instant::now() + self.settings.drain_timeout;
         let keys: Vec<Key> = self.parts.keys().cloned().collect();
-        for key in keys {
-            self.flush_until(&key, RollReason::Drain, Some(give_up))
+        for key in &keys {
+            self.flush_until(key, RollReason::Drain, Some(give_up))
                 .await?;
+        }
+        for key in &keys {
+            self.settle_until(key, Some(give_up)).await?;
+        }
+        for (key, mut f) in std::mem::take(&mut self.detached) {
+            let deadline = tokio::time::Instant::from_std(give_up);
+            match tokio::time::timeout_at(deadline, &mut f.handle).await {
+                Ok(joined) => {
+                    let done = joined.map_err(|e| IngestError::Task(e.to_string()))?;
+                    self.record(&key, done, false)?;
+                }
+                // Not ours any more: the new owner re-reads whatever this did not commit.
+                Err(_) => f.handle.abort(),
+            }
         }
         Ok(())
     }
@@ -401,6 +565,8 @@ pub async fn run(
         parts: HashMap::new(),
         stats: IngestStats::default(),
         consumed: HashMap::new(),
+        detached: Vec::new(),
+        flush_ended: Default::default(),
     };
     tokio::pin!(shutdown);
     loop {
@@ -423,10 +589,16 @@ pub async fn run(
                 if lp.next_deadline().is_some_and(|d| d <= Instant::now()) {
                     lp.flush_aged().await?;
                 }
+                lp.settle_finished().await?;
+            }
+            () = lp.flush_ended.notified() => {
+                lp.apply_rebalances();
+                lp.settle_finished().await?;
             }
             () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                 lp.apply_rebalances();
                 lp.flush_aged().await?;
+                lp.settle_finished().await?;
             }
         }
     }
@@ -435,4 +607,45 @@ pub async fn run(
     lp.drain().await?;
     consumer.unsubscribe();
     Ok(lp.stats)
+}
+
+/// Writes one segment, retrying store failures with backoff (until `give_up_at`, if any).
+async fn write_segment(
+    writer: BronzeWriter,
+    seg: Segment,
+    give_up_at: Option<Instant>,
+    max_backoff: Duration,
+) -> FlushDone {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    let mut retries = 0;
+    let done = |outcome, abandoned, retries| FlushDone {
+        outcome,
+        abandoned,
+        retries,
+        landed: seg.landed_by_kind(),
+        dead_letters: seg
+            .dead_letters_by_reason()
+            .into_iter()
+            .map(|(r, n)| (r.to_owned(), n))
+            .collect(),
+        took: started.elapsed(),
+    };
+    loop {
+        match writer.flush(&seg).await {
+            Ok(f) => return done(Ok(f), false, retries),
+            Err(e) if is_permanent(&e) => return done(Err(e), false, retries),
+            Err(e) => {
+                if give_up_at.is_some_and(|t| Instant::now() >= t) {
+                    return done(Err(e), true, retries);
+                }
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "flush failed, retrying");
+                metrics::error("ingest", "object_store");
+                retries += 1;
+                metrics::flush_retried(&seg.topic);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
 }

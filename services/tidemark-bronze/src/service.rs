@@ -72,11 +72,13 @@ pub fn consumer(cfg: &Config) -> Result<IngestConsumer, ServiceError> {
 }
 
 pub fn settings(cfg: &Config) -> IngestSettings {
-    IngestSettings::new(FlushPolicy {
+    let mut s = IngestSettings::new(FlushPolicy {
         max_records: cfg.bronze.max_records,
         max_bytes: cfg.bronze.max_bytes,
         max_age: cfg.bronze.max_age(),
-    })
+    });
+    s.max_buffered_bytes = cfg.bronze.max_buffered_bytes;
+    s
 }
 
 /// Runs ingest until `shutdown` completes.
