@@ -29,6 +29,11 @@
 //!    counts as committed.
 //! 5. After a commit the Kafka offset `end + 1` is committed asynchronously (a hint).
 //!
+//! Steps 3–5 run in the background, on the blocking pool, while the partition's next segment
+//! (starting at `end + 1`) fills. A partition has at most one flush in flight: the next flush
+//! waits for it, so commit records are created in chain order. If the flush is fenced, what
+//! was buffered after it is dropped, and the partition re-reads its position.
+//!
 //! Invariants:
 //! - Every offset of a managed partition is accounted for exactly once: a row of one committed
 //!   file, a dead letter of one commit, a tombstone counted by the commit whose range holds it, or

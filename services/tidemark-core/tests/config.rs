@@ -57,7 +57,7 @@ fn the_example_file_is_valid_and_complete() {
 fn defaults_apply_to_an_empty_file() {
     let c = load("", &[]).unwrap();
     assert_eq!(c.kafka.bootstrap_servers, "localhost:9092");
-    assert_eq!(c.bronze.max_records, 50_000);
+    assert_eq!(c.bronze.max_records, 30_000);
     assert_eq!(c.bronze.max_age().as_millis(), 5_000);
     assert_eq!(c.kafka.format, Format::Json);
 }

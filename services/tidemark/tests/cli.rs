@@ -103,7 +103,7 @@ fn config_check_prints_the_effective_config_with_secrets_masked() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("bank.public.customers") && stdout.contains("max_records = 50000"),
+        stdout.contains("bank.public.customers") && stdout.contains("max_records = 30000"),
         "{stdout}"
     );
     assert!(

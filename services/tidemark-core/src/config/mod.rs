@@ -112,7 +112,7 @@ impl Default for BronzeConfig {
     fn default() -> Self {
         BronzeConfig {
             url: "file://./tidemark-data/bronze".into(),
-            max_records: 50_000,
+            max_records: 30_000,
             max_bytes: 64 * 1024 * 1024,
             max_age_ms: 5_000,
             zstd_level: 1,
