@@ -19,13 +19,13 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
-use tokio::task::JoinHandle;
-use tracing::Instrument as _;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::decode::{Decoder, Disposition};
 use tidemark_core::event::RawRecord;
 use tidemark_core::metrics;
+use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::dead_letter::DeadLetter;
 use crate::kafka::{IngestConsumer, RebalanceEvent};
@@ -440,7 +440,10 @@ impl Loop<'_> {
         let mut keep = Vec::new();
         for (k, f) in std::mem::take(&mut self.detached) {
             if key.is_some_and(|want| *want == k) || (key.is_none() && f.is_done()) {
-                let done = f.handle.await.map_err(|e| IngestError::Task(e.to_string()))?;
+                let done = f
+                    .handle
+                    .await
+                    .map_err(|e| IngestError::Task(e.to_string()))?;
                 self.record(&k, done, false)?;
             } else {
                 keep.push((k, f));
