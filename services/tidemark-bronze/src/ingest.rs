@@ -16,6 +16,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -43,7 +45,7 @@ pub struct IngestSettings {
     /// How long shutdown may spend flushing before it abandons what is left.
     pub drain_timeout: Duration,
     /// Counts records taken into segments (progress displays and benchmarks).
-    pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 impl IngestSettings {
@@ -104,13 +106,13 @@ struct Inflight {
     bytes: u64,
     handle: JoinHandle<FlushDone>,
     /// Set when the flush's work is done (the task is returning), before the loop is signalled.
-    ended: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ended: Arc<AtomicBool>,
 }
 
 impl Inflight {
     /// Whether awaiting the task takes no more than its return.
     fn is_done(&self) -> bool {
-        self.handle.is_finished() || self.ended.load(std::sync::atomic::Ordering::Acquire)
+        self.handle.is_finished() || self.ended.load(Ordering::Acquire)
     }
 }
 
@@ -139,7 +141,9 @@ struct Loop<'a> {
     /// Flushes of partitions this loop no longer holds (revoked or re-assigned).
     detached: Vec<(Key, Inflight)>,
     /// Signalled when a background flush ends, so an idle loop records it promptly.
-    flush_ended: std::sync::Arc<tokio::sync::Notify>,
+    flush_ended: Arc<tokio::sync::Notify>,
+    /// Flushes ended since the last look: the per-record check is one atomic load, not a scan.
+    ended_since: Arc<AtomicUsize>,
 }
 
 fn is_permanent(e: &FlushError) -> bool {
@@ -266,7 +270,7 @@ impl Loop<'_> {
         self.stats.records += 1;
         self.stats.first_record_at.get_or_insert_with(Instant::now);
         if let Some(p) = &self.settings.progress {
-            p.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            p.fetch_add(1, Ordering::Relaxed);
         }
         let raw = RawRecord {
             topic: &topic,
@@ -365,11 +369,13 @@ impl Loop<'_> {
         let rt = tokio::runtime::Handle::current();
         let work = write_segment(writer, seg, give_up_at, max_backoff).instrument(span);
         let signal = self.flush_ended.clone();
-        let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let count = self.ended_since.clone();
+        let ended = Arc::new(AtomicBool::new(false));
         let flag = ended.clone();
         let handle = tokio::task::spawn_blocking(move || {
             let done = rt.block_on(work);
-            flag.store(true, std::sync::atomic::Ordering::Release);
+            flag.store(true, Ordering::Release);
+            count.fetch_add(1, Ordering::Release);
             signal.notify_one();
             done
         });
@@ -419,6 +425,9 @@ impl Loop<'_> {
 
     /// Records flushes that have ended, without waiting for the others.
     async fn settle_finished(&mut self) -> Result<(), IngestError> {
+        if self.ended_since.swap(0, Ordering::Acquire) == 0 {
+            return Ok(());
+        }
         let done: Vec<Key> = self
             .parts
             .iter()
@@ -570,6 +579,7 @@ pub async fn run(
         consumed: HashMap::new(),
         detached: Vec::new(),
         flush_ended: Default::default(),
+        ended_since: Default::default(),
     };
     tokio::pin!(shutdown);
     loop {
