@@ -333,6 +333,42 @@ pub fn event_json(
     serde_json::to_vec(&doc).expect("JSON values serialize")
 }
 
+/// A JSON writer for one topic's events: the envelope schema and its JSON rendered once (a load
+/// generator writing the schema envelope re-rendered it for every record otherwise).
+#[derive(Debug)]
+pub struct JsonEventEncoder {
+    envelope: Schema,
+    /// `{"schema":<schema JSON>,"payload":`, or empty without the schema envelope.
+    prefix: Vec<u8>,
+}
+
+impl JsonEventEncoder {
+    pub fn new(row_schema: &Schema, topic: &str, with_schema: bool) -> JsonEventEncoder {
+        let envelope = envelope_schema(row_schema, topic);
+        let prefix = if with_schema {
+            let mut p = b"{\"schema\":".to_vec();
+            serde_json::to_writer(&mut p, &schema_json(&envelope, None))
+                .expect("JSON values serialize");
+            p.extend_from_slice(b",\"payload\":");
+            p
+        } else {
+            Vec::new()
+        };
+        JsonEventEncoder { envelope, prefix }
+    }
+
+    /// The same document as [`event_json`] (with `schema` first, as JsonConverter writes it).
+    pub fn encode(&self, e: &ChangeEvent, ph: &Placeholder) -> Vec<u8> {
+        let payload = json_value(&envelope_value(e), &self.envelope, ph);
+        let mut out = self.prefix.clone();
+        serde_json::to_writer(&mut out, &payload).expect("JSON values serialize");
+        if !self.prefix.is_empty() {
+            out.push(b'}');
+        }
+        out
+    }
+}
+
 /// A key row as JsonConverter writes it.
 pub fn key_json(row: &Row, with_schema: bool, ph: &Placeholder) -> Vec<u8> {
     match row {

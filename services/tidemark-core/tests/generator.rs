@@ -129,6 +129,34 @@ fn every_format_decodes_to_the_generated_events() {
 }
 
 #[test]
+fn the_cached_json_encoder_writes_what_event_json_writes() {
+    use tidemark_core::decode::Placeholder;
+    use tidemark_core::encode::{JsonEventEncoder, event_json};
+    let (bank, events) = stream(300, 3);
+    let ph = Placeholder::default();
+    for with_schema in [true, false] {
+        let encoders: BTreeMap<Table, JsonEventEncoder> = Table::ALL
+            .iter()
+            .map(|t| {
+                (
+                    *t,
+                    JsonEventEncoder::new(bank.row_schema(*t), &bank.topic(*t), with_schema),
+                )
+            })
+            .collect();
+        for e in events.iter().filter(|e| e.event.is_some()) {
+            let ev = e.event.as_ref().unwrap();
+            let fast: serde_json::Value =
+                serde_json::from_slice(&encoders[&e.table].encode(ev, &ph)).unwrap();
+            let slow: serde_json::Value =
+                serde_json::from_slice(&event_json(ev, bank.row_schema(e.table), with_schema, &ph))
+                    .unwrap();
+            assert_eq!(fast, slow);
+        }
+    }
+}
+
+#[test]
 fn the_stream_has_every_op_tombstones_late_changes_and_consistent_balances() {
     let (_, events) = stream(5000, 11);
     let mut kinds: BTreeMap<(Table, &str), usize> = BTreeMap::new();

@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use crate::avro_schema::from_connect;
 use crate::decode::Placeholder;
-use crate::encode::{AvroEventEncoder, avro_value, confluent_frame, event_json, key_json};
+use crate::encode::{AvroEventEncoder, JsonEventEncoder, avro_value, confluent_frame, key_json};
 use crate::value::{Row, Value};
 
 use super::bank::{Bank, Emitted, Table, key_schema};
@@ -70,6 +70,7 @@ pub struct RecordEncoder {
     format: WireFormat,
     placeholder: Placeholder,
     topics: BTreeMap<Table, String>,
+    json: BTreeMap<Table, JsonEventEncoder>,
     avro: BTreeMap<Table, AvroTopic>,
 }
 
@@ -84,6 +85,14 @@ impl RecordEncoder {
             },
             placeholder: Placeholder::default(),
             topics: Table::ALL.iter().map(|t| (*t, bank.topic(*t))).collect(),
+            json: Table::ALL
+                .iter()
+                .map(|t| {
+                    let enc =
+                        JsonEventEncoder::new(bank.row_schema(*t), &bank.topic(*t), with_schema);
+                    (*t, enc)
+                })
+                .collect(),
             avro: BTreeMap::new(),
         }
     }
@@ -124,9 +133,9 @@ impl RecordEncoder {
                 let with_schema = self.format == WireFormat::Json;
                 (
                     key_json(&key_row, with_schema, &self.placeholder),
-                    e.event.as_ref().map(|ev| {
-                        event_json(ev, bank.row_schema(e.table), with_schema, &self.placeholder)
-                    }),
+                    e.event
+                        .as_ref()
+                        .map(|ev| self.json[&e.table].encode(ev, &self.placeholder)),
                 )
             }
             WireFormat::Avro => {
