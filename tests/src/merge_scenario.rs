@@ -33,6 +33,17 @@ pub fn tidemark_bin() -> PathBuf {
     bin
 }
 
+/// Runs `tidemark demo` into `data` as fast as it goes, metrics on a free port, plus `args`.
+pub fn run_demo(data: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(tidemark_bin())
+        .args(["demo", "--rate", "0", "--metrics-listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
 /// A small deterministic generator (xorshift).
 #[derive(Debug)]
 pub struct Rng(pub u64);

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use arrow_array::{Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use tidemark_e2e::merge_scenario::tidemark_bin;
+use tidemark_e2e::merge_scenario::{run_demo, tidemark_bin};
 use tidemark_e2e::warehouse::rows;
 use tidemark_warehouse::sql::conn::Pool;
 
@@ -213,12 +213,7 @@ async fn the_demo_summary_matches_bronze_and_the_warehouse() {
 fn without_keep_the_data_directory_is_removed() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("gone");
-    let out = Command::new(tidemark_bin())
-        .args(["demo", "--events", "300", "--rate", "0"])
-        .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = run_demo(&data, &["--events", "300"]);
     assert!(
         out.status.success(),
         "{}",

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use sqlx::{Connection, Executor};
 use tidemark_core::generator::{Bank, BankOptions, avro_subjects};
-use tidemark_e2e::merge_scenario::tidemark_bin;
+use tidemark_e2e::merge_scenario::{run_demo, tidemark_bin};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -83,12 +83,7 @@ async fn the_reference_warehouse_ddl_is_what_the_merger_builds() {
     // The demo's stream into bronze, then merged into PostgreSQL with the demo's tables.
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("demo");
-    let out = Command::new(tidemark_bin())
-        .args(["demo", "--events", "3000", "--rate", "0", "--keep"])
-        .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = run_demo(&data, &["--events", "3000", "--keep"]);
     assert!(
         out.status.success(),
         "{}",

@@ -122,10 +122,6 @@ impl RecordEncoder {
         Ok(enc)
     }
 
-    pub fn format(&self) -> WireFormat {
-        self.format
-    }
-
     pub fn encode(&self, bank: &Bank, e: &Emitted) -> Result<Record, String> {
         let key_row = bank.key_row(e.id);
         let (key, value) = match self.format {
