@@ -120,3 +120,30 @@ pub fn truncate(lsn: u64, ts_ms: i64) -> Record {
     });
     (None, Some(value.to_string()))
 }
+
+/// A change record (payload only, keyed by `id`) with a caller-made `source` block, for the
+/// orderings of other connectors and of snapshots.
+pub fn change_with_source(
+    op: &str,
+    id: &Json,
+    before: Option<Json>,
+    after: Option<Json>,
+    source: Json,
+) -> Record {
+    let ts_ms = source["ts_ms"].as_i64().unwrap_or(0);
+    let value = json!({
+        "before": before, "after": after, "source": source, "op": op, "ts_ms": ts_ms + 5,
+    });
+    (
+        Some(json!({ "id": id }).to_string()),
+        Some(value.to_string()),
+    )
+}
+
+/// A PostgreSQL `source` block: `commit` is the last commit LSN of `sequence` (`None`: null, as
+/// Debezium writes for snapshot reads and the first transaction after a snapshot).
+pub fn pg_source(commit: Option<u64>, lsn: u64, ts_ms: i64, snapshot: bool) -> Json {
+    let seq = json!([commit.map(|c| c.to_string()), lsn.to_string()]).to_string();
+    json!({"connector": "postgresql", "ts_ms": ts_ms, "lsn": lsn, "sequence": seq,
+           "snapshot": if snapshot { "true" } else { "false" }, "db": "bank", "schema": "public"})
+}

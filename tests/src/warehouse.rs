@@ -59,3 +59,55 @@ pub fn table(pool: &Pool, layer: &str, name: &str) -> String {
         _ => panic!("layer {layer}"),
     }
 }
+
+/// Runs an `async fn(Pool)` scenario as two tests: on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both {
+    ($scenario:ident, $sqlite:ident, $pg:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            if let Some((pool, _)) =
+                $crate::warehouse::fresh($crate::warehouse::Which::Sqlite).await
+            {
+                $scenario(pool).await;
+            }
+        }
+        #[tokio::test]
+        async fn $pg() {
+            if let Some((pool, _)) =
+                $crate::warehouse::fresh($crate::warehouse::Which::Postgres).await
+            {
+                $scenario(pool).await;
+            }
+        }
+    };
+}
+
+/// `(version, valid_from ms, valid_to ms, is_current, is_deleted, is_inferred, <col>)` of a key.
+pub async fn versions(pool: &Pool, dim: &str, id: i64, col: &str) -> Vec<Vec<Option<String>>> {
+    let sql = format!(
+        "SELECT {}, {}, {}, {}, {}, {}, {} FROM {} AS d WHERE d.id = {id} ORDER BY d.valid_from, d.version",
+        text(pool, "version"),
+        ms(pool, "valid_from"),
+        ms(pool, "valid_to"),
+        text(pool, "CASE WHEN is_current THEN 'cur' ELSE '' END"),
+        text(pool, "CASE WHEN is_deleted THEN 'del' ELSE '' END"),
+        text(pool, "CASE WHEN is_inferred THEN 'inf' ELSE '' END"),
+        text(pool, &format!("\"{col}\"")),
+        table(pool, "dim", dim),
+    );
+    rows(pool, &sql).await
+}
+
+pub fn v(items: &[&str]) -> Vec<Option<String>> {
+    items
+        .iter()
+        .map(|s| {
+            if *s == "NULL" {
+                None
+            } else {
+                Some((*s).to_owned())
+            }
+        })
+        .collect()
+}

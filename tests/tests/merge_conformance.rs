@@ -5,7 +5,8 @@
 use serde_json::json;
 use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, change, truncate};
-use tidemark_e2e::warehouse::{Which, fresh, ms, rows, table, text};
+use tidemark_e2e::on_both;
+use tidemark_e2e::warehouse::{rows, table, text, v, versions};
 use tidemark_warehouse::merger::{MergeOptions, Merger};
 use tidemark_warehouse::sql::conn::Pool;
 
@@ -58,52 +59,6 @@ async fn merger(pool: &Pool, bronze: &BronzeFixture) -> Merger {
     )
     .await
     .expect("merger")
-}
-
-macro_rules! on_both {
-    ($scenario:ident, $sqlite:ident, $pg:ident) => {
-        #[tokio::test]
-        async fn $sqlite() {
-            if let Some((pool, _)) = fresh(Which::Sqlite).await {
-                $scenario(pool).await;
-            }
-        }
-        #[tokio::test]
-        async fn $pg() {
-            if let Some((pool, _)) = fresh(Which::Postgres).await {
-                $scenario(pool).await;
-            }
-        }
-    };
-}
-
-/// `(version, valid_from ms, valid_to ms, is_current, is_deleted, is_inferred, <col>)` of a key.
-async fn versions(pool: &Pool, dim: &str, id: i64, col: &str) -> Vec<Vec<Option<String>>> {
-    let sql = format!(
-        "SELECT {}, {}, {}, {}, {}, {}, {} FROM {} AS d WHERE d.id = {id} ORDER BY d.valid_from, d.version",
-        text(pool, "version"),
-        ms(pool, "valid_from"),
-        ms(pool, "valid_to"),
-        text(pool, "CASE WHEN is_current THEN 'cur' ELSE '' END"),
-        text(pool, "CASE WHEN is_deleted THEN 'del' ELSE '' END"),
-        text(pool, "CASE WHEN is_inferred THEN 'inf' ELSE '' END"),
-        text(pool, &format!("\"{col}\"")),
-        table(pool, "dim", dim),
-    );
-    rows(pool, &sql).await
-}
-
-fn v(items: &[&str]) -> Vec<Option<String>> {
-    items
-        .iter()
-        .map(|s| {
-            if *s == "NULL" {
-                None
-            } else {
-                Some((*s).to_owned())
-            }
-        })
-        .collect()
 }
 
 async fn scd2_rules(pool: Pool) {

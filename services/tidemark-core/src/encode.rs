@@ -50,6 +50,12 @@ pub fn source_schema() -> Schema {
         i("row"),
         i("thread"),
         s("query"),
+        // Appended later (files written before lack them; readers look fields up by name).
+        s("change_lsn"),
+        s("commit_lsn"),
+        i("event_serial_no"),
+        s("scn"),
+        s("commit_scn"),
     ];
     Schema {
         kind: Kind::Struct(Arc::new(StructSchema::new(
@@ -90,6 +96,11 @@ pub fn source_values(s: &Source) -> Value {
         it(s.row),
         it(s.thread),
         st(&s.query),
+        st(&s.change_lsn),
+        st(&s.commit_lsn),
+        it(s.event_serial_no),
+        st(&s.scn),
+        st(&s.commit_scn),
     ])
 }
 

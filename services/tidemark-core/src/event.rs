@@ -188,11 +188,14 @@ pub struct Source {
     #[serde(deserialize_with = "lenient_i64")]
     pub thread: Option<i64>,
     pub query: Option<String>,
-    /// SQL Server / Db2 positions.
+    /// SQL Server / Db2 positions (`0000002a:00000f30:0003`) and the order within one change.
     pub change_lsn: Option<String>,
     pub commit_lsn: Option<String>,
-    /// Oracle position.
+    #[serde(deserialize_with = "lenient_i64")]
+    pub event_serial_no: Option<i64>,
+    /// Oracle positions (decimal SCNs as strings).
     pub scn: Option<String>,
+    pub commit_scn: Option<String>,
 }
 
 /// `source.snapshot`: a string enum in current Debezium, a boolean in docs, null in legacy output.
@@ -236,16 +239,64 @@ impl Snapshot {
     }
 }
 
-/// A position in the source database's log, ordered within one connector. An event older by
-/// position than a stored row never overwrites it.
+/// A position in the source database's log, ordered within one connector in the source's commit
+/// order. An event older by position than a stored row never overwrites it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SourcePosition {
-    /// PostgreSQL: the last commit LSN (from `sequence`, 0 if unknown) then the event's LSN.
+    /// PostgreSQL: the last commit LSN before the event's transaction, then the event's LSN.
+    /// `sequence` has a null commit LSN for snapshot reads and for the first transaction streamed
+    /// after a snapshot; null never means 0: such an event sits at its own LSN (a snapshot read
+    /// at the snapshot's LSN, after everything committed before it; the first streamed change
+    /// after it).
     Postgres { commit_lsn: u64, lsn: u64 },
-    /// MySQL/MariaDB: binlog file number, position and row within the event.
-    MySql { file_seq: u64, pos: u64, row: u64 },
-    /// Anything else: positions are not comparable, order by Kafka offset.
+    /// MySQL/MariaDB: the GTID where present (`server uuid`/domain and transaction number), the
+    /// server, then binlog file number, position and row within the event. Coordinates order
+    /// only within one server lineage: the merger orders lineages (see the warehouse crate).
+    MySql {
+        gtid: Option<Gtid>,
+        server_id: u64,
+        file_seq: u64,
+        pos: u64,
+        row: u64,
+    },
+    /// SQL Server and Db2: commit LSN, change LSN (each three hex words), event serial number.
+    SqlServer {
+        commit_lsn: [u32; 3],
+        change_lsn: [u32; 3],
+        serial: u64,
+    },
+    /// Oracle: commit SCN (the change's SCN when absent), then the change's SCN.
+    Oracle { commit_scn: u128, scn: u128 },
+    /// Anything else: positions are not comparable, order by commit time and Kafka offset.
     Unknown,
+}
+
+/// A MySQL GTID `uuid:N` (or MariaDB `domain-server-seq`): `source` names the lineage, `seq`
+/// counts its transactions in commit order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Gtid {
+    pub source: String,
+    pub seq: u64,
+}
+
+impl Gtid {
+    pub fn parse(text: &str) -> Option<Gtid> {
+        let text = text.trim();
+        if let Some((uuid, seq)) = text.rsplit_once(':') {
+            // A GTID set (`uuid:1-5`) names the last transaction of the range.
+            let seq = seq.rsplit('-').next()?.parse().ok()?;
+            return Some(Gtid {
+                source: uuid.to_ascii_lowercase(),
+                seq,
+            });
+        }
+        let mut parts = text.split('-');
+        let (domain, _server, seq) = (parts.next()?, parts.next()?, parts.next()?);
+        Some(Gtid {
+            source: format!("mariadb-domain-{}", domain.parse::<u32>().ok()?),
+            seq: seq.parse().ok()?,
+        })
+    }
 }
 
 impl Source {
@@ -258,7 +309,7 @@ impl Source {
                 .and_then(|s| serde_json::from_str::<Vec<Option<String>>>(s).ok())
                 .and_then(|v| v.into_iter().next().flatten())
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+                .unwrap_or(lsn);
             return SourcePosition::Postgres { commit_lsn, lsn };
         }
         if let (Some(file), Some(pos)) = (&self.file, self.pos) {
@@ -268,9 +319,34 @@ impl Source {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
             return SourcePosition::MySql {
+                gtid: self.gtid.as_deref().and_then(Gtid::parse),
+                server_id: self.server_id.unwrap_or(0).max(0) as u64,
                 file_seq,
                 pos: pos.max(0) as u64,
                 row: self.row.unwrap_or(0).max(0) as u64,
+            };
+        }
+        let change = self.change_lsn.as_deref().and_then(parse_lsn_words);
+        let commit = self.commit_lsn.as_deref().and_then(parse_lsn_words);
+        if let Some(commit_lsn) = commit.or(change) {
+            return SourcePosition::SqlServer {
+                commit_lsn,
+                change_lsn: change.unwrap_or(commit_lsn),
+                serial: self.event_serial_no.unwrap_or(0).max(0) as u64,
+            };
+        }
+        let scn = self
+            .scn
+            .as_deref()
+            .and_then(|s| s.trim().parse::<u128>().ok());
+        let commit_scn = self
+            .commit_scn
+            .as_deref()
+            .and_then(|s| s.trim().parse::<u128>().ok());
+        if let Some(commit) = commit_scn.or(scn) {
+            return SourcePosition::Oracle {
+                commit_scn: commit,
+                scn: scn.unwrap_or(commit),
             };
         }
         SourcePosition::Unknown
@@ -283,14 +359,93 @@ impl Source {
     }
 }
 
+/// `0000002a:00000f30:0003` (SQL Server, Db2) as three words; `NULL` and other text: `None`.
+fn parse_lsn_words(text: &str) -> Option<[u32; 3]> {
+    let mut parts = text.trim().split(':');
+    let mut out = [0u32; 3];
+    for w in &mut out {
+        *w = u32::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
 impl SourcePosition {
-    /// Compares two events' positions; `None` when they are not comparable.
+    /// Compares two events' positions; `None` when they are not comparable (other connectors,
+    /// or MySQL coordinates of two server lineages).
     pub fn compare(&self, other: &SourcePosition) -> Option<Ordering> {
+        use SourcePosition as P;
         match (self, other) {
-            (SourcePosition::Unknown, _) | (_, SourcePosition::Unknown) => None,
-            (SourcePosition::Postgres { .. }, SourcePosition::Postgres { .. })
-            | (SourcePosition::MySql { .. }, SourcePosition::MySql { .. }) => Some(self.cmp(other)),
+            (P::Postgres { .. }, P::Postgres { .. })
+            | (P::SqlServer { .. }, P::SqlServer { .. })
+            | (P::Oracle { .. }, P::Oracle { .. }) => Some(self.cmp(other)),
+            (
+                P::MySql {
+                    gtid: Some(a),
+                    pos,
+                    row,
+                    ..
+                },
+                P::MySql {
+                    gtid: Some(b),
+                    pos: pos_b,
+                    row: row_b,
+                    ..
+                },
+            ) => (a.source == b.source).then(|| (a.seq, pos, row).cmp(&(b.seq, pos_b, row_b))),
+            (
+                P::MySql {
+                    gtid: None,
+                    server_id: a,
+                    ..
+                },
+                P::MySql {
+                    gtid: None,
+                    server_id: b,
+                    ..
+                },
+            ) => (a == b).then(|| self.cmp(other)),
             _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SourcePosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lsn = |v: u64| format!("{:X}/{:X}", v >> 32, v & 0xffff_ffff);
+        let words = |w: &[u32; 3]| format!("{:08x}:{:08x}:{:04x}", w[0], w[1], w[2]);
+        match self {
+            SourcePosition::Postgres { commit_lsn, lsn: l } => {
+                write!(f, "postgres commit {} lsn {}", lsn(*commit_lsn), lsn(*l))
+            }
+            SourcePosition::MySql {
+                gtid,
+                server_id,
+                file_seq,
+                pos,
+                row,
+            } => {
+                if let Some(g) = gtid {
+                    write!(f, "mysql gtid {}:{} ", g.source, g.seq)?;
+                }
+                write!(
+                    f,
+                    "mysql server {server_id} binlog {file_seq:06} pos {pos} row {row}"
+                )
+            }
+            SourcePosition::SqlServer {
+                commit_lsn,
+                change_lsn,
+                serial,
+            } => write!(
+                f,
+                "commit_lsn {} change_lsn {} serial {serial}",
+                words(commit_lsn),
+                words(change_lsn)
+            ),
+            SourcePosition::Oracle { commit_scn, scn } => {
+                write!(f, "oracle commit_scn {commit_scn} scn {scn}")
+            }
+            SourcePosition::Unknown => f.write_str("none (ordered by commit time and offset)"),
         }
     }
 }
@@ -436,7 +591,7 @@ mod tests {
             ..Default::default()
         };
         let a = pg(r#"["100","200"]"#, 200).position();
-        let b = pg(r#"[null,"300"]"#, 300).position();
+        let b = pg(r#"["150","140"]"#, 140).position();
         assert_eq!(
             a,
             SourcePosition::Postgres {
@@ -444,7 +599,18 @@ mod tests {
                 lsn: 200
             }
         );
-        assert_eq!(a.compare(&b), Some(Ordering::Greater), "commit lsn first");
+        assert_eq!(a.compare(&b), Some(Ordering::Less), "commit lsn first");
+        // A null commit LSN (snapshot reads, the first transaction after a snapshot) is the
+        // event's own LSN, never 0: a re-snapshot sorts after the history before it.
+        let snap = pg(r#"[null,"300"]"#, 300).position();
+        assert_eq!(a.compare(&snap), Some(Ordering::Less));
+        assert_eq!(
+            snap,
+            SourcePosition::Postgres {
+                commit_lsn: 300,
+                lsn: 300
+            }
+        );
         let my = |file: &str, pos| Source {
             file: Some(file.into()),
             pos: Some(pos),
@@ -457,6 +623,72 @@ mod tests {
             Some(Ordering::Less)
         );
         assert_eq!(a.compare(&SourcePosition::Unknown), None);
+    }
+
+    #[test]
+    fn mysql_gtids_order_within_their_server_only() {
+        let my = |gtid: &str, file: &str, pos| Source {
+            gtid: Some(gtid.into()),
+            file: Some(file.into()),
+            pos: Some(pos),
+            server_id: Some(1),
+            ..Default::default()
+        };
+        let a = my(
+            "3E11FA47-71CA-11E1-9E33-C80AA9429562:23",
+            "mysql-bin.000009",
+            500,
+        );
+        let b = my(
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:24",
+            "mysql-bin.000002",
+            100,
+        );
+        let other = my(
+            "0b3ac4ea-71ca-11e1-9e33-c80aa9429562:1",
+            "mysql-bin.000001",
+            4,
+        );
+        assert_eq!(
+            a.position().compare(&b.position()),
+            Some(Ordering::Less),
+            "GTID before binlog coordinates"
+        );
+        assert_eq!(a.position().compare(&other.position()), None);
+        assert_eq!(
+            Gtid::parse("0-1-42"),
+            Some(Gtid {
+                source: "mariadb-domain-0".into(),
+                seq: 42
+            })
+        );
+    }
+
+    #[test]
+    fn sql_server_and_oracle_positions() {
+        let ms = |commit: &str, change: &str, serial| Source {
+            commit_lsn: Some(commit.into()),
+            change_lsn: Some(change.into()),
+            event_serial_no: Some(serial),
+            ..Default::default()
+        };
+        let a = ms("00000025:00000d70:0003", "00000025:00000d68:0002", 1).position();
+        let b = ms("00000025:00000d70:0003", "00000025:00000d68:0002", 2).position();
+        let c = ms("00000026:00000010:0001", "00000025:00000001:0001", 1).position();
+        assert_eq!(a.compare(&b), Some(Ordering::Less));
+        assert_eq!(b.compare(&c), Some(Ordering::Less), "commit lsn first");
+        let ora = |scn: &str, commit: &str| Source {
+            scn: Some(scn.into()),
+            commit_scn: Some(commit.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ora("900", "1000")
+                .position()
+                .compare(&ora("950", "999").position()),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(a.compare(&ora("1", "1").position()), None);
     }
 
     #[test]

@@ -101,7 +101,7 @@ fn source(s: &Source) -> Json {
     put("pos", json!(s.pos));
     put("row", json!(s.row));
     put("gtid", json!(s.gtid));
-    put("position", json!(format!("{:?}", s.position())));
+    put("position", json!(s.position().to_string()));
     Json::Object(m)
 }
 

@@ -120,7 +120,7 @@ source = "bank.public.transactions"
 kind = "fact"
 references = { account_id = "bank.public.accounts" }
 [[tables]]
-source = "bank.public.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+source = "bank.public.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 [[tables]]
 source = "bank.public.transactions"
 columns = { x = "money" }

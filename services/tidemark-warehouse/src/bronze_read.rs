@@ -239,12 +239,20 @@ fn source_at(source: &StructArray, row: usize) -> Source {
             .and_then(|a| a.is_valid(row).then(|| a.value(row).to_owned()))
     };
     Source {
+        name: text("name"),
         ts_ms: int("ts_ms"),
         lsn: int("lsn"),
         sequence: text("sequence"),
+        server_id: int("server_id"),
+        gtid: text("gtid"),
         file: text("file"),
         pos: int("pos"),
         row: int("row"),
+        change_lsn: text("change_lsn"),
+        commit_lsn: text("commit_lsn"),
+        event_serial_no: int("event_serial_no"),
+        scn: text("scn"),
+        commit_scn: text("commit_scn"),
         ..Source::default()
     }
 }
@@ -290,9 +298,10 @@ fn json_values(text: &str, opts: &ReadOptions, columns: &mut Columns) -> Image {
             {
                 *t = ColType::Text;
             }
-        } else if columns.get(name).is_none() {
-            // Type unknown until a value arrives; text holds anything meanwhile.
-            let _ = columns.absorb(name, ColType::Text);
+        } else {
+            // A null says nothing of the type: the column is created by the first batch that
+            // has a value (it reads NULL until then).
+            columns.saw_null(name);
         }
         img.values.insert(name.clone(), cell);
     }

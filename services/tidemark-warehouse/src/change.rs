@@ -54,11 +54,25 @@ impl Change {
     }
 }
 
-/// The columns of a batch of changes of one table, in first-seen order.
+/// The columns of a batch of changes of one table, in first-seen order, and the schemaless
+/// columns seen only as null (their type is unknown: they are written where the table already
+/// has them).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Columns(pub Vec<(String, ColType)>);
+pub struct Columns(pub Vec<(String, ColType)>, pub BTreeSet<String>);
 
 impl Columns {
+    /// Notes a schemaless column whose value is null.
+    pub fn saw_null(&mut self, name: &str) {
+        if self.get(name).is_none() {
+            self.1.insert(name.to_owned());
+        }
+    }
+
+    /// Columns seen only as null.
+    pub fn null_only(&self) -> impl Iterator<Item = &String> {
+        self.1.iter().filter(|n| self.get(n).is_none())
+    }
+
     pub fn get(&self, name: &str) -> Option<ColType> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, t)| *t)
     }
@@ -87,9 +101,20 @@ impl Columns {
 pub fn position_key(source: &Source, ts_ms: i64, partition: i32, offset: i64) -> String {
     match source.position() {
         SourcePosition::Postgres { commit_lsn, lsn } => format!("pg:{commit_lsn:016x}:{lsn:016x}"),
-        SourcePosition::MySql { file_seq, pos, row } => {
+        SourcePosition::MySql {
+            file_seq, pos, row, ..
+        } => {
             format!("my:{file_seq:016x}:{pos:016x}:{row:08x}")
         }
+        SourcePosition::SqlServer {
+            commit_lsn: c,
+            change_lsn: l,
+            serial,
+        } => format!(
+            "ms:{:08x}{:08x}{:04x}:{:08x}{:08x}{:04x}:{serial:016x}",
+            c[0], c[1], c[2], l[0], l[1], l[2]
+        ),
+        SourcePosition::Oracle { commit_scn, scn } => format!("or:{commit_scn:032x}:{scn:032x}"),
         SourcePosition::Unknown => {
             format!("~:{:016x}:{partition:08x}:{offset:016x}", ts_ms.max(0))
         }

@@ -20,6 +20,7 @@ use crate::apply::{Applied, ApplyError, Context, TableBatch, apply};
 use crate::bronze_read::{ReadError, ReadOptions, read_file, records_from};
 use crate::change::Columns;
 use crate::spec::TableSpec;
+use crate::sql::claims::{self, Refusal};
 use crate::sql::conn::Pool;
 use crate::sql::ledger::{self, LedgerError};
 use crate::sql::names::Target;
@@ -48,6 +49,8 @@ pub struct MergeOptions {
     pub only_topics: Option<BTreeSet<String>>,
     /// At most this many changes per table per transaction.
     pub max_batch_rows: usize,
+    /// Merge topics no `[[tables]]` entry names (into silver).
+    pub unconfigured_topics: bool,
 }
 
 impl MergeOptions {
@@ -56,6 +59,7 @@ impl MergeOptions {
             target_suffix: None,
             only_topics: None,
             max_batch_rows: config.merge.max_batch_rows,
+            unconfigured_topics: config.merge.unconfigured_topics,
         }
     }
 }
@@ -88,7 +92,7 @@ pub struct Merger {
     config: Config,
     opts: MergeOptions,
     read_opts: ReadOptions,
-    /// Tables that stopped, with the reason; they are not retried until restart.
+    /// Topics whose tables stopped, with the reason; they are not retried until restart.
     stopped: BTreeMap<String, String>,
 }
 
@@ -180,7 +184,8 @@ impl Merger {
         let mut stats = CycleStats::default();
         for topic in order {
             let spec = &specs[topic];
-            if self.stopped.contains_key(&spec.name)
+            if self.stopped.contains_key(topic)
+                || (!spec.configured && !self.opts.unconfigured_topics)
                 || self
                     .opts
                     .only_topics
@@ -200,6 +205,36 @@ impl Merger {
             };
             let started = std::time::Instant::now();
             let mut tx = self.pool.begin().await?;
+            match claims::hold(&mut tx, &self.target, spec).await? {
+                Ok(()) => {}
+                Err(Refusal::NotOurs) => {
+                    tx.rollback().await?;
+                    tracing::debug!(
+                        table = spec.name,
+                        "merged by another merger under its configured role"
+                    );
+                    continue;
+                }
+                Err(Refusal::Stop(problem)) => {
+                    tx.rollback().await?;
+                    self.stop(&mut stats, spec, problem);
+                    continue;
+                }
+                Err(Refusal::TakeOver { held }) => {
+                    tracing::warn!(
+                        table = spec.name,
+                        was = held,
+                        now = spec.role(),
+                        "table was merged as an unconfigured table; rebuilding it from bronze under its configured role"
+                    );
+                    crate::replay::drop_table(&mut tx, &self.target, spec).await?;
+                    claims::set_role(&mut tx, &self.target, spec).await?;
+                    tx.commit().await?;
+                    // The ledger positions of this cycle are stale now: the next cycle starts it.
+                    stats.tables.entry(spec.name.clone()).or_default();
+                    continue;
+                }
+            }
             let batch_for_metrics = batch;
             let applied = match &batch_for_metrics {
                 Ok(batch) => match apply(&mut tx, ctx, batch)
@@ -207,26 +242,16 @@ impl Merger {
                     .await
                 {
                     Ok(a) => a,
-                    Err(ApplyError::Stopped { table, problem }) => {
+                    Err(ApplyError::Stopped { problem, .. }) => {
                         tx.rollback().await?;
-                        tracing::error!(table, problem, "table stopped; other tables go on");
-                        metrics::table_stopped(&table, true);
-                        self.stopped.insert(table.clone(), problem.clone());
-                        stats.stopped.insert(table, problem);
+                        self.stop(&mut stats, spec, problem);
                         continue;
                     }
                     Err(ApplyError::Sql(e)) => return Err(e.into()),
                 },
                 Err(problem) => {
-                    let problem = problem.clone();
                     tx.rollback().await?;
-                    tracing::error!(
-                        table = spec.name,
-                        problem,
-                        "table stopped; other tables go on"
-                    );
-                    self.stopped.insert(spec.name.clone(), problem.clone());
-                    stats.stopped.insert(spec.name.clone(), problem);
+                    self.stop(&mut stats, spec, problem.clone());
                     continue;
                 }
             };
@@ -252,6 +277,20 @@ impl Merger {
             stats.tables.insert(spec.name.clone(), applied);
         }
         Ok(stats)
+    }
+
+    /// Stops a topic's table until restart: other tables go on.
+    fn stop(&mut self, stats: &mut CycleStats, spec: &TableSpec, problem: String) {
+        let table = spec.name.as_str();
+        tracing::error!(
+            table,
+            topic = spec.topic,
+            problem,
+            "table stopped; other tables go on"
+        );
+        metrics::table_stopped(table, true);
+        self.stopped.insert(spec.topic.clone(), problem.clone());
+        stats.stopped.insert(table.to_owned(), problem);
     }
 
     /// Reads the next batch of a table: its changes (or why the table must stop) and, per
@@ -291,6 +330,9 @@ impl Merger {
                     for s in &fc.skipped {
                         tracing::warn!(table = spec.name, file = f.path, "{s}");
                     }
+                    for name in fc.columns.null_only() {
+                        columns.saw_null(name);
+                    }
                     for (name, ty) in &fc.columns.0 {
                         if let Err((a, b)) = columns.absorb(name, *ty) {
                             incompatible.get_or_insert(format!(
@@ -322,6 +364,7 @@ impl Merger {
         let mut total = CycleStats::default();
         loop {
             let s = self.cycle().await?;
+            total.stopped.extend(s.stopped.clone());
             if s.is_idle() {
                 return Ok(total);
             }
@@ -339,7 +382,6 @@ impl Merger {
                 e.dim.late += a.dim.late;
                 e.dim.redelivered += a.dim.redelivered;
             }
-            total.stopped.extend(s.stopped);
         }
     }
 

@@ -15,7 +15,7 @@ use crate::bronze_read::ReadError;
 use crate::cell::Cell;
 use crate::merger::MergeError;
 use crate::spec::TableSpec;
-use crate::sql::conn::Pool;
+use crate::sql::conn::{Pool, Tx};
 use crate::sql::names::Target;
 use crate::sql::schema::bootstrap;
 
@@ -42,29 +42,37 @@ pub async fn drop_tables(
     bootstrap(&mut tx, target).await?;
     for topic in topics {
         let spec = TableSpec::for_topic(config, topic);
-        for table in [
-            target.silver(&spec.name),
-            target.dim(&spec.name),
-            target.fact(&spec.name),
-            target.changes(&spec.name),
-        ] {
-            tx.exec(&format!("DROP TABLE IF EXISTS {table}"), &[])
-                .await?;
-            let p = tx.param(1);
-            tx.exec(
-                &format!("DELETE FROM {} WHERE tbl = {p}", target.registry()),
-                &[Cell::Text(table)],
-            )
+        crate::sql::claims::release(&mut tx, target, &spec.name).await?;
+        drop_table(&mut tx, target, &spec).await?;
+    }
+    tx.commit().await
+}
+
+/// Drops a table's silver, gold and change log, its registry rows and its topic's ledger rows,
+/// inside the caller's transaction: it is rebuilt from the start of bronze.
+pub async fn drop_table(tx: &mut Tx, target: &Target, spec: &TableSpec) -> Result<(), sqlx::Error> {
+    for table in [
+        target.silver(&spec.name),
+        target.dim(&spec.name),
+        target.fact(&spec.name),
+        target.changes(&spec.name),
+    ] {
+        tx.exec(&format!("DROP TABLE IF EXISTS {table}"), &[])
             .await?;
-        }
         let p = tx.param(1);
         tx.exec(
-            &format!("DELETE FROM {} WHERE topic = {p}", target.ledger()),
-            &[Cell::Text(topic.clone())],
+            &format!("DELETE FROM {} WHERE tbl = {p}", target.registry()),
+            &[Cell::Text(table)],
         )
         .await?;
     }
-    tx.commit().await
+    let p = tx.param(1);
+    tx.exec(
+        &format!("DELETE FROM {} WHERE topic = {p}", target.ledger()),
+        &[Cell::Text(spec.topic.clone())],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Sets each partition of `topics` to the first range committed at or after `from`.

@@ -9,6 +9,9 @@ use tidemark_core::mapping::ColType;
 use crate::cell::Cell;
 use crate::change::Change;
 
+/// The [`TableSpec::role`] of a topic no `[[tables]]` entry names.
+pub const UNCONFIGURED_ROLE: &str = "unconfigured (silver only)";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSpec {
     pub topic: String,
@@ -21,6 +24,8 @@ pub struct TableSpec {
     pub references: BTreeMap<String, String>,
     pub declared: BTreeMap<String, ColType>,
     pub upsert: bool,
+    /// Named by a `[[tables]]` entry (else: silver only, under the topic's last segment).
+    pub configured: bool,
 }
 
 impl TableSpec {
@@ -40,6 +45,7 @@ impl TableSpec {
                     .filter_map(|(c, ty)| Some((c.clone(), ColType::parse(ty).ok()?)))
                     .collect(),
                 upsert: t.upsert,
+                configured: true,
             },
             None => TableSpec {
                 topic: topic.to_owned(),
@@ -50,8 +56,37 @@ impl TableSpec {
                 references: BTreeMap::new(),
                 declared: BTreeMap::new(),
                 upsert: false,
+                configured: false,
             },
         }
+    }
+
+    /// What decides the history this table's rows get (kind, key, ignored columns, upsert,
+    /// references), as stable text: the merger records it with the table and stops the table
+    /// when it changes, since merging on under another role would bend history (a replay
+    /// rebuilds the table under the new one).
+    pub fn role(&self) -> String {
+        if !self.configured {
+            return UNCONFIGURED_ROLE.into();
+        }
+        let kind = match self.kind {
+            Some(TableKind::Dimension) => "dimension",
+            Some(TableKind::Fact) if self.upsert => "upsert fact",
+            Some(TableKind::Fact) => "fact",
+            None => "table",
+        };
+        let mut out = kind.to_owned();
+        if !self.key.is_empty() {
+            out.push_str(&format!(" key [{}]", self.key.join(", ")));
+        }
+        if !self.ignore.is_empty() {
+            let ignored: Vec<&str> = self.ignore.iter().map(String::as_str).collect();
+            out.push_str(&format!(" ignoring [{}]", ignored.join(", ")));
+        }
+        for (col, dim) in &self.references {
+            out.push_str(&format!(" {col} → {dim}"));
+        }
+        out
     }
 
     pub fn is_dimension(&self) -> bool {

@@ -14,7 +14,7 @@ use figment::providers::{Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use secret::{Secret, is_secret_property, mask_url_password};
-pub use validate::{ConfigError, ConfigErrors};
+pub use validate::{ConfigError, ConfigErrors, is_valid_identifier, max_table_name_bytes};
 
 use crate::decode::{DEFAULT_PLACEHOLDER, Format};
 
@@ -195,6 +195,9 @@ pub struct MergeConfig {
     pub interval_ms: u64,
     /// At most this many changes of one table per merge transaction.
     pub max_batch_rows: usize,
+    /// Also merge bronze topics that no `[[tables]]` entry names, into silver (false: only the
+    /// configured tables; set it on every merger but one when several share a warehouse).
+    pub unconfigured_topics: bool,
 }
 
 impl Default for MergeConfig {
@@ -202,6 +205,7 @@ impl Default for MergeConfig {
         MergeConfig {
             interval_ms: 1_000,
             max_batch_rows: 50_000,
+            unconfigured_topics: true,
         }
     }
 }

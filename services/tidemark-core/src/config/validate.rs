@@ -38,11 +38,23 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Warehouse identifiers: what PostgreSQL accepts unquoted, and fits its 63-byte limit.
-/// Any text works (names are always quoted) except control characters, and it must fit
-/// PostgreSQL's 63 bytes with the `dim_`/`fact_` prefix.
-pub fn is_valid_identifier(name: &str) -> bool {
-    !name.trim().is_empty() && !name.chars().any(char::is_control) && name.len() <= 58
+/// The longest warehouse name of a table of `kind`: PostgreSQL truncates identifiers past 63
+/// bytes (two names could become one), and the merger prefixes names with `fact_` (facts) or
+/// `changes_` (a dimension's change log).
+pub fn max_table_name_bytes(kind: Option<TableKind>) -> usize {
+    63 - match kind {
+        None => 0,
+        Some(TableKind::Fact) => "fact_".len(),
+        Some(TableKind::Dimension) => "changes_".len(),
+    }
+}
+
+/// Warehouse table names: any text works (names are always quoted) except control characters,
+/// and it must fit PostgreSQL's 63 bytes with the longest prefix the merger adds.
+pub fn is_valid_identifier(name: &str, kind: Option<TableKind>) -> bool {
+    !name.trim().is_empty()
+        && !name.chars().any(char::is_control)
+        && name.len() <= max_table_name_bytes(kind)
 }
 
 /// librdkafka properties tidemark sets itself.
@@ -298,11 +310,15 @@ impl Config {
                 );
             }
             let name = t.warehouse_name();
-            if !is_valid_identifier(name) {
+            if !is_valid_identifier(name, t.kind) {
                 err(
                     &at("name"),
                     format!("`{name}` is not a valid warehouse name"),
-                    "use at most 58 bytes without control characters; set `name` to override the topic's last segment",
+                    &format!(
+                        "use at most {} bytes without control characters (63 with the prefix the \
+                         merger adds); set `name` to override the topic's last segment",
+                        max_table_name_bytes(t.kind)
+                    ),
                 );
             } else if !names.insert(name.to_owned()) {
                 err(

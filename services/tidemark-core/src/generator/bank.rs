@@ -489,7 +489,8 @@ impl Bank {
         if !in_snapshot {
             self.lsn += 56;
         }
-        let commit = if in_snapshot {
+        // Like Debezium: no last commit LSN for snapshot reads and the first streamed transaction.
+        let commit = if in_snapshot || self.last_commit_lsn == 0 {
             "null".to_owned()
         } else {
             format!("\"{}\"", self.last_commit_lsn)

@@ -143,8 +143,7 @@ pub(super) async fn apply(
             .map(|k| {
                 let c = k.change;
                 let mut cells = meta_cells(k.key, c.op == Op::Delete, c);
-                let id = xxhash_rust::xxh3::xxh3_128(format!("{}\0{}", k.key, c.pos).as_bytes());
-                cells.push(Cell::Text(format!("{id:032x}")));
+                cells.push(Cell::Text(event_id(k)));
                 let img = c.image();
                 for (n, t) in &value_cols {
                     let v = img
@@ -172,6 +171,9 @@ pub(super) async fn apply(
 
     // References: inferred members first, then point the new facts at their versions.
     let mut referenced = Vec::new();
+    if !spec.references.is_empty() {
+        stage_fact_keys(tx, spec, keyed).await?;
+    }
     for (col, dim_topic) in &spec.references {
         let Some(dim) = ctx.specs.get(dim_topic) else {
             continue;
@@ -205,10 +207,54 @@ pub(super) async fn apply(
             "WHERE f2.{} IN (SELECT {} FROM {})",
             quote(u),
             quote(u),
-            quote("tm_fact")
+            quote(FACT_KEYS)
         );
+        // A reference set to NULL (an upserted row) points at no version.
+        tx.exec(
+            &format!(
+                "UPDATE {table} SET {} = NULL WHERE {} IS NULL AND {} IN (SELECT {} FROM {})",
+                quote(&format!("{col}_sk")),
+                quote(col),
+                quote(u),
+                quote(u),
+                quote(FACT_KEYS)
+            ),
+            &[],
+        )
+        .await?;
         let sql = resolve_sql(&table, u, col, &ctx.target.dim(&dim.name), dim_key, &tail);
         tx.exec(&sql, &[]).await?;
     }
     Ok((written, referenced))
+}
+
+/// The stage that names every fact row a batch wrote (by [`unique_col`]), for resolving their
+/// references: the upsert writes in several groups, each restaging its own rows.
+const FACT_KEYS: &str = "tm_fact_keys";
+
+async fn stage_fact_keys(
+    tx: &mut Tx,
+    spec: &TableSpec,
+    keyed: &[Keyed<'_>],
+) -> Result<(), sqlx::Error> {
+    let rows: std::collections::BTreeSet<String> = keyed
+        .iter()
+        .filter(|k| k.change.op != Op::Truncate)
+        .map(|k| {
+            if spec.upsert {
+                k.key.to_owned()
+            } else {
+                event_id(k)
+            }
+        })
+        .collect();
+    let rows: Vec<Vec<Cell>> = rows.into_iter().map(|r| vec![Cell::Text(r)]).collect();
+    let cols = [(unique_col(spec).to_owned(), ColType::Text)];
+    tx.stage(FACT_KEYS, &cols, &rows).await
+}
+
+/// A fact event's id: its key and source position (a redelivery has the same id).
+fn event_id(k: &Keyed<'_>) -> String {
+    let id = xxhash_rust::xxh3::xxh3_128(format!("{}\0{}", k.key, k.change.pos).as_bytes());
+    format!("{id:032x}")
 }

@@ -104,6 +104,7 @@ pub async fn apply(
         changes: batch.changes.len() as u64,
         ..Applied::default()
     };
+    check_table_name(spec)?;
     let columns = effective_columns(spec, &batch.columns)?;
 
     // Keys: configured, else the record key's columns (the first change that has one).
@@ -180,6 +181,14 @@ pub async fn apply(
     keyed.sort_by(|a, b| a.key.cmp(b.key).then_with(|| a.change.order(b.change)));
 
     let types = silver_write::ensure_silver(tx, ctx, spec, &all_columns).await?;
+    // Columns seen only as null are written (as NULL) where the table already has them.
+    for name in batch.columns.null_only() {
+        if let Some(ty) = types.get(name)
+            && !all_columns.iter().any(|(n, _)| n == name)
+        {
+            all_columns.push((name.clone(), *ty));
+        }
+    }
     let typed: Vec<(String, ColType)> = all_columns
         .iter()
         .map(|(n, t)| (n.clone(), types.get(n).copied().unwrap_or(*t)))
@@ -192,7 +201,7 @@ pub async fn apply(
             .filter(|(n, _)| !spec.ignore.contains(n) && !key_names.contains(n))
             .cloned()
             .collect();
-        for (n, _) in &tracked {
+        for n in tracked.iter().map(|(n, _)| n).chain(&key_names) {
             if crate::sql::names::DIM_META.contains(&n.as_str()) {
                 return Err(ApplyError::stopped(
                     table,
@@ -218,6 +227,24 @@ pub async fn apply(
     Ok(applied)
 }
 
+/// The warehouse name must fit every table derived from it (PostgreSQL truncates past 63 bytes,
+/// which could make two tables one).
+fn check_table_name(spec: &TableSpec) -> Result<(), ApplyError> {
+    if tidemark_core::config::is_valid_identifier(&spec.name, spec.kind) {
+        return Ok(());
+    }
+    Err(ApplyError::stopped(
+        &spec.name,
+        format!(
+            "its warehouse name is {} bytes or has control characters; names may have at most {} \
+             bytes (with the prefix of the tables made from it): set [[tables]] source = \"{}\", name = \"…\"",
+            spec.name.len(),
+            tidemark_core::config::max_table_name_bytes(spec.kind),
+            spec.topic
+        ),
+    ))
+}
+
 /// The batch's columns with declared types applied and every name checked.
 fn effective_columns(
     spec: &TableSpec,
@@ -227,11 +254,14 @@ fn effective_columns(
     for (name, ty) in &seen.0 {
         check_identifier(name)
             .map_err(|p| ApplyError::stopped(&spec.name, format!("column {}: {p}", quote(name))))?;
-        if crate::sql::names::SILVER_META.contains(&name.as_str()) {
+        if crate::sql::names::SILVER_META.contains(&name.as_str())
+            || (spec.is_fact() && crate::sql::names::FACT_META.contains(&name.as_str()))
+        {
             return Err(ApplyError::stopped(
                 &spec.name,
                 format!(
-                    "column {} collides with a column tidemark adds to silver",
+                    "column {} collides with a column tidemark adds to silver or gold; rename it in \
+                     the source (or drop it with a Debezium column.exclude.list)",
                     quote(name)
                 ),
             ));

@@ -1,5 +1,7 @@
-//! SQL plumbing: names and quoting, the two backends, the column registry and the ledger.
+//! SQL plumbing: names and quoting, the two backends, the column registry, the ledger and the
+//! table claims.
 
+pub mod claims;
 pub mod conn;
 pub mod ledger;
 pub mod names;

@@ -133,6 +133,11 @@ impl Target {
         self.table("tidemark", "ledger")
     }
 
+    /// The topic and role each warehouse table is merged from (internal).
+    pub fn claims(&self) -> String {
+        self.table("tidemark", "tables")
+    }
+
     /// Registered columns of each warehouse table (internal).
     pub fn registry(&self) -> String {
         self.table("tidemark", "columns")

@@ -58,7 +58,7 @@ pub async fn bootstrap(tx: &mut Tx, target: &Target) -> Result<(), sqlx::Error> 
         &[],
     )
     .await?;
-    Ok(())
+    super::claims::bootstrap(tx, target).await
 }
 
 /// One warehouse table as the merger manages it.
