@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, change, change_with_source, pg_source};
 use tidemark_e2e::on_both;
-use tidemark_e2e::warehouse::{rows, table, text, v, versions};
+use tidemark_e2e::warehouse::{Which, fresh, rows, table, text, v, versions};
 use tidemark_warehouse::merger::{MergeOptions, Merger};
 use tidemark_warehouse::sql::conn::Pool;
 
@@ -392,4 +392,398 @@ on_both!(
     upsert_facts_resolve_every_row,
     upsert_facts_sqlite,
     upsert_facts_postgres
+);
+
+fn config_of(toml: &str) -> Config {
+    Config::from_toml_and_env(toml, std::iter::empty()).expect("test config")
+}
+
+async fn merger_with(pool: &Pool, bronze: &BronzeFixture, config: &Config) -> Merger {
+    Merger::with(
+        pool.clone(),
+        bronze.store.clone(),
+        bronze.root.clone(),
+        config,
+        MergeOptions::from_config(config),
+    )
+    .await
+    .expect("merger")
+}
+
+/// Another empty warehouse of the same backend.
+async fn another(pool: &Pool) -> Pool {
+    let which = match pool {
+        Pool::Postgres(_) => Which::Postgres,
+        Pool::Sqlite(_) => Which::Sqlite,
+    };
+    fresh(which).await.expect("a second warehouse").0
+}
+
+/// Customers (a dimension), accounts (a dimension), balances (an upsert fact on accounts) and
+/// branches (configured nowhere), with a late account change.
+async fn bank_bronze() -> BronzeFixture {
+    let mut bronze = BronzeFixture::new();
+    let acct = |bal: i64| json!({"id": 7, "balance": bal});
+    bronze
+        .land(
+            CUSTOMERS,
+            0,
+            &[
+                change("c", &json!(1), None, Some(customer(1, "silver")), 100, 1000),
+                change("u", &json!(1), None, Some(customer(1, "gold")), 300, 3000),
+            ],
+        )
+        .await;
+    bronze
+        .land(
+            "bank.public.accounts",
+            0,
+            &[
+                change("c", &json!(7), None, Some(acct(10)), 110, 1100),
+                change("u", &json!(7), None, Some(acct(20)), 310, 3100),
+            ],
+        )
+        .await;
+    bronze
+        .land(
+            "bank.public.accounts",
+            1,
+            &[change("u", &json!(7), None, Some(acct(15)), 210, 2100)],
+        )
+        .await;
+    bronze
+        .land(
+            BALANCES,
+            0,
+            &[change(
+                "c",
+                &json!(1),
+                None,
+                Some(json!({"id": 1, "account_id": 7, "amount": 5})),
+                250,
+                2500,
+            )],
+        )
+        .await;
+    bronze
+        .land(
+            "bank.public.branches",
+            0,
+            &[change(
+                "c",
+                &json!(3),
+                None,
+                Some(customer(3, "x")),
+                120,
+                1200,
+            )],
+        )
+        .await;
+    bronze
+}
+
+/// What a bank warehouse holds, comparable across warehouses.
+async fn bank_state(pool: &Pool) -> Vec<Vec<Option<String>>> {
+    let mut out = versions(pool, "customers", 1, "tier").await;
+    out.extend(versions(pool, "accounts", 7, "balance").await);
+    out.extend(balances(pool).await);
+    for (t, col) in [
+        ("customers", "tier"),
+        ("accounts", "balance"),
+        ("branches", "tier"),
+    ] {
+        out.extend(
+            rows(
+                pool,
+                &format!(
+                    "SELECT {}, {}, _source_pos FROM {} ORDER BY id",
+                    text(pool, "id"),
+                    text(pool, col),
+                    table(pool, "silver", t)
+                ),
+            )
+            .await,
+        );
+    }
+    out
+}
+
+const SPLIT_A: &str = r#"
+[[tables]]
+source = "bank.public.customers"
+kind = "dimension"
+key = ["id"]
+"#;
+
+const SPLIT_B: &str = r#"
+[merge]
+unconfigured_topics = false
+[[tables]]
+source = "bank.public.accounts"
+kind = "dimension"
+key = ["id"]
+[[tables]]
+source = "bank.public.balances"
+kind = "fact"
+key = ["id"]
+upsert = true
+references = { account_id = "bank.public.accounts" }
+"#;
+
+/// Two mergers with disjoint tables on one warehouse build what one merger builds, whichever
+/// starts first; a third that configures a table differently stops it and says why.
+async fn split_mergers_share_a_warehouse(pool: Pool) {
+    let mut bronze = bank_bronze().await;
+    let one = another(&pool).await;
+    let union = format!(
+        "{SPLIT_A}{}",
+        SPLIT_B.replace("unconfigured_topics = false", "")
+    );
+    merger_with(&one, &bronze, &config_of(&union))
+        .await
+        .catch_up()
+        .await
+        .expect("one merger");
+    let expected = bank_state(&one).await;
+    assert_eq!(expected.len(), 2 + 3 + 1 + 3, "{expected:?}");
+
+    // A starts first and merges every topic it sees, B's too (as unconfigured tables).
+    let mut a = merger_with(&pool, &bronze, &config_of(SPLIT_A)).await;
+    a.catch_up().await.expect("merger A");
+    let mut b = merger_with(&pool, &bronze, &config_of(SPLIT_B)).await;
+    let st = b.catch_up().await.expect("merger B");
+    assert!(st.stopped.is_empty(), "{st:?}");
+    let st = a.catch_up().await.expect("merger A again");
+    assert!(st.tables.is_empty() && st.stopped.is_empty(), "{st:?}");
+    assert_eq!(bank_state(&pool).await, expected);
+
+    let mut c = merger_with(
+        &pool,
+        &bronze,
+        &config_of(
+            "[[tables]]\nsource = \"bank.public.accounts\"\nkind = \"dimension\"\nkey = [\"id\"]\nignore_columns = [\"balance\"]",
+        ),
+    )
+    .await;
+    bronze
+        .land(
+            "bank.public.accounts",
+            0,
+            &[change(
+                "u",
+                &json!(7),
+                None,
+                Some(json!({"id": 7, "balance": 30})),
+                400,
+                4000,
+            )],
+        )
+        .await;
+    let st = c.catch_up().await.expect("merger C");
+    let why = &st.stopped["accounts"];
+    assert!(
+        why.contains("was merged as dimension key [id]") && why.contains("replay"),
+        "{why}"
+    );
+}
+on_both!(
+    split_mergers_share_a_warehouse,
+    split_mergers_sqlite,
+    split_mergers_postgres
+);
+
+/// Names that would collide are found before any SQL runs: the table stops alone, with a
+/// message that names the fix, and the other tables go on.
+async fn colliding_names_stop_their_table(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    for (topic, tier) in [("shop.eu.customers", "eu"), ("shop.us.customers", "us")] {
+        bronze
+            .land(
+                topic,
+                0,
+                &[change(
+                    "c",
+                    &json!(1),
+                    None,
+                    Some(customer(1, tier)),
+                    100,
+                    1000,
+                )],
+            )
+            .await;
+    }
+    bronze
+        .land(
+            "bank.public.ledgers",
+            0,
+            &[change_with_source(
+                "c",
+                &json!(1),
+                None,
+                Some(json!({"version": 1, "id": 1})),
+                pg_source(Some(1), 2, 1000, false),
+            )],
+        )
+        .await;
+    bronze
+        .land(
+            SALES,
+            0,
+            &[change(
+                "c",
+                &json!(1),
+                None,
+                Some(json!({"id": 1, "_event_id": "x"})),
+                100,
+                1000,
+            )],
+        )
+        .await;
+    bronze
+        .land(
+            "bank.public.accounts",
+            0,
+            &[change(
+                "c",
+                &json!(1),
+                None,
+                Some(json!({"id": 1})),
+                100,
+                1000,
+            )],
+        )
+        .await;
+    let config = config_of(&format!(
+        "{TABLES}[[tables]]\nsource = \"bank.public.ledgers\"\nkind = \"dimension\"\nkey = [\"version\"]\n"
+    ));
+    let mut m = merger_with(&pool, &bronze, &config).await;
+    let st = m.catch_up().await.expect("merge goes on");
+    assert!(
+        st.stopped["customers"].contains("shop.us.customers")
+            && st.stopped["customers"].contains("name ="),
+        "{st:?}"
+    );
+    assert!(st.stopped["ledgers"].contains("\"version\""), "{st:?}");
+    assert!(st.stopped["sales"].contains("\"_event_id\""), "{st:?}");
+    let got = rows(
+        &pool,
+        &format!("SELECT tier FROM {}", table(&pool, "silver", "customers")),
+    )
+    .await;
+    assert_eq!(got, vec![v(&["eu"])], "the first topic keeps its table");
+    assert_eq!(
+        versions(&pool, "accounts", 1, "id").await.len(),
+        1,
+        "other tables go on"
+    );
+}
+on_both!(
+    colliding_names_stop_their_table,
+    colliding_names_sqlite,
+    colliding_names_postgres
+);
+
+/// A committed file changed after its commit, and a commit record gone from the middle of a
+/// chain: each stops its own table with a message naming the file or range; others go on.
+async fn damaged_bronze_stops_only_its_table(pool: Pool) {
+    use object_store::ObjectStore as _;
+    let mut bronze = BronzeFixture::new();
+    for lsn in [100, 200, 300] {
+        for topic in [CUSTOMERS, "bank.public.accounts"] {
+            let row = json!({"id": 1, "tier": format!("t{lsn}")});
+            bronze
+                .land(
+                    topic,
+                    0,
+                    &[change(
+                        "u",
+                        &json!(1),
+                        None,
+                        Some(row),
+                        lsn,
+                        lsn as i64 * 10,
+                    )],
+                )
+                .await;
+        }
+    }
+    bronze
+        .land(
+            "bank.public.branches",
+            0,
+            &[change(
+                "c",
+                &json!(3),
+                None,
+                Some(customer(3, "x")),
+                120,
+                1200,
+            )],
+        )
+        .await;
+    let chain = |topic: &'static str| {
+        let (store, root) = (bronze.store.clone(), bronze.root.clone());
+        async move {
+            tidemark_bronze::commit_log::read_chain(store.as_ref(), &root, topic, 0)
+                .await
+                .unwrap()
+                .records
+        }
+    };
+    let damaged = chain(CUSTOMERS).await[1].files[0].path.clone();
+    let good = chain(CUSTOMERS).await[0].files[0].path.clone();
+    let other = bronze
+        .store
+        .get(&damaged.as_str().into())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let good_bytes = bronze
+        .store
+        .get(&good.as_str().into())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_ne!(other, good_bytes);
+    bronze
+        .store
+        .put(&damaged.as_str().into(), good_bytes.into())
+        .await
+        .unwrap();
+    let second = chain("bank.public.accounts").await[1].start;
+    bronze
+        .store
+        .delete(&tidemark_bronze::layout::commit_record(
+            &bronze.root,
+            "bank.public.accounts",
+            0,
+            second,
+        ))
+        .await
+        .unwrap();
+
+    let mut m = merger(&pool, &bronze).await;
+    let st = m.catch_up().await.expect("merging goes on");
+    let why = &st.stopped["customers"];
+    assert!(why.contains(&damaged) && why.contains("hash"), "{why}");
+    let why = &st.stopped["accounts"];
+    assert!(
+        why.contains("in no commit record") && why.contains(&format!("{second}..={second}")),
+        "{why}"
+    );
+    let got = rows(
+        &pool,
+        &format!("SELECT tier FROM {}", table(&pool, "silver", "branches")),
+    )
+    .await;
+    assert_eq!(got, vec![v(&["x"])], "other tables go on");
+}
+on_both!(
+    damaged_bronze_stops_only_its_table,
+    damaged_bronze_sqlite,
+    damaged_bronze_postgres
 );

@@ -41,6 +41,33 @@ pub enum ReadError {
     },
     #[error("bronze file {path}: {problem}")]
     Shape { path: String, problem: String },
+    #[error(
+        "bronze file {path}: its bytes hash to {actual}, but its commit record says {expected} \
+         (the file was changed or damaged after it was committed)"
+    )]
+    Checksum {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+impl ReadError {
+    /// Whether the error is in the data (a damaged, missing or unreadable committed file, a bad
+    /// commit record) rather than in reaching the store: reading again will not help, so the
+    /// table stops instead of the whole cycle failing.
+    pub fn is_data(&self) -> bool {
+        match self {
+            ReadError::Store(e) => matches!(e, object_store::Error::NotFound { .. }),
+            ReadError::Log(CommitLogError::Store(e)) => {
+                matches!(e, object_store::Error::NotFound { .. })
+            }
+            ReadError::Log(_) => true,
+            ReadError::Parquet { .. } | ReadError::Shape { .. } | ReadError::Checksum { .. } => {
+                true
+            }
+        }
+    }
 }
 
 /// The commit records of a partition whose ranges reach `from` or later, in order, at most
@@ -105,13 +132,26 @@ pub struct FileChanges {
     pub skipped: Vec<String>,
 }
 
+/// Reads a committed file, checking its bytes against `checksum` (xxh3-64 hex, from its commit
+/// record) where one is given.
 pub async fn read_file(
     store: &dyn ObjectStore,
     path: &str,
     from: i64,
     opts: &ReadOptions,
+    checksum: Option<&str>,
 ) -> Result<FileChanges, ReadError> {
     let bytes = store.get(&Path::from(path)).await?.bytes().await?;
+    if let Some(expected) = checksum {
+        let actual = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+        if actual != expected {
+            return Err(ReadError::Checksum {
+                path: path.to_owned(),
+                expected: expected.to_owned(),
+                actual,
+            });
+        }
+    }
     let perr = |source| ReadError::Parquet {
         path: path.to_owned(),
         source,

@@ -169,6 +169,7 @@ impl Merger {
                 .or_insert_with(|| TableSpec::for_topic(&self.config, &t.source));
         }
         let positions = ledger::read(&self.pool, &self.target).await?;
+        let held = claims::read(&self.pool, &self.target).await?;
         for s in specs.values() {
             metrics::table_seen(&s.name);
         }
@@ -194,8 +195,15 @@ impl Merger {
             {
                 continue;
             }
+            // Claims first: a table taken over or held elsewhere is settled even when idle.
+            if let Some((held_topic, role)) = held.get(&spec.name)
+                && let Err(refusal) = claims::judge(spec, &spec.role(), held_topic, role)
+            {
+                self.refuse(&mut stats, spec, refusal).await?;
+                continue;
+            }
             let (batch, moves) = self.read_batch(spec, &by_topic[topic], &positions).await?;
-            if moves.is_empty() {
+            if moves.is_empty() && batch.is_ok() {
                 continue;
             }
             let ctx = Context {
@@ -205,35 +213,10 @@ impl Merger {
             };
             let started = std::time::Instant::now();
             let mut tx = self.pool.begin().await?;
-            match claims::hold(&mut tx, &self.target, spec).await? {
-                Ok(()) => {}
-                Err(Refusal::NotOurs) => {
-                    tx.rollback().await?;
-                    tracing::debug!(
-                        table = spec.name,
-                        "merged by another merger under its configured role"
-                    );
-                    continue;
-                }
-                Err(Refusal::Stop(problem)) => {
-                    tx.rollback().await?;
-                    self.stop(&mut stats, spec, problem);
-                    continue;
-                }
-                Err(Refusal::TakeOver { held }) => {
-                    tracing::warn!(
-                        table = spec.name,
-                        was = held,
-                        now = spec.role(),
-                        "table was merged as an unconfigured table; rebuilding it from bronze under its configured role"
-                    );
-                    crate::replay::drop_table(&mut tx, &self.target, spec).await?;
-                    claims::set_role(&mut tx, &self.target, spec).await?;
-                    tx.commit().await?;
-                    // The ledger positions of this cycle are stale now: the next cycle starts it.
-                    stats.tables.entry(spec.name.clone()).or_default();
-                    continue;
-                }
+            if let Err(refusal) = claims::hold(&mut tx, &self.target, spec).await? {
+                tx.rollback().await?;
+                self.refuse(&mut stats, spec, refusal).await?;
+                continue;
             }
             let batch_for_metrics = batch;
             let applied = match &batch_for_metrics {
@@ -279,6 +262,39 @@ impl Merger {
         Ok(stats)
     }
 
+    /// Acts on a claim that does not let this merger apply `spec`'s batch.
+    async fn refuse(
+        &mut self,
+        stats: &mut CycleStats,
+        spec: &TableSpec,
+        refusal: Refusal,
+    ) -> Result<(), MergeError> {
+        match refusal {
+            Refusal::NotOurs => {
+                tracing::debug!(
+                    table = spec.name,
+                    "merged by another merger under its configured role"
+                );
+            }
+            Refusal::Stop(problem) => self.stop(stats, spec, problem),
+            Refusal::TakeOver { held } => {
+                tracing::warn!(
+                    table = spec.name,
+                    was = held,
+                    now = spec.role(),
+                    "table was merged as an unconfigured table; rebuilding it from bronze under its configured role"
+                );
+                let mut tx = self.pool.begin().await?;
+                crate::replay::drop_table(&mut tx, &self.target, spec).await?;
+                claims::set_role(&mut tx, &self.target, spec).await?;
+                tx.commit().await?;
+                // This cycle's ledger positions are stale now: the next cycle starts the table.
+                stats.tables.entry(spec.name.clone()).or_default();
+            }
+        }
+        Ok(())
+    }
+
     /// Stops a topic's table until restart: other tables go on.
     fn stop(&mut self, stats: &mut CycleStats, spec: &TableSpec, problem: String) {
         let table = spec.name.as_str();
@@ -310,23 +326,66 @@ impl Merger {
         let mut changes = Vec::new();
         let mut columns = Columns::default();
         let mut moves = BTreeMap::new();
-        let mut incompatible: Option<String> = None;
+        let mut problem: Option<String> = None;
         let budget = self.opts.max_batch_rows.max(1);
         for &p in partitions {
-            if changes.len() >= budget {
+            if changes.len() >= budget || problem.is_some() {
                 break;
             }
             let expected = positions.get(&(spec.topic.clone(), p)).copied();
             let from = expected.unwrap_or(0);
-            let records =
-                records_from(self.store.as_ref(), &self.root, &spec.topic, p, from, 256).await?;
+            let records = match records_from(
+                self.store.as_ref(),
+                &self.root,
+                &spec.topic,
+                p,
+                from,
+                256,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) if e.is_data() => {
+                    problem.get_or_insert(format!(
+                        "the commit log of {}/{p} cannot be read from offset {from}: {e}",
+                        spec.topic
+                    ));
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(gap) = chain_gap(expected, &records) {
+                problem.get_or_insert(format!(
+                    "offsets {}..={} of {}/{p} are in no commit record (a gap in bronze's chain; \
+                     `tidemark inspect bronze` shows it): the table's history would skip them",
+                    gap.0, gap.1, spec.topic
+                ));
+                break;
+            }
             let mut next = None;
-            for rec in records {
+            'records: for rec in records {
                 if changes.len() >= budget {
                     break;
                 }
                 for f in rec.files.iter().filter(|f| f.table == spec.topic) {
-                    let fc = read_file(self.store.as_ref(), &f.path, from, &self.read_opts).await?;
+                    let read = read_file(
+                        self.store.as_ref(),
+                        &f.path,
+                        from,
+                        &self.read_opts,
+                        Some(&f.checksum),
+                    );
+                    let fc = match read.await {
+                        Ok(fc) => fc,
+                        Err(e) if e.is_data() => {
+                            problem.get_or_insert(format!(
+                                "offsets {}..={} of {}/{p}: {e}",
+                                rec.start, rec.end, spec.topic
+                            ));
+                            break 'records;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     for s in &fc.skipped {
                         tracing::warn!(table = spec.name, file = f.path, "{s}");
                     }
@@ -335,7 +394,7 @@ impl Merger {
                     }
                     for (name, ty) in &fc.columns.0 {
                         if let Err((a, b)) = columns.absorb(name, *ty) {
-                            incompatible.get_or_insert(format!(
+                            problem.get_or_insert(format!(
                                 "column {name} changed type from {a} to {b} within bronze, which is not a safe widening; declare its type in [[tables]] columns"
                             ));
                         }
@@ -348,7 +407,7 @@ impl Merger {
                 moves.insert(p, (expected, n));
             }
         }
-        let batch = match incompatible {
+        let batch = match problem {
             Some(p) => Err(p),
             None => Ok(TableBatch {
                 spec: spec.clone(),
@@ -357,6 +416,11 @@ impl Merger {
             }),
         };
         Ok((batch, moves))
+    }
+
+    /// Whether the target's ledger is empty (nothing was ever merged into it).
+    pub async fn has_merged_nothing(&self) -> Result<bool, MergeError> {
+        Ok(ledger::read(&self.pool, &self.target).await?.is_empty())
     }
 
     /// Cycles until nothing is left to merge.
@@ -417,6 +481,22 @@ impl Merger {
             }
         }
     }
+}
+
+/// The first offsets that `records` (a partition's commit records from [`records_from`]) leave
+/// out between the ledger position `from` (`None`: the chain's own start) and their last one.
+fn chain_gap(
+    from: Option<i64>,
+    records: &[tidemark_bronze::commit_log::CommitRecord],
+) -> Option<(i64, i64)> {
+    let mut expected = from.or_else(|| records.first().map(|r| r.start))?;
+    for r in records {
+        if r.start > expected {
+            return Some((expected, r.start - 1));
+        }
+        expected = expected.max(r.end + 1);
+    }
+    None
 }
 
 /// The metrics of one committed batch.

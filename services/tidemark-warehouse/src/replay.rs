@@ -1,7 +1,7 @@
 //! Replay: rebuild silver and gold from bronze. A full replay drops the target's tables of the
-//! chosen topics (their change logs, registry rows and ledger rows too) and merges from the
-//! first commit record; `--from` instead rewinds the ledger to the first range committed at or
-//! after that time and re-applies from there, which the merge's idempotence makes safe.
+//! chosen topics (their change logs, registry rows, claims and ledger rows too) and merges from
+//! the first commit record; `--from` rebuilds the same way only the tables that have bronze
+//! committed at or after that time (and the facts of such dimensions).
 
 use std::collections::BTreeSet;
 
@@ -75,49 +75,37 @@ pub async fn drop_table(tx: &mut Tx, target: &Target, spec: &TableSpec) -> Resul
     Ok(())
 }
 
-/// Sets each partition of `topics` to the first range committed at or after `from`.
-pub async fn rewind(
-    pool: &Pool,
-    target: &Target,
+/// The topics among `topics` with a bronze range committed at or after `from`: what a replay
+/// `--from` rebuilds. A table's history is a function of all its changes (late ones splice into
+/// the past), so such a table is rebuilt whole from bronze; the result equals a full replay.
+pub async fn touched_since(
     store: &dyn ObjectStore,
     root: &Path,
     topics: &BTreeSet<String>,
     from: DateTime<Utc>,
-) -> Result<u64, MergeError> {
-    let mut tx = pool.begin().await?;
-    bootstrap(&mut tx, target).await?;
-    let mut rewound = 0;
+) -> Result<BTreeSet<String>, MergeError> {
+    let mut out = BTreeSet::new();
     for (topic, partition) in commit_log::partitions(store, root)
         .await
         .map_err(ReadError::from)?
     {
-        if !topics.contains(&topic) {
+        if !topics.contains(&topic) || out.contains(&topic) {
             continue;
         }
         let chain = commit_log::read_chain(store, root, &topic, partition)
             .await
             .map_err(ReadError::from)?;
-        let Some(rec) = chain
+        // Newest first: a recent range is found without parsing the whole chain's times.
+        if chain
             .records
             .iter()
-            .find(|r| DateTime::parse_from_rfc3339(&r.committed_at).map_or(true, |t| t >= from))
-        else {
-            continue;
-        };
-        let (p1, p2) = (tx.param(1), tx.param(2));
-        let p3 = tx.param(3);
-        tx.exec(
-            &format!(
-                "UPDATE {} SET next_offset = {p1} WHERE topic = {p2} AND part = {p3} AND next_offset > {p1}",
-                target.ledger()
-            ),
-            &[Cell::Int(rec.start), Cell::Text(topic.clone()), Cell::Int(partition.into())],
-        )
-        .await?;
-        rewound += 1;
+            .rev()
+            .any(|r| DateTime::parse_from_rfc3339(&r.committed_at).map_or(true, |t| t >= from))
+        {
+            out.insert(topic);
+        }
     }
-    tx.commit().await?;
-    Ok(rewound)
+    Ok(out)
 }
 
 /// Changes in bronze after the target's ledger positions, for a progress bar.

@@ -76,8 +76,8 @@ pub struct ReplayArgs {
     /// blue/green swap, leaving the live tables alone.
     #[arg(long)]
     pub target_suffix: Option<String>,
-    /// Re-apply history from the first bronze range committed at or after this time
-    /// (RFC 3339, e.g. 2026-11-01T00:00:00Z) instead of rebuilding from scratch.
+    /// Rebuild the tables that have bronze committed at or after this time (RFC 3339, e.g.
+    /// 2026-11-01T00:00:00Z), and the facts of such dimensions; the others stay as they are.
     #[arg(long)]
     pub from: Option<String>,
     /// Drop and rebuild the live tables (required for a full replay without --target-suffix).

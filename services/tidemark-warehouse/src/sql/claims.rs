@@ -36,6 +36,25 @@ pub async fn bootstrap(tx: &mut Tx, target: &Target) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
+/// Every claim: warehouse table → (topic, role).
+pub async fn read(
+    pool: &super::conn::Pool,
+    target: &Target,
+) -> Result<std::collections::BTreeMap<String, (String, String)>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = tx
+        .fetch(
+            &format!("SELECT tbl, topic, role FROM {}", target.claims()),
+            &[],
+        )
+        .await?;
+    tx.rollback().await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r[0].clone()?, (r[1].clone()?, r[2].clone()?))))
+        .collect())
+}
+
 /// Claims `spec`'s table for its topic and role, or says why not.
 pub async fn hold(
     tx: &mut Tx,

@@ -158,23 +158,28 @@ pub fn replay(config_path: &Path, args: &ReplayArgs) -> anyhow::Result<ExitCode>
             }
             all
         };
-        match from {
+        let topics = match from {
             Some(t) => {
-                let n = replay::rewind(
-                    merger.pool(),
-                    merger.target(),
-                    merger.store(),
-                    merger.root(),
-                    &topics,
-                    t,
-                )
-                .await?;
-                eprintln!("replay: {n} partitions rewound to {t}");
+                if args.target_suffix.is_some() && merger.has_merged_nothing().await? {
+                    anyhow::bail!(
+                        "--from rebuilds tables of a target that exists; {:?} has none yet: build it whole (drop --from)",
+                        merger.target().schemas()
+                    );
+                }
+                let touched =
+                    replay::touched_since(merger.store(), merger.root(), &topics, t).await?;
+                let touched = replay::with_dependents(&config, &touched);
+                let untouched = topics.difference(&touched).count();
+                eprintln!(
+                    "replay --from {t}: {} topics have bronze committed since, rebuilt from bronze: {}; {untouched} unchanged",
+                    touched.len(),
+                    touched.iter().cloned().collect::<Vec<_>>().join(", ")
+                );
+                touched
             }
-            None => {
-                replay::drop_tables(merger.pool(), merger.target(), &config, &topics).await?;
-            }
-        }
+            None => topics,
+        };
+        replay::drop_tables(merger.pool(), merger.target(), &config, &topics).await?;
         // Only the chosen topics from here on.
         let mut opts = MergeOptions::from_config(&config);
         opts.target_suffix = args.target_suffix.clone();
