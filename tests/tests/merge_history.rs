@@ -787,3 +787,156 @@ on_both!(
     damaged_bronze_sqlite,
     damaged_bronze_postgres
 );
+
+/// A TOAST placeholder resolves to the value in force at its position on every table kind, also
+/// when the change that holds that value arrives late, after the placeholder was merged.
+async fn toast_placeholders_take_the_value_in_force(pool: Pool) {
+    const TOAST: &str = "__debezium_unavailable_value";
+    let mut bronze = BronzeFixture::new();
+    let row = |note: &str| json!({"id": 1, "account_id": 7, "amount": 1, "note": note});
+    for topic in ["bank.public.notes", SALES, BALANCES] {
+        bronze
+            .land(
+                topic,
+                0,
+                &[
+                    change("c", &json!(1), None, Some(row("first")), 100, 1000),
+                    change("u", &json!(1), None, Some(row(TOAST)), 300, 3000),
+                ],
+            )
+            .await;
+    }
+    let mut m = merger(&pool, &bronze).await;
+    m.catch_up().await.expect("merge");
+    // The change between them arrives late (another partition, a re-read).
+    for topic in ["bank.public.notes", SALES, BALANCES] {
+        bronze
+            .land(
+                topic,
+                1,
+                &[change("u", &json!(1), None, Some(row("second")), 200, 2000)],
+            )
+            .await;
+    }
+    m.catch_up().await.expect("merge");
+    let notes = |sql: String| {
+        let pool = pool.clone();
+        async move { rows(&pool, &sql).await }
+    };
+    for t in ["notes", "sales", "balances"] {
+        assert_eq!(
+            notes(format!("SELECT note FROM {}", table(&pool, "silver", t))).await,
+            vec![v(&["second"])],
+            "silver of {t}"
+        );
+    }
+    assert_eq!(
+        notes(format!(
+            "SELECT note FROM {}",
+            table(&pool, "fact", "balances")
+        ))
+        .await,
+        vec![v(&["second"])],
+        "upsert fact"
+    );
+    assert_eq!(
+        notes(format!(
+            "SELECT note FROM {} ORDER BY _source_pos",
+            table(&pool, "fact", "sales")
+        ))
+        .await,
+        vec![v(&["first"]), v(&["second"]), v(&["second"])],
+        "fact rows"
+    );
+}
+on_both!(
+    toast_placeholders_take_the_value_in_force,
+    toast_outside_dimensions_sqlite,
+    toast_outside_dimensions_postgres
+);
+
+/// A Debezium JSON record (with its schema) of `bank.public.rates`: `id` and `rate` are
+/// decimals of the given scales, unscaled values in base64 big-endian bytes.
+fn rate_record(
+    id: (&str, u32),
+    rate: (&str, u32),
+    lsn: u64,
+) -> tidemark_e2e::bronze_fixture::Record {
+    let dec = |field: &str, scale: u32| {
+        json!({"type": "bytes", "optional": false, "name": "org.apache.kafka.connect.data.Decimal",
+               "version": 1, "parameters": {"scale": scale.to_string()}, "field": field})
+    };
+    let row_schema = |name: &str| {
+        json!({"type": "struct", "optional": true, "name": name, "field": name.rsplit('.').next().unwrap(),
+               "fields": [dec("id", id.1), dec("rate", rate.1)]})
+    };
+    let mut after = row_schema("bank.public.rates.Value");
+    after["field"] = json!("after");
+    let mut before = row_schema("bank.public.rates.Value");
+    before["field"] = json!("before");
+    let schema = json!({"type": "struct", "name": "bank.public.rates.Envelope", "optional": false, "fields": [
+        before, after,
+        {"type": "struct", "field": "source", "optional": false, "fields": [
+            {"type": "string", "field": "connector", "optional": true},
+            {"type": "int64", "field": "ts_ms", "optional": true},
+            {"type": "int64", "field": "lsn", "optional": true}]},
+        {"type": "string", "field": "op", "optional": false},
+        {"type": "int64", "field": "ts_ms", "optional": true}]});
+    let value = json!({"schema": schema, "payload": {
+        "before": null, "after": {"id": id.0, "rate": rate.0},
+        "source": {"connector": "postgresql", "ts_ms": lsn as i64 * 10, "lsn": lsn},
+        "op": "u", "ts_ms": lsn as i64 * 10}});
+    (None, Some(value.to_string()))
+}
+
+/// Widening a decimal's scale (`12.50` then `12.500`) is not a change: no version, one key.
+async fn a_wider_decimal_scale_is_the_same_value(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    // id 1.0 (scale 1: unscaled 10), rate 12.50 (scale 2: 1250).
+    bronze
+        .land(
+            "bank.public.rates",
+            0,
+            &[rate_record(("Cg==", 1), ("BOI=", 2), 100)],
+        )
+        .await;
+    // id 1.00 (scale 2: 100), rate 12.500 (scale 3: 12500).
+    bronze
+        .land(
+            "bank.public.rates",
+            0,
+            &[rate_record(("ZA==", 2), ("MNQ=", 3), 200)],
+        )
+        .await;
+    let config = config_of(&format!(
+        "{TABLES}[[tables]]\nsource = \"bank.public.rates\"\nkind = \"dimension\"\nkey = [\"id\"]\n"
+    ));
+    let mut m = merger_with(&pool, &bronze, &config).await;
+    let st = m.catch_up().await.expect("merge");
+    assert!(st.stopped.is_empty(), "{st:?}");
+    let count = |t: String| {
+        let pool = pool.clone();
+        async move {
+            rows(
+                &pool,
+                &format!("SELECT {} FROM {t}", text(&pool, "count(*)")),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        count(table(&pool, "silver", "rates")).await,
+        vec![v(&["1"])],
+        "one key"
+    );
+    assert_eq!(
+        count(table(&pool, "dim", "rates")).await,
+        vec![v(&["1"])],
+        "one version"
+    );
+}
+on_both!(
+    a_wider_decimal_scale_is_the_same_value,
+    decimal_scale_sqlite,
+    decimal_scale_postgres
+);

@@ -25,7 +25,7 @@ use tidemark_bronze::layout;
 use tidemark_core::event::Source;
 use tidemark_core::mapping::{ColType, UNAVAILABLE_FIELD};
 
-use crate::cell::{Cell, Values, canonical_json, infer};
+use crate::cell::{Cell, Values, canonical_decimal, canonical_json, infer};
 use crate::change::{Change, Columns, Image, Op, position_key};
 
 #[derive(Debug, thiserror::Error)]
@@ -414,16 +414,17 @@ pub fn cell_at(a: &ArrayRef, field: &Field, row: usize) -> Cell {
             Cell::Text(match ty {
                 ColType::Json => canonical_json(s),
                 ColType::Uuid => s.to_ascii_lowercase(),
+                ColType::Numeric | ColType::Decimal { .. } => canonical_decimal(s),
                 _ => s.to_owned(),
             })
         }
         DataType::LargeUtf8 => Cell::Text(a.as_string::<i64>().value(row).to_owned()),
         DataType::Binary => Cell::Bytes(a.as_binary::<i32>().value(row).to_vec()),
         DataType::LargeBinary => Cell::Bytes(a.as_binary::<i64>().value(row).to_vec()),
-        DataType::Decimal128(_, s) => Cell::Text(decimal_text(
+        DataType::Decimal128(_, s) => Cell::Text(canonical_decimal(&decimal_text(
             a.as_primitive::<Decimal128Type>().value(row),
             *s,
-        )),
+        ))),
         DataType::Date32 => {
             let days = a.as_primitive::<Date32Type>().value(row);
             Cell::Text(

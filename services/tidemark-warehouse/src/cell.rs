@@ -215,6 +215,35 @@ pub fn key_text(cells: &[Cell]) -> String {
 }
 
 /// A JSON text in canonical form (keys sorted, compact), so equal documents hash equal.
+/// A decimal's canonical text: no trailing fractional zeros, no `-0`, so `12.50` and `12.500`
+/// (a widened scale) hash and key alike. Other text is returned as it is.
+pub fn canonical_decimal(text: &str) -> String {
+    let t = text.trim();
+    let (neg, digits) = match t.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return text.to_owned();
+    }
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let body = if frac.is_empty() {
+        int.to_owned()
+    } else {
+        format!("{int}.{frac}")
+    };
+    if neg && body != "0" {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
 pub fn canonical_json(text: &str) -> String {
     serde_json::from_str::<Json>(text).map_or_else(|_| text.to_owned(), |v| v.to_string())
 }
@@ -240,6 +269,21 @@ pub fn infer(v: &Json) -> (Cell, Option<ColType>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_have_one_text() {
+        for (a, b) in [
+            ("12.50", "12.5"),
+            ("12.500", "12.5"),
+            ("-0.00", "0"),
+            ("007", "7"),
+            ("-1.10", "-1.1"),
+            ("0.0010", "0.001"),
+            ("NaN", "NaN"),
+        ] {
+            assert_eq!(canonical_decimal(a), b, "{a}");
+        }
+    }
 
     #[test]
     fn log_form_round_trips() {

@@ -1,11 +1,84 @@
 //! The latest state of one key from the changes of a batch: what `silver.<table>` gets, given
-//! the position of the row it holds. Older and redelivered changes are dropped here (and again
-//! by the upsert's position guard).
+//! the row it holds. Older and redelivered changes do not replace the row (and the upsert's
+//! position guard checks again), with one exception: a value the row carries from an older change
+//! (a TOAST placeholder resolved to the value in force) is replaced by a late change that sits
+//! between that older change and the row, so live merging and a replay agree.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cell::{Cell, Values};
 use crate::change::{Change, Op};
+
+/// Columns whose value a row carries from an older change, with that change's position
+/// (silver's and upsert facts' `_toast` column, as JSON).
+pub type Carried = BTreeMap<String, String>;
+
+/// `_toast` text of a [`Carried`] map (`None` when nothing is carried).
+pub fn carried_text(c: &Carried) -> Option<String> {
+    (!c.is_empty()).then(|| serde_json::to_string(c).expect("a string map serializes"))
+}
+
+/// A [`Carried`] map from `_toast` text (absent or unreadable: nothing carried).
+pub fn carried_from(text: Option<&str>) -> Carried {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
+}
+
+/// What the warehouse holds for a key before the batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stored {
+    pub pos: String,
+    pub carried: Carried,
+}
+
+/// Values of the stored row replaced by late changes: the value in force at the row's position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patch {
+    /// The stored row's position (the update applies only while it is still there).
+    pub pos: String,
+    pub values: Values,
+    pub carried: Carried,
+}
+
+/// The late changes of a key (older than `stored`) that hold the value in force for a column the
+/// stored row carries: the newest such change per column.
+pub fn patch<'a>(changes: impl IntoIterator<Item = &'a Change>, stored: &Stored) -> Option<Patch> {
+    let mut best: BTreeMap<&str, (&str, &Cell)> = BTreeMap::new();
+    for c in changes {
+        if c.pos.as_str() >= stored.pos.as_str() || c.op == Op::Truncate || c.op == Op::Delete {
+            continue;
+        }
+        let Some(img) = c.image() else { continue };
+        for (col, from) in &stored.carried {
+            let Some(v) = img.values.get(col) else {
+                continue;
+            };
+            if img.unavailable.contains(col) || c.pos.as_str() <= from.as_str() {
+                continue;
+            }
+            if best
+                .get(col.as_str())
+                .is_none_or(|(p, _)| *p < c.pos.as_str())
+            {
+                best.insert(col, (c.pos.as_str(), v));
+            }
+        }
+    }
+    if best.is_empty() {
+        return None;
+    }
+    let mut carried = stored.carried.clone();
+    let mut values = Values::new();
+    for (col, (pos, v)) in best {
+        carried.insert(col.to_owned(), pos.to_owned());
+        values.insert(col.to_owned(), v.clone());
+    }
+    Some(Patch {
+        pos: stored.pos.clone(),
+        values,
+        carried,
+    })
+}
 
 /// The row a batch leaves for one key.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,16 +91,18 @@ pub struct SilverRow {
     pub deleted: bool,
     /// The change that decided the row.
     pub last: Change,
+    /// Columns whose value comes from an older change than `last`, with its position.
+    pub carried: Carried,
 }
 
-/// Folds a key's changes (in [`Change::order`]) newer than `stored_pos` into one row.
+/// Folds a key's changes (in [`Change::order`]) newer than the stored row into one row.
 pub fn fold<'a>(
     changes: impl IntoIterator<Item = &'a Change>,
-    stored_pos: Option<&str>,
+    stored: Option<&Stored>,
 ) -> Option<SilverRow> {
     let mut cur: Option<SilverRow> = None;
     for c in changes {
-        if stored_pos.is_some_and(|s| c.pos.as_str() <= s) {
+        if stored.is_some_and(|s| c.pos.as_str() <= s.pos.as_str()) {
             continue;
         }
         if cur.as_ref().is_some_and(|r| r.last.pos == c.pos) {
@@ -47,6 +122,7 @@ pub fn fold<'a>(
                         keep_all: true,
                         deleted: true,
                         last: c.clone(),
+                        carried: stored.map(|s| s.carried.clone()).unwrap_or_default(),
                     })
                 }
             },
@@ -54,17 +130,27 @@ pub fn fold<'a>(
                 let img = c.image().cloned().unwrap_or_default();
                 let mut values = img.values;
                 let mut keep = BTreeSet::new();
+                let mut carried = Carried::new();
                 for col in img.unavailable {
-                    match &cur {
+                    let from = match &cur {
                         Some(r) if !r.keep_all && !r.keep.contains(&col) => {
                             values.insert(
                                 col.clone(),
                                 r.values.get(&col).cloned().unwrap_or(Cell::Null),
                             );
+                            Some(r.carried.get(&col).unwrap_or(&r.last.pos).clone())
                         }
-                        _ => {
-                            keep.insert(col);
+                        Some(r) => {
+                            keep.insert(col.clone());
+                            r.carried.get(&col).cloned()
                         }
+                        None => {
+                            keep.insert(col.clone());
+                            stored.map(|s| s.carried.get(&col).unwrap_or(&s.pos).clone())
+                        }
+                    };
+                    if let Some(from) = from {
+                        carried.insert(col, from);
                     }
                 }
                 cur = Some(SilverRow {
@@ -73,9 +159,77 @@ pub fn fold<'a>(
                     keep_all: false,
                     deleted: false,
                     last: c.clone(),
+                    carried,
                 });
             }
         }
     }
     cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::Image;
+
+    fn up(pos: &str, x: Option<i64>) -> Change {
+        let mut img = Image::default();
+        match x {
+            Some(x) => {
+                img.values.insert("x".into(), Cell::Int(x));
+            }
+            None => {
+                img.unavailable.insert("x".into());
+            }
+        }
+        img.values.insert("y".into(), Cell::Int(0));
+        Change {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            op: Op::Update,
+            pos: pos.into(),
+            ts_ms: 0,
+            record_key: Values::new(),
+            before: None,
+            after: Some(img),
+        }
+    }
+
+    #[test]
+    fn a_placeholder_carries_the_value_and_where_it_came_from() {
+        let stored = Stored {
+            pos: "b".into(),
+            carried: Carried::new(),
+        };
+        let row = fold([&up("c", None)], Some(&stored)).unwrap();
+        assert!(row.keep.contains("x"));
+        assert_eq!(row.carried.get("x").map(String::as_str), Some("b"));
+        let row = fold([&up("c", Some(5)), &up("d", None)], Some(&stored)).unwrap();
+        assert_eq!(row.values.get("x"), Some(&Cell::Int(5)));
+        assert_eq!(row.carried.get("x").map(String::as_str), Some("c"));
+    }
+
+    #[test]
+    fn a_late_change_between_the_source_and_the_row_patches_the_carried_value() {
+        let stored = Stored {
+            pos: "d".into(),
+            carried: [("x".to_owned(), "a".to_owned())].into(),
+        };
+        // "b" and "c" fall between: the newest wins; "e" is newer (not late); "0" is older.
+        let late = [
+            up("b", Some(1)),
+            up("c", Some(2)),
+            up("0", Some(9)),
+            up("e", Some(3)),
+        ];
+        let p = patch(late.iter(), &stored).unwrap();
+        assert_eq!(p.values.get("x"), Some(&Cell::Int(2)));
+        assert_eq!(p.carried.get("x").map(String::as_str), Some("c"));
+        assert!(patch([&up("0", Some(9))], &stored).is_none());
+        assert!(
+            patch([&up("c", None)], &stored).is_none(),
+            "a placeholder again"
+        );
+    }
 }

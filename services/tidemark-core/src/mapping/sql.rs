@@ -159,10 +159,31 @@ impl ColType {
                 Some(if int_rank(a) >= int_rank(b) { a } else { b })
             }
             (Float64, Float32) | (Float32, Float64) => Some(Float64),
-            // Inferred schemaless columns: an integer column that meets a fraction.
-            (Int16 | Int32 | Int64, Float32 | Float64) => Some(Float64),
-            (Float32 | Float64, Int16 | Int32 | Int64) => Some(self),
-            (Decimal { .. } | Numeric, Int16 | Int32 | Int64) => Some(self),
+            // Inferred schemaless columns: an integer column that meets a fraction, or the other
+            // way round. A double holds integers exactly only up to 2^53, so a bigint and a
+            // floating-point number meet in numeric, which holds both.
+            (Int16 | Int32, Float32 | Float64) | (Float32 | Float64, Int16 | Int32) => {
+                Some(Float64)
+            }
+            (Int64, Float32 | Float64) | (Float32 | Float64, Int64) => Some(Numeric),
+            (Numeric, Int16 | Int32 | Int64 | Float32 | Float64) => Some(Numeric),
+            (Decimal { precision, scale }, Int16 | Int32 | Int64) => {
+                let int_digits = match new {
+                    Int16 => 5,
+                    Int32 => 10,
+                    _ => 19,
+                };
+                let precision =
+                    (i16::from(precision) - i16::from(scale)).max(int_digits) + i16::from(scale);
+                Some(if precision <= 38 {
+                    Decimal {
+                        precision: precision as u8,
+                        scale,
+                    }
+                } else {
+                    Numeric
+                })
+            }
             (Decimal { .. }, Numeric) | (Numeric, Decimal { .. }) => Some(Numeric),
             (
                 Decimal {
@@ -261,7 +282,21 @@ mod tests {
         use ColType::*;
         assert_eq!(Int32.widen_to(Int64), Some(Int64));
         assert_eq!(Int64.widen_to(Int16), Some(Int64));
-        assert_eq!(Int64.widen_to(Float64), Some(Float64));
+        assert_eq!(Int32.widen_to(Float64), Some(Float64));
+        // Not lossless through a double: bigints above 2^53.
+        assert_eq!(Int64.widen_to(Float64), Some(Numeric));
+        assert_eq!(Float64.widen_to(Int64), Some(Numeric));
+        assert_eq!(
+            Decimal {
+                precision: 5,
+                scale: 2
+            }
+            .widen_to(Int64),
+            Some(Decimal {
+                precision: 21,
+                scale: 2
+            })
+        );
         assert_eq!(
             Decimal {
                 precision: 10,

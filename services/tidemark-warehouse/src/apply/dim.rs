@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use tidemark_core::mapping::ColType;
 
 use super::{ApplyError, Context, Keyed, col_list, fetch_in, ms_of, parse_bool, ts_cell};
-use crate::cell::{Cell, values_from_json, values_to_json};
+use crate::cell::{Cell, Values, values_from_json, values_to_json};
 use crate::change::{Image, Op};
 use crate::history::{EntryKind, Latest, LogEntry, Version, history};
 use crate::spec::TableSpec;
@@ -219,7 +219,10 @@ pub(super) async fn apply(
             partition: r[6].as_deref().and_then(|p| p.parse().ok()).unwrap_or(0),
             offset: r[7].as_deref().and_then(|p| p.parse().ok()).unwrap_or(0),
             image: Image {
-                values: values_from_json(r[4].as_deref().unwrap_or("{}")),
+                values: canonical_decimals(
+                    values_from_json(r[4].as_deref().unwrap_or("{}")),
+                    &types,
+                ),
                 unavailable,
             },
         });
@@ -526,4 +529,16 @@ pub(super) async fn reference(
         })
         .collect();
     Ok(apply(tx, ctx, dim, &[key], &[], entries).await?.0)
+}
+
+/// Log entries written before decimals were canonical hash like the new ones.
+fn canonical_decimals(mut values: Values, types: &BTreeMap<String, ColType>) -> Values {
+    for (col, v) in values.iter_mut() {
+        if let (Some(ColType::Numeric | ColType::Decimal { .. }), Cell::Text(t)) =
+            (types.get(col), &*v)
+        {
+            *v = Cell::Text(crate::cell::canonical_decimal(t));
+        }
+    }
+    values
 }

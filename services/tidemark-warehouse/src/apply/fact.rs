@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 
 use tidemark_core::mapping::ColType;
 
-use super::silver_write::{Upsert, meta_cells, meta_columns, table_def, upsert_rows};
+use super::silver_write::{meta_cells, meta_columns, table_def};
 use super::{ApplyError, Context, Keyed, col_list};
 use crate::cell::{Cell, key_text};
 use crate::change::Op;
-use crate::silver::fold;
 use crate::spec::TableSpec;
 use crate::sql::conn::Tx;
 use crate::sql::names::{literal, quote};
@@ -105,34 +104,7 @@ pub(super) async fn apply(
         .collect();
 
     let written = if spec.upsert {
-        let keys = keyed.iter().map(|k| k.key.to_owned()).collect();
-        let stored: BTreeMap<String, String> = super::fetch_in(
-            tx,
-            &format!("SELECT _key, _source_pos FROM {table} WHERE _key"),
-            &keys,
-        )
-        .await?
-        .into_iter()
-        .filter_map(|r| Some((r[0].clone()?, r[1].clone()?)))
-        .collect();
-        let rows = keyed
-            .chunk_by(|a, b| a.key == b.key)
-            .filter_map(|g| {
-                fold(
-                    g.iter().map(|k| k.change),
-                    stored.get(g[0].key).map(String::as_str),
-                )
-                .map(|r| (r, g[0].key.to_owned()))
-            })
-            .collect();
-        let u = Upsert {
-            table: &table,
-            conflict: "_key",
-            columns: &value_cols,
-            stage: "tm_fact",
-            guard: ">",
-        };
-        upsert_rows(tx, ctx, u, rows).await?
+        super::silver_write::write_keyed(tx, ctx, &table, &value_cols, keyed, "tm_fact").await?
     } else {
         let mut stage_cols = meta_columns();
         stage_cols.push(("_event_id".into(), ColType::Text));
@@ -142,7 +114,18 @@ pub(super) async fn apply(
             .filter(|k| k.change.op != Op::Truncate)
             .map(|k| {
                 let c = k.change;
-                let mut cells = meta_cells(k.key, c.op == Op::Delete, c);
+                // Placeholders are marked, then resolved below from the key's earlier facts.
+                let unavailable: crate::silver::Carried = c
+                    .image()
+                    .map(|i| {
+                        i.unavailable
+                            .iter()
+                            .map(|n| (n.clone(), String::new()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let carried = crate::silver::carried_text(&unavailable);
+                let mut cells = meta_cells(k.key, c.op == Op::Delete, c, carried);
                 cells.push(Cell::Text(event_id(k)));
                 let img = c.image();
                 for (n, t) in &value_cols {
@@ -158,15 +141,18 @@ pub(super) async fn apply(
         tx.stage("tm_fact", &stage_cols, &rows).await?;
         let list = col_list(stage_cols.iter().map(|(n, _)| n.as_str()));
         let now = literal(&crate::bronze_read::ts_ms_text(ctx.now_ms));
-        tx.exec(
-            &format!(
-                "INSERT INTO {table} ({list}, _merged_at) SELECT {list}, {now} FROM {} WHERE true \
-                 ON CONFLICT (_event_id) DO NOTHING",
-                quote("tm_fact")
-            ),
-            &[],
-        )
-        .await?
+        let n = tx
+            .exec(
+                &format!(
+                    "INSERT INTO {table} ({list}, _merged_at) SELECT {list}, {now} FROM {} WHERE true \
+                     ON CONFLICT (_event_id) DO NOTHING",
+                    quote("tm_fact")
+                ),
+                &[],
+            )
+            .await?;
+        resolve_placeholders(tx, &table, &value_cols).await?;
+        n
     };
 
     // References: inferred members first, then point the new facts at their versions.
@@ -226,6 +212,57 @@ pub(super) async fn apply(
         tx.exec(&sql, &[]).await?;
     }
     Ok((written, referenced))
+}
+
+/// Sets each fact column that arrived as a TOAST placeholder to the value in force at the
+/// fact's position: the key's newest earlier fact that had the column. Runs over every marked
+/// row of the batch's keys, so a late fact also fixes the later rows that carried an older value.
+async fn resolve_placeholders(
+    tx: &mut Tx,
+    table: &str,
+    value_cols: &[(String, ColType)],
+) -> Result<(), sqlx::Error> {
+    // Columns marked in any row of the batch's keys (a late fact has none itself, but the rows
+    // after it may).
+    let marked = tx
+        .fetch(
+            &format!(
+                "SELECT DISTINCT _toast FROM {table} WHERE _toast IS NOT NULL AND _key IN (SELECT _key FROM {})",
+                quote("tm_fact")
+            ),
+            &[],
+        )
+        .await?;
+    let unavailable: std::collections::BTreeSet<String> = marked
+        .iter()
+        .flat_map(|r| crate::silver::carried_from(r[0].as_deref()).into_keys())
+        .filter(|c| value_cols.iter().any(|(n, _)| n == c))
+        .collect();
+    let find = match tx.backend() {
+        tidemark_core::mapping::Backend::Postgres => "strpos",
+        tidemark_core::mapping::Backend::Sqlite => "instr",
+    };
+    for col in &unavailable {
+        let c = quote(col);
+        // The marker is the column's JSON key in `_toast`, bound as a value.
+        let marker = format!(
+            "{}:",
+            serde_json::to_string(col).expect("a string serializes")
+        );
+        let (p1, p2) = (tx.param(1), tx.param(2));
+        tx.exec(
+            &format!(
+                "UPDATE {table} AS f SET {c} = (SELECT e.{c} FROM {table} AS e WHERE e._key = f._key \
+                 AND e._source_pos < f._source_pos AND (e._toast IS NULL OR {find}(e._toast, {p1}) = 0) \
+                 ORDER BY e._source_pos DESC LIMIT 1) \
+                 WHERE f._key IN (SELECT _key FROM {}) AND {find}(f._toast, {p2}) > 0",
+                quote("tm_fact")
+            ),
+            &[Cell::Text(marker.clone()), Cell::Text(marker)],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The stage that names every fact row a batch wrote (by [`unique_col`]), for resolving their

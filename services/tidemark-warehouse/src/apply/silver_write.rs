@@ -9,7 +9,7 @@ use super::{ApplyError, Context, Keyed, col_list, fetch_in, ts_cell};
 use crate::cell::Cell;
 use crate::change::Change;
 use crate::history::Latest;
-use crate::silver::{SilverRow, fold};
+use crate::silver::{SilverRow, Stored, carried_from, carried_text, fold, patch};
 use crate::spec::TableSpec;
 use crate::sql::conn::Tx;
 use crate::sql::names::{literal, quote};
@@ -26,13 +26,20 @@ pub(crate) fn meta_columns() -> Vec<(String, ColType)> {
         ("_kafka_topic", ColType::Text),
         ("_kafka_partition", ColType::Int32),
         ("_kafka_offset", ColType::Int64),
+        ("_toast", ColType::Text),
     ]
     .into_iter()
     .map(|(n, t)| (n.to_owned(), t))
     .collect()
 }
 
-pub(crate) fn meta_cells(key: &str, deleted: bool, c: &Change) -> Vec<Cell> {
+/// `carried`: the `_toast` text (columns a row carries from older changes).
+pub(crate) fn meta_cells(
+    key: &str,
+    deleted: bool,
+    c: &Change,
+    carried: Option<String>,
+) -> Vec<Cell> {
     vec![
         Cell::Text(key.to_owned()),
         Cell::Bool(deleted),
@@ -42,6 +49,7 @@ pub(crate) fn meta_cells(key: &str, deleted: bool, c: &Change) -> Vec<Cell> {
         Cell::Text(c.topic.clone()),
         Cell::Int(c.partition.into()),
         Cell::Int(c.offset),
+        carried.map_or(Cell::Null, Cell::Text),
     ]
 }
 
@@ -67,7 +75,12 @@ pub(crate) fn table_def(
             "_kafka_offset BIGINT".into(),
             format!("_merged_at {tstz}"),
         ],
-        columns: columns.to_vec(),
+        // `_toast` is registered like a source column so tables made before it get it added.
+        columns: columns
+            .iter()
+            .cloned()
+            .chain([("_toast".to_owned(), ColType::Text)])
+            .collect(),
         after_create: vec![format!(
             "CREATE UNIQUE INDEX {} ON {name} ({unique})",
             quote(&ctx.target.index_name(name, unique))
@@ -109,7 +122,7 @@ pub(crate) async fn upsert_rows(
     staged_cols.extend(columns.iter().cloned());
     let mut groups: BTreeMap<(bool, BTreeSet<String>), Vec<Vec<Cell>>> = BTreeMap::new();
     for (row, key) in rows {
-        let mut cells = meta_cells(&key, row.deleted, &row.last);
+        let mut cells = meta_cells(&key, row.deleted, &row.last, carried_text(&row.carried));
         for (name, ty) in columns {
             let v = row.values.get(name).cloned().unwrap_or(Cell::Null);
             cells.push(v.coerce(*ty));
@@ -209,6 +222,7 @@ pub(super) async fn write(
                         keep_all: false,
                         deleted: l.deleted,
                         last,
+                        carried: Default::default(),
                     };
                     (row, key)
                 })
@@ -235,35 +249,131 @@ async fn write_folded(
     columns: &[(String, ColType)],
     keyed: &[Keyed<'_>],
 ) -> Result<u64, sqlx::Error> {
+    write_keyed(tx, ctx, table, columns, keyed, "tm_silver").await
+}
+
+/// Folds each key's changes against its stored row and upserts the result (silver, upsert
+/// facts): late changes first patch values the stored row carries from older changes.
+pub(crate) async fn write_keyed(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    table: &str,
+    columns: &[(String, ColType)],
+    keyed: &[Keyed<'_>],
+    stage: &str,
+) -> Result<u64, sqlx::Error> {
     let keys: BTreeSet<String> = keyed.iter().map(|k| k.key.to_owned()).collect();
-    let stored: BTreeMap<String, String> = fetch_in(
+    let mut stored: BTreeMap<String, Stored> = fetch_in(
         tx,
-        &format!("SELECT _key, _source_pos FROM {table} WHERE _key"),
+        &format!("SELECT _key, _source_pos, _toast FROM {table} WHERE _key"),
         &keys,
     )
     .await?
     .into_iter()
-    .filter_map(|r| Some((r[0].clone()?, r[1].clone()?)))
+    .filter_map(|r| {
+        let stored = Stored {
+            pos: r[1].clone()?,
+            carried: carried_from(r[2].as_deref()),
+        };
+        Some((r[0].clone()?, stored))
+    })
     .collect();
 
+    let mut patches = Vec::new();
     let mut rows = Vec::new();
     for group in keyed.chunk_by(|a, b| a.key == b.key) {
         let key = group[0].key;
-        if let Some(row) = fold(
-            group.iter().map(|k| k.change),
-            stored.get(key).map(String::as_str),
-        ) {
+        let changes = || group.iter().map(|k| k.change);
+        if let Some(s) = stored.get_mut(key)
+            && let Some(p) = patch(changes(), s)
+        {
+            s.carried = p.carried.clone();
+            patches.push((key.to_owned(), p));
+        }
+        if let Some(row) = fold(changes(), stored.get(key)) {
             rows.push((row, key.to_owned()));
         }
     }
+    let mut written = apply_patches(tx, table, columns, &format!("{stage}_patch"), patches).await?;
     let u = Upsert {
         table,
         conflict: "_key",
         columns,
-        stage: "tm_silver",
+        stage,
         guard: ">",
     };
-    upsert_rows(tx, ctx, u, rows).await
+    written += upsert_rows(tx, ctx, u, rows).await?;
+    Ok(written)
+}
+
+/// Writes the values late changes patch into stored rows, grouped by the columns they patch;
+/// a row that moved meanwhile is left alone.
+async fn apply_patches(
+    tx: &mut Tx,
+    table: &str,
+    columns: &[(String, ColType)],
+    stage: &str,
+    patches: Vec<(String, crate::silver::Patch)>,
+) -> Result<u64, sqlx::Error> {
+    let mut groups: BTreeMap<Vec<String>, Vec<Vec<Cell>>> = BTreeMap::new();
+    for (key, p) in patches {
+        let cols: Vec<String> = p
+            .values
+            .keys()
+            .filter(|c| columns.iter().any(|(n, _)| n == *c))
+            .cloned()
+            .collect();
+        if cols.is_empty() {
+            continue;
+        }
+        let mut cells = vec![
+            Cell::Text(key),
+            Cell::Text(p.pos),
+            carried_text(&p.carried).map_or(Cell::Null, Cell::Text),
+        ];
+        for c in &cols {
+            let ty = columns
+                .iter()
+                .find(|(n, _)| n == c)
+                .map(|(_, t)| *t)
+                .unwrap_or(ColType::Text);
+            cells.push(p.values[c].clone().coerce(ty));
+        }
+        groups.entry(cols).or_default().push(cells);
+    }
+    let mut written = 0;
+    for (cols, rows) in groups {
+        let mut stage_cols = vec![
+            ("_key".to_owned(), ColType::Text),
+            ("_source_pos".to_owned(), ColType::Text),
+            ("_toast".to_owned(), ColType::Text),
+        ];
+        stage_cols.extend(cols.iter().map(|c| {
+            let ty = columns
+                .iter()
+                .find(|(n, _)| n == c)
+                .map(|(_, t)| *t)
+                .unwrap_or(ColType::Text);
+            (c.clone(), ty)
+        }));
+        tx.stage(stage, &stage_cols, &rows).await?;
+        let sets: Vec<String> = cols
+            .iter()
+            .map(|c| format!("{} = p.{}", quote(c), quote(c)))
+            .chain(["_toast = p._toast".to_owned()])
+            .collect();
+        written += tx
+            .exec(
+                &format!(
+                    "UPDATE {table} AS cur SET {} FROM {} AS p WHERE cur._key = p._key AND cur._source_pos = p._source_pos",
+                    sets.join(", "),
+                    quote(stage)
+                ),
+                &[],
+            )
+            .await?;
+    }
+    Ok(written)
 }
 
 /// Truncates soft-delete every older row.

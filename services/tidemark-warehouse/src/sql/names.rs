@@ -14,6 +14,7 @@ pub const SILVER_META: &[&str] = &[
     "_kafka_partition",
     "_kafka_offset",
     "_merged_at",
+    "_toast",
 ];
 pub const DIM_META: &[&str] = &[
     "sk",
@@ -37,6 +38,7 @@ pub const FACT_META: &[&str] = &[
     "_kafka_partition",
     "_kafka_offset",
     "_merged_at",
+    "_toast",
 ];
 
 /// `"name"` with inner quotes doubled (the SQL standard; PostgreSQL and SQLite agree).
