@@ -940,3 +940,90 @@ on_both!(
     decimal_scale_sqlite,
     decimal_scale_postgres
 );
+
+/// A fact whose reference does not fit the dimension's key stops the fact, not the dimension.
+async fn a_mismatched_reference_stops_the_fact(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    let acct = |bal: i64| json!({"id": 7, "balance": bal});
+    bronze
+        .land(
+            "bank.public.accounts",
+            0,
+            &[change("c", &json!(7), None, Some(acct(1)), 100, 1000)],
+        )
+        .await;
+    let mut m = merger(&pool, &bronze).await;
+    m.catch_up().await.expect("merge");
+    bronze
+        .land(
+            BALANCES,
+            0,
+            &[change(
+                "c",
+                &json!(1),
+                None,
+                Some(json!({"id": 1, "account_id": "seven", "amount": 5})),
+                110,
+                1100,
+            )],
+        )
+        .await;
+    bronze
+        .land(
+            "bank.public.accounts",
+            0,
+            &[change("u", &json!(7), None, Some(acct(2)), 120, 1200)],
+        )
+        .await;
+    let st = m.catch_up().await.expect("merge goes on");
+    let why = &st.stopped["balances"];
+    assert!(why.contains("reference \"account_id\""), "{why}");
+    assert!(!st.stopped.contains_key("accounts"), "{st:?}");
+    assert_eq!(versions(&pool, "accounts", 7, "balance").await.len(), 2);
+}
+on_both!(
+    a_mismatched_reference_stops_the_fact,
+    mismatched_reference_sqlite,
+    mismatched_reference_postgres
+);
+
+/// Column names reach the column registry through binds: with
+/// `standard_conforming_strings = off` a name ending in a backslash is still just a name.
+#[tokio::test]
+async fn registry_names_are_bound_not_quoted() {
+    let Some(url) = tidemark_e2e::postgres::fresh_database().await else {
+        return;
+    };
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let admin = Pool::connect(&url, None).await.unwrap();
+    let mut tx = admin.begin().await.unwrap();
+    tx.exec(
+        &format!("ALTER DATABASE \"{db}\" SET standard_conforming_strings = off"),
+        &[],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    admin.close().await;
+    let pool = Pool::connect(&url, None).await.unwrap();
+    let mut bronze = BronzeFixture::new();
+    bronze
+        .land(
+            "bank.public.odd",
+            0,
+            &[change(
+                "c",
+                &json!(1),
+                None,
+                Some(json!({"id": 1, "a\\": "x"})),
+                100,
+                1000,
+            )],
+        )
+        .await;
+    let mut m = merger(&pool, &bronze).await;
+    let st = m.catch_up().await.expect("merge");
+    assert!(st.stopped.is_empty(), "{st:?}");
+    let got = rows(&pool, "SELECT \"a\\\" FROM silver.odd").await;
+    assert_eq!(got, vec![v(&["x"])]);
+}

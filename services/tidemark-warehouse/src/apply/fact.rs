@@ -186,7 +186,20 @@ pub(super) async fn apply(
             *t = (*t).min(k.change.ts_ms);
         }
         let key_ty = types.get(col).copied().unwrap_or(ColType::Text);
-        let st = super::dim::reference(tx, ctx, dim, (dim_key.clone(), key_ty), refs).await?;
+        // A reference the dimension cannot take (another key type) stops the fact, not the
+        // dimension.
+        let st = super::dim::reference(tx, ctx, dim, (dim_key.clone(), key_ty), refs)
+            .await
+            .map_err(|e| match e {
+                ApplyError::Stopped { problem, .. } => ApplyError::stopped(
+                    &spec.name,
+                    format!(
+                        "reference {} → {dim_topic}: {problem}; declare the fact column's type to match the dimension key (tables[].columns)",
+                        quote(col)
+                    ),
+                ),
+                other => other,
+            })?;
         referenced.push((dim.name.clone(), st));
         let u = unique_col(spec);
         let tail = format!(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tidemark_core::mapping::{Backend, ColType};
 
 use super::conn::Tx;
-use super::names::{Target, literal, quote};
+use super::names::{Target, quote};
 use crate::cell::Cell;
 
 /// A type change the merger will not make by itself.
@@ -104,15 +104,23 @@ pub async fn ensure(
         }
         max_ord = max_ord.max(r[2].as_deref().and_then(|o| o.parse().ok()).unwrap_or(0));
     }
+    // Names go through binds: a column name is event text.
+    let register_sql = format!(
+        "INSERT INTO {} (tbl, col, type, ord) VALUES ({}, {}, {}, {}) \
+         ON CONFLICT (tbl, col) DO UPDATE SET type = excluded.type",
+        target.registry(),
+        tx.param(1),
+        tx.param(2),
+        tx.param(3),
+        tx.param(4),
+    );
     let register = |col: &str, ty: ColType, ord: i64| {
-        format!(
-            "INSERT INTO {} (tbl, col, type, ord) VALUES ({}, {}, {}, {ord}) \
-             ON CONFLICT (tbl, col) DO UPDATE SET type = excluded.type",
-            target.registry(),
-            literal(&def.name),
-            literal(col),
-            literal(&ty.to_string()),
-        )
+        [
+            Cell::Text(def.name.clone()),
+            Cell::Text(col.to_owned()),
+            Cell::Text(ty.to_string()),
+            Cell::Int(ord),
+        ]
     };
     if rows.is_empty() {
         let mut cols = def.fixed.clone();
@@ -135,9 +143,10 @@ pub async fn ensure(
         }
         // The fixed columns are registered too (type text: never evolved), so a table
         // with no source columns yet still counts as created.
-        tx.exec(&register("", ColType::Text, -1), &[]).await?;
+        tx.exec(&register_sql, &register("", ColType::Text, -1))
+            .await?;
         for (i, (c, t)) in def.columns.iter().enumerate() {
-            tx.exec(&register(c, *t, i as i64), &[]).await?;
+            tx.exec(&register_sql, &register(c, *t, i as i64)).await?;
             registered.insert(c.clone(), *t);
         }
         registered.remove("");
@@ -158,7 +167,7 @@ pub async fn ensure(
                     &[],
                 )
                 .await?;
-                tx.exec(&register(c, *new, max_ord), &[]).await?;
+                tx.exec(&register_sql, &register(c, *new, max_ord)).await?;
                 registered.insert(c.clone(), *new);
             }
             Some(old) => {
@@ -186,7 +195,7 @@ pub async fn ensure(
                         )
                         .await?;
                     }
-                    tx.exec(&register(c, wide, 0), &[]).await?;
+                    tx.exec(&register_sql, &register(c, wide, 0)).await?;
                     registered.insert(c.clone(), wide);
                 }
             }
