@@ -1027,3 +1027,100 @@ async fn registry_names_are_bound_not_quoted() {
     let got = rows(&pool, "SELECT \"a\\\" FROM silver.odd").await;
     assert_eq!(got, vec![v(&["x"])]);
 }
+
+fn mysql(server_id: i64, gtid: Option<&str>, file: &str, pos: i64, ts_ms: i64) -> Json {
+    json!({"connector": "mysql", "name": "shop", "ts_ms": ts_ms, "db": "inventory",
+           "server_id": server_id, "gtid": gtid, "file": file, "pos": pos, "row": 0,
+           "snapshot": if server_id == 0 { "true" } else { "false" }})
+}
+
+/// MySQL coordinates restart after a failover (another server, its own binlog numbering) and
+/// after `RESET MASTER`: the later changes still order after the earlier ones, and late changes
+/// of the old primary stay before them.
+async fn mysql_failover_and_reset_master_keep_commit_order(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    let up = |tier: &str, src: Json| {
+        change_with_source("u", &json!(1), None, Some(customer(1, tier)), src)
+    };
+    let a = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    let b = "0b3ac4ea-71ca-11e1-9e33-c80aa9429562";
+    for topic in ["shop.inventory.items", "shop.inventory.members"] {
+        bronze
+            .land(
+                topic,
+                0,
+                &[
+                    up("snap", mysql(0, None, "mysql-bin.000009", 100, 900)),
+                    up(
+                        "a1",
+                        mysql(1, Some(&format!("{a}:10")), "mysql-bin.000009", 500, 1000),
+                    ),
+                    up(
+                        "a2",
+                        mysql(1, Some(&format!("{a}:11")), "mysql-bin.000009", 600, 1100),
+                    ),
+                ],
+            )
+            .await;
+    }
+    let config = config_of(&format!(
+        "{TABLES}[[tables]]\nsource = \"shop.inventory.members\"\nkind = \"dimension\"\nkey = [\"id\"]\n"
+    ));
+    let mut m = merger_with(&pool, &bronze, &config).await;
+    m.catch_up().await.expect("merge");
+    for topic in ["shop.inventory.items", "shop.inventory.members"] {
+        // The new primary: lower coordinates, later commits.
+        bronze
+            .land(
+                topic,
+                0,
+                &[up(
+                    "b1",
+                    mysql(2, Some(&format!("{b}:1")), "mysql-bin.000001", 4, 2000),
+                )],
+            )
+            .await;
+        // A change of the old primary delivered late (another partition).
+        bronze
+            .land(
+                topic,
+                1,
+                &[up(
+                    "a-late",
+                    mysql(1, Some(&format!("{a}:9")), "mysql-bin.000009", 400, 950),
+                )],
+            )
+            .await;
+    }
+    m.catch_up().await.expect("merge");
+    for topic in ["shop.inventory.items", "shop.inventory.members"] {
+        // RESET MASTER on the new primary, no GTIDs: coordinates restart again.
+        bronze
+            .land(
+                topic,
+                0,
+                &[up("b2", mysql(2, None, "mysql-bin.000001", 4, 3000))],
+            )
+            .await;
+    }
+    m.catch_up().await.expect("merge");
+    for t in ["items", "members"] {
+        let got = rows(
+            &pool,
+            &format!("SELECT tier FROM {}", table(&pool, "silver", t)),
+        )
+        .await;
+        assert_eq!(got, vec![v(&["b2"])], "silver of {t}");
+    }
+    let tiers: Vec<String> = versions(&pool, "members", 1, "tier")
+        .await
+        .into_iter()
+        .map(|r| r[6].clone().unwrap_or_default())
+        .collect();
+    assert_eq!(tiers, ["snap", "a-late", "a1", "a2", "b1", "b2"]);
+}
+on_both!(
+    mysql_failover_and_reset_master_keep_commit_order,
+    mysql_failover_sqlite,
+    mysql_failover_postgres
+);

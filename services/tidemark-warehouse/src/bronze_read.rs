@@ -130,6 +130,9 @@ pub struct FileChanges {
     pub changes: Vec<Change>,
     /// Problems with single rows (kept out of `changes`), for the log.
     pub skipped: Vec<String>,
+    /// MySQL changes (index into `changes`) with their positions: their order keys need the
+    /// warehouse's lineage segments ([`crate::lineage`]), so the merger sets them.
+    pub mysql: Vec<(usize, crate::lineage::MySqlPos)>,
 }
 
 /// Reads a committed file, checking its bytes against `checksum` (xxh3-64 hex, from its commit
@@ -250,6 +253,9 @@ fn read_batch(
         };
         let before = image(before);
         let after = image(after);
+        if let Some(p) = mysql_pos(&src, topic.value(row), ts_ms) {
+            out.mysql.push((out.changes.len(), p));
+        }
         out.changes.push(Change {
             topic: topic.value(row).to_owned(),
             partition: part,
@@ -263,6 +269,37 @@ fn read_batch(
         });
     }
     Ok(())
+}
+
+/// A MySQL change's position for ordering across server lineages.
+fn mysql_pos(src: &Source, topic: &str, ts_ms: i64) -> Option<crate::lineage::MySqlPos> {
+    let tidemark_core::event::SourcePosition::MySql {
+        gtid,
+        server_id,
+        file_seq,
+        pos,
+        row,
+    } = src.position()
+    else {
+        return None;
+    };
+    let lineage = match (gtid, server_id) {
+        (Some(g), _) => g.source,
+        (None, 0) => crate::lineage::SNAPSHOT.to_owned(),
+        (None, id) => format!("server-{id}"),
+    };
+    // The connector's logical name; without one, the topic prefix (`<prefix>.<db>.<table>`).
+    let source = src.name.clone().unwrap_or_else(|| {
+        let mut parts: Vec<&str> = topic.split('.').collect();
+        parts.truncate(parts.len().saturating_sub(2).max(1));
+        parts.join(".")
+    });
+    Some(crate::lineage::MySqlPos {
+        source,
+        lineage,
+        coords: (file_seq, pos, row),
+        ts_ms,
+    })
 }
 
 fn source_at(source: &StructArray, row: usize) -> Source {

@@ -3,9 +3,11 @@
 //!
 //! Layout: [`merger`] runs cycles (per table: claim, read a batch, apply, advance the ledger, in
 //! one transaction); [`bronze_read`] reads commit records and files back as [`change::Change`]s,
-//! ordered by [`change::position_key`]; [`apply`] writes silver, dimensions and facts;
+//! ordered by [`change::position_key`] (MySQL through the lineage segments of [`lineage`]);
+//! [`apply`] writes silver, dimensions and facts;
 //! [`history`] and [`silver`] are the pure rules; [`sql`] holds names, the two backends, the
-//! ledger, the column registry and the table claims; [`replay`] rebuilds tables from bronze.
+//! ledger, the column registry, the table claims and the lineage segments; [`replay`] rebuilds
+//! tables from bronze.
 //!
 //! Invariants:
 //! - The ledger advances in the transaction that applied the rows: nothing is applied twice or
@@ -21,6 +23,7 @@ pub mod bronze_read;
 pub mod cell;
 pub mod change;
 pub mod history;
+pub mod lineage;
 pub mod merger;
 pub mod replay;
 pub mod silver;

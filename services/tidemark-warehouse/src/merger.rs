@@ -94,6 +94,8 @@ pub struct Merger {
     read_opts: ReadOptions,
     /// Topics whose tables stopped, with the reason; they are not retried until restart.
     stopped: BTreeMap<String, String>,
+    /// MySQL lineage segments, loaded each cycle.
+    lineages: crate::lineage::Lineages,
 }
 
 impl Merger {
@@ -127,6 +129,7 @@ impl Merger {
             config: config.clone(),
             opts,
             stopped: BTreeMap::new(),
+            lineages: Default::default(),
         })
     }
 
@@ -170,6 +173,7 @@ impl Merger {
         }
         let positions = ledger::read(&self.pool, &self.target).await?;
         let held = claims::read(&self.pool, &self.target).await?;
+        self.lineages = crate::sql::segments::read(&self.pool, &self.target).await?;
         for s in specs.values() {
             metrics::table_seen(&s.name);
         }
@@ -241,6 +245,8 @@ impl Merger {
             for (partition, (expected, next)) in &moves {
                 ledger::advance(&mut tx, &self.target, topic, *partition, *expected, *next).await?;
             }
+            let segments = self.lineages.take_dirty();
+            crate::sql::segments::write(&mut tx, &self.target, &segments).await?;
             tx.commit().await?;
             tracing::debug!(table = spec.name, changes = applied.changes, "batch merged");
             for (partition, (_, next)) in &moves {
@@ -312,7 +318,7 @@ impl Merger {
     /// Reads the next batch of a table: its changes (or why the table must stop) and, per
     /// partition, the ledger move `(expected, next)`.
     async fn read_batch(
-        &self,
+        &mut self,
         spec: &TableSpec,
         partitions: &[i32],
         positions: &BTreeMap<(String, i32), i64>,
@@ -399,13 +405,27 @@ impl Merger {
                             ));
                         }
                     }
+                    let base = changes.len();
                     changes.extend(fc.changes);
+                    for (i, p) in &fc.mysql {
+                        changes[base + i].pos = self.lineages.key(p);
+                    }
                 }
                 next = Some(rec.end + 1);
             }
             if let Some(n) = next {
                 moves.insert(p, (expected, n));
             }
+        }
+        for r in std::mem::take(&mut self.lineages.regressions) {
+            tracing::warn!(
+                table = spec.name,
+                source = r.source,
+                from = ?r.from,
+                to = ?r.to,
+                "source position went backwards while source time moved forward (a failover or RESET MASTER?): later changes order after the earlier ones"
+            );
+            metrics::position_regression(&spec.name);
         }
         let batch = match problem {
             Some(p) => Err(p),

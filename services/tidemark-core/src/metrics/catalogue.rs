@@ -67,6 +67,7 @@ pub const TABLE_STOPPED: &str = "tidemark_table_stopped";
 pub const FRESHNESS: &str = "tidemark_freshness_seconds";
 pub const END_TO_END: &str = "tidemark_end_to_end_latency_seconds";
 pub const ERRORS: &str = "tidemark_errors_total";
+pub const POSITION_REGRESSIONS: &str = "tidemark_source_position_regressions_total";
 
 pub const CATALOGUE: &[MetricDoc] = &[
     m(
@@ -206,6 +207,12 @@ pub const CATALOGUE: &[MetricDoc] = &[
         Counter,
         &["component", "reason"],
         "Errors by component and reason.",
+    ),
+    m(
+        POSITION_REGRESSIONS,
+        Counter,
+        &["table"],
+        "Changes whose source position went backwards while source time moved forward (a MySQL failover or RESET MASTER); they order after the earlier changes.",
     ),
 ];
 

@@ -316,6 +316,7 @@ pub fn table_seen(table: &str) {
     let m = global();
     m.counter(catalogue::MERGE_BATCHES, &[table]);
     m.gauge(catalogue::TABLE_STOPPED, &[table]);
+    m.counter(catalogue::POSITION_REGRESSIONS, &[table]);
     for e in [
         "version_opened",
         "version_updated",
@@ -404,6 +405,12 @@ pub fn merged_position(topic: &str, partition: i32, next_offset: i64) {
     global()
         .gauge(catalogue::MERGED_OFFSET, &[topic, &partition.to_string()])
         .set(next_offset);
+}
+
+pub fn position_regression(table: &str) {
+    global()
+        .counter(catalogue::POSITION_REGRESSIONS, &[table])
+        .inc();
 }
 
 pub fn table_stopped(table: &str, stopped: bool) {

@@ -1,8 +1,9 @@
-//! SQL plumbing: names and quoting, the two backends, the column registry, the ledger and the
-//! table claims.
+//! SQL plumbing: names and quoting, the two backends, the column registry, the ledger, the
+//! table claims and the MySQL lineage segments.
 
 pub mod claims;
 pub mod conn;
 pub mod ledger;
 pub mod names;
 pub mod schema;
+pub mod segments;

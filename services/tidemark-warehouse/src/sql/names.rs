@@ -140,6 +140,11 @@ impl Target {
         self.table("tidemark", "tables")
     }
 
+    /// MySQL lineage segments (internal).
+    pub fn segments(&self) -> String {
+        self.table("tidemark", "source_segments")
+    }
+
     /// Registered columns of each warehouse table (internal).
     pub fn registry(&self) -> String {
         self.table("tidemark", "columns")

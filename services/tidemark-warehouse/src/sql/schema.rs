@@ -58,7 +58,8 @@ pub async fn bootstrap(tx: &mut Tx, target: &Target) -> Result<(), sqlx::Error> 
         &[],
     )
     .await?;
-    super::claims::bootstrap(tx, target).await
+    super::claims::bootstrap(tx, target).await?;
+    super::segments::bootstrap(tx, target).await
 }
 
 /// One warehouse table as the merger manages it.
