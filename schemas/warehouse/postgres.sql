@@ -4,7 +4,8 @@
 -- tidemark.columns, so do not pre-create them. A test builds the same tables with the merger
 -- and compares every column, type and nullability with this file.
 --
--- silver.<table>: the current row per key (deleted rows kept with _deleted = true).
+-- silver.<table>: the current row per key (deleted rows kept with _deleted = true); _toast names
+--   the columns a row carries from an older change (TOAST placeholders, deleted rows).
 -- gold.dim_<table>: SCD Type 2 history, one row per version, surrogate key sk; columns in
 --   ignore_columns are left out (they make no version).
 -- gold.fact_<table>: one row per change event; <ref>_sk is the version of the referenced
@@ -29,7 +30,8 @@ CREATE TABLE silver.customers (
     city text,
     tier text,
     status text,
-    updated_at timestamp with time zone
+    updated_at timestamp with time zone,
+    _toast text
 );
 CREATE UNIQUE INDEX silver_customers_key ON silver.customers (_key);
 
@@ -48,7 +50,8 @@ CREATE TABLE silver.accounts (
     currency text,
     balance numeric(14,2),
     status text,
-    opened_at timestamp with time zone
+    opened_at timestamp with time zone,
+    _toast text
 );
 CREATE UNIQUE INDEX silver_accounts_key ON silver.accounts (_key);
 
@@ -66,7 +69,8 @@ CREATE TABLE silver.transactions (
     account_id bigint,
     amount numeric(14,2),
     kind text,
-    created_at timestamp with time zone
+    created_at timestamp with time zone,
+    _toast text
 );
 CREATE UNIQUE INDEX silver_transactions_key ON silver.transactions (_key);
 
@@ -127,7 +131,8 @@ CREATE TABLE gold.fact_transactions (
     amount numeric(14,2),
     kind text,
     created_at timestamp with time zone,
-    account_id_sk bigint
+    account_id_sk bigint,
+    _toast text
 );
 CREATE UNIQUE INDEX fact_transactions_event ON gold.fact_transactions (_event_id);
 CREATE INDEX fact_transactions_account ON gold.fact_transactions (account_id);

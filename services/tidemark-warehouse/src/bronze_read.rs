@@ -288,12 +288,10 @@ fn mysql_pos(src: &Source, topic: &str, ts_ms: i64) -> Option<crate::lineage::My
         (None, 0) => crate::lineage::SNAPSHOT.to_owned(),
         (None, id) => format!("server-{id}"),
     };
-    // The connector's logical name; without one, the topic prefix (`<prefix>.<db>.<table>`).
-    let source = src.name.clone().unwrap_or_else(|| {
-        let mut parts: Vec<&str> = topic.split('.').collect();
-        parts.truncate(parts.len().saturating_sub(2).max(1));
-        parts.join(".")
-    });
+    // Segments are kept per topic: each topic's changes are read in Kafka order, partition by
+    // partition, so what one topic learns of a restart never reorders another's.
+    let _ = &src.name;
+    let source = topic.to_owned();
     Some(crate::lineage::MySqlPos {
         source,
         lineage,

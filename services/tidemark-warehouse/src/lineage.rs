@@ -10,7 +10,18 @@
 //!   new segment too, and are reported as a regression (logged with both positions, counted);
 //! - a change older than its segment's newest source time (delivered late) stays in it;
 //! - snapshot reads (server id 0, no GTID) sit in the segment of the server they were read from,
-//!   at their coordinates, so a re-snapshot sorts after the history before it.
+//!   at their coordinates, so a re-snapshot sorts after the history before it; a change streamed
+//!   while a snapshot ran (older by time than the reads, which carry their read time, newer by
+//!   coordinates) joins the snapshot's segment;
+//! - a change older than every segment of its lineage, with greater coordinates, is from the era
+//!   before the coordinates restarted: it starts a segment of its own, earlier.
+//!
+//! Segments are kept per topic, whose changes the merger reads in Kafka order (Debezium's
+//! commit order per key). What it cannot untangle is a topic whose changes of one key arrive out
+//! of order across the restart itself (a repartitioned topic, a replay of older bronze into the
+//! same table): snapshot reads name no server, and a change of the old era seen only after the
+//! new era can be taken for the new era's. Without such late deliveries across the restart it
+//! does not arise.
 //!
 //! Segments are stored in the warehouse (`tidemark.source_segments`) so every batch and merger
 //! agrees; an assignment does not move once made (a change maps to the latest segment of its own
@@ -21,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A change's MySQL position, as far as ordering goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MySqlPos {
-    /// Connector (`source.name`): segments are per source database.
+    /// Where segments are kept: the topic (each is read in its own Kafka order).
     pub source: String,
     /// GTID server uuid / MariaDB domain, `server-<id>`, or [`SNAPSHOT`].
     pub lineage: String,
@@ -118,6 +129,19 @@ impl Lineages {
             return Act::Open(None);
         };
         let s = &segs[i];
+        if p.ts_ms < s.start_ms {
+            // Older than every segment of its lineage. Snapshot reads carry the time they were
+            // read, so a change streamed while the snapshot ran can be older than the reads but
+            // after them in the binlog: it joins them. Otherwise greater coordinates mean the era
+            // before the coordinates restarted.
+            return if s.lineage == SNAPSHOT && p.lineage != SNAPSHOT && p.coords >= s.max {
+                Act::Grow(i)
+            } else if p.coords > s.max {
+                Act::Open(None)
+            } else {
+                Act::Late(s.start_ms)
+            };
+        }
         // Another lineage wrote after this segment, and this change is newer than all of it.
         let resumed = p.ts_ms > s.max_ts_ms
             && segs[i + 1..]
@@ -166,8 +190,8 @@ impl Lineages {
             });
         }
         let segs = self.segments.entry(p.source.clone()).or_default();
-        // Starts are unique within a source: two lineages first seen in one millisecond.
         let mut start = p.ts_ms;
+        // Starts are unique within a source: two lineages first seen in one millisecond.
         while segs.iter().any(|s| s.start_ms == start) {
             start += 1;
         }
@@ -232,6 +256,16 @@ mod tests {
         assert!(resnap > streamed);
         let after = l.key(&at("server-1", 3, 950, 20_500));
         assert!(after > resnap);
+    }
+
+    #[test]
+    fn the_era_before_a_reset_delivered_after_it_sorts_first() {
+        let mut l = Lineages::default();
+        let after = l.key(&at("server-1", 1, 14, 2_000));
+        let before = l.key(&at("server-1", 9, 1000, 1_000));
+        assert!(before < after);
+        let late_after = l.key(&at("server-1", 1, 10, 1_900));
+        assert!(before < late_after && late_after < after);
     }
 
     #[test]

@@ -10,8 +10,12 @@ use crate::cell::{Cell, Values};
 use crate::change::{Change, Op};
 
 /// Columns whose value a row carries from an older change, with that change's position
-/// (silver's and upsert facts' `_toast` column, as JSON).
+/// (silver's and upsert facts' `_toast` column, as JSON). The key [`ALL_OTHERS`] stands for every
+/// column not listed: a deleted row carries all its values from the change before the delete.
 pub type Carried = BTreeMap<String, String>;
+
+/// The [`Carried`] key of the columns not listed (no column has an empty name).
+pub const ALL_OTHERS: &str = "";
 
 /// `_toast` text of a [`Carried`] map (`None` when nothing is carried).
 pub fn carried_text(c: &Carried) -> Option<String> {
@@ -44,13 +48,14 @@ pub struct Patch {
 /// stored row carries: the newest such change per column.
 pub fn patch<'a>(changes: impl IntoIterator<Item = &'a Change>, stored: &Stored) -> Option<Patch> {
     let mut best: BTreeMap<&str, (&str, &Cell)> = BTreeMap::new();
+    let others = stored.carried.get(ALL_OTHERS);
     for c in changes {
         if c.pos.as_str() >= stored.pos.as_str() || c.op == Op::Truncate || c.op == Op::Delete {
             continue;
         }
         let Some(img) = c.image() else { continue };
-        for (col, from) in &stored.carried {
-            let Some(v) = img.values.get(col) else {
+        for (col, v) in &img.values {
+            let Some(from) = stored.carried.get(col).or(others) else {
                 continue;
             };
             if img.unavailable.contains(col) || c.pos.as_str() <= from.as_str() {
@@ -110,19 +115,33 @@ pub fn fold<'a>(
         }
         match c.op {
             Op::Truncate => continue,
+            // A deleted row keeps its last known values: every one of them is carried from the
+            // change before the delete, so a late change in between can still replace it.
             Op::Delete => match &mut cur {
                 Some(r) => {
+                    for col in r.values.keys() {
+                        if !r.carried.contains_key(col) {
+                            r.carried.insert(col.clone(), r.last.pos.clone());
+                        }
+                    }
                     r.deleted = true;
                     r.last = c.clone();
                 }
                 None => {
+                    let mut carried = Carried::new();
+                    if let Some(s) = stored {
+                        carried = s.carried.clone();
+                        carried
+                            .entry(ALL_OTHERS.to_owned())
+                            .or_insert_with(|| s.pos.clone());
+                    }
                     cur = Some(SilverRow {
                         values: c.image().map(|i| i.values.clone()).unwrap_or_default(),
                         keep: BTreeSet::new(),
                         keep_all: true,
                         deleted: true,
                         last: c.clone(),
-                        carried: stored.map(|s| s.carried.clone()).unwrap_or_default(),
+                        carried,
                     })
                 }
             },
@@ -142,11 +161,16 @@ pub fn fold<'a>(
                         }
                         Some(r) => {
                             keep.insert(col.clone());
-                            r.carried.get(&col).cloned()
+                            // Unknown origin (no stored row): any older change may fill it.
+                            let from = r.carried.get(&col).or(r.carried.get(ALL_OTHERS));
+                            Some(from.cloned().unwrap_or_default())
                         }
                         None => {
                             keep.insert(col.clone());
-                            stored.map(|s| s.carried.get(&col).unwrap_or(&s.pos).clone())
+                            Some(stored.map_or_else(String::new, |s| {
+                                let from = s.carried.get(&col).or(s.carried.get(ALL_OTHERS));
+                                from.unwrap_or(&s.pos).clone()
+                            }))
                         }
                     };
                     if let Some(from) = from {

@@ -166,7 +166,9 @@ impl ColType {
                 Some(Float64)
             }
             (Int64, Float32 | Float64) | (Float32 | Float64, Int64) => Some(Numeric),
-            (Numeric, Int16 | Int32 | Int64 | Float32 | Float64) => Some(Numeric),
+            (Numeric, Int16 | Int32 | Int64 | Float32 | Float64)
+            | (Int16 | Int32 | Int64 | Float32 | Float64, Numeric) => Some(Numeric),
+            (Int16 | Int32 | Int64, Decimal { .. }) => new.widen_to(self),
             (Decimal { precision, scale }, Int16 | Int32 | Int64) => {
                 let int_digits = match new {
                     Int16 => 5,

@@ -113,6 +113,7 @@ fn dim_def(
                 col_list(key.iter().map(String::as_str))
             ),
         ],
+        on_column: Vec::new(),
         name,
     }
 }
@@ -133,6 +134,7 @@ fn log_def(ctx: Context<'_>, spec: &TableSpec) -> TableDef {
         ],
         columns: Vec::new(),
         after_create: Vec::new(),
+        on_column: Vec::new(),
     }
 }
 
@@ -486,7 +488,8 @@ pub(super) async fn apply(
         }
         for (fact, col) in facts {
             let fact_table = ctx.target.fact(&fact.name);
-            if !super::fact::exists(tx, ctx, &fact_table).await? {
+            // A fact table not made yet, or whose reference so far was only NULL.
+            if !super::fact::has_column(tx, ctx, &fact_table, col).await? {
                 continue;
             }
             let tail = format!(

@@ -15,17 +15,21 @@ use crate::sql::conn::Tx;
 use crate::sql::names::{literal, quote};
 use crate::sql::schema::ensure;
 
-/// Whether the merger has created `table` in this target.
-pub(super) async fn exists(
+/// Whether `table` has the column `col` in this target (the merger created both).
+pub(super) async fn has_column(
     tx: &mut Tx,
     ctx: Context<'_>,
     table: &str,
+    col: &str,
 ) -> Result<bool, sqlx::Error> {
-    let p1 = tx.param(1);
+    let (p1, p2) = (tx.param(1), tx.param(2));
     let rows = tx
         .fetch(
-            &format!("SELECT tbl FROM {} WHERE tbl = {p1}", ctx.target.registry()),
-            &[Cell::Text(table.to_owned())],
+            &format!(
+                "SELECT tbl FROM {} WHERE tbl = {p1} AND col = {p2}",
+                ctx.target.registry()
+            ),
+            &[Cell::Text(table.to_owned()), Cell::Text(col.to_owned())],
         )
         .await?;
     Ok(!rows.is_empty())
@@ -89,10 +93,13 @@ pub(super) async fn apply(
     let mut def = table_def(ctx, tx, &table, &cols, unique_col(spec));
     def.fixed.push("_event_id TEXT".into());
     for r in spec.references.keys() {
-        def.after_create.push(format!(
-            "CREATE INDEX {} ON {table} ({})",
-            quote(&ctx.target.index_name(&table, r)),
-            quote(r)
+        def.on_column.push((
+            r.clone(),
+            format!(
+                "CREATE INDEX {} ON {table} ({})",
+                quote(&ctx.target.index_name(&table, r)),
+                quote(r)
+            ),
         ));
     }
     let types = ensure(tx, ctx.target, &def)
@@ -164,6 +171,10 @@ pub(super) async fn apply(
         let Some(dim) = ctx.specs.get(dim_topic) else {
             continue;
         };
+        // Not a column yet (so far only NULL): nothing refers to the dimension.
+        if !types.contains_key(col) {
+            continue;
+        }
         let [dim_key] = dim.key.as_slice() else {
             tracing::warn!(
                 fact = spec.name,
@@ -186,6 +197,8 @@ pub(super) async fn apply(
             *t = (*t).min(k.change.ts_ms);
         }
         let key_ty = types.get(col).copied().unwrap_or(ColType::Text);
+        // Only NULL references in this batch: the dimension may not exist yet.
+        let any_ref = !refs.is_empty();
         // A reference the dimension cannot take (another key type) stops the fact, not the
         // dimension.
         let st = super::dim::reference(tx, ctx, dim, (dim_key.clone(), key_ty), refs)
@@ -221,8 +234,10 @@ pub(super) async fn apply(
             &[],
         )
         .await?;
-        let sql = resolve_sql(&table, u, col, &ctx.target.dim(&dim.name), dim_key, &tail);
-        tx.exec(&sql, &[]).await?;
+        if any_ref {
+            let sql = resolve_sql(&table, u, col, &ctx.target.dim(&dim.name), dim_key, &tail);
+            tx.exec(&sql, &[]).await?;
+        }
     }
     Ok((written, referenced))
 }

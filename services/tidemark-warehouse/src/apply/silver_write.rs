@@ -85,6 +85,7 @@ pub(crate) fn table_def(
             "CREATE UNIQUE INDEX {} ON {name} ({unique})",
             quote(&ctx.target.index_name(name, unique))
         )],
+        on_column: Vec::new(),
     }
 }
 

@@ -73,6 +73,9 @@ pub struct TableDef {
     pub columns: Vec<(String, ColType)>,
     /// Statements run once after creation (indexes).
     pub after_create: Vec<String>,
+    /// Statements that need a source column: run after creation when the column is there, or
+    /// when it is added later (an index on a column first seen only as null).
+    pub on_column: Vec<(String, String)>,
 }
 
 /// Makes the table exist with at least `def.columns`; returns the registered type of every
@@ -141,6 +144,11 @@ pub async fn ensure(
         .await?;
         for stmt in &def.after_create {
             tx.exec(stmt, &[]).await?;
+        }
+        for (col, stmt) in &def.on_column {
+            if def.columns.iter().any(|(c, _)| c == col) {
+                tx.exec(stmt, &[]).await?;
+            }
         }
         // The fixed columns are registered too (type text: never evolved), so a table
         // with no source columns yet still counts as created.
