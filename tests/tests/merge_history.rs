@@ -1124,3 +1124,50 @@ on_both!(
     mysql_failover_sqlite,
     mysql_failover_postgres
 );
+
+/// A schemaless column that is null in its first file is not typed yet: the integers that come
+/// later make it bigint instead of stopping the table.
+async fn a_column_first_seen_null_takes_the_type_of_its_values(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    let row = |x: Json| json!({"id": 1, "x": x});
+    bronze
+        .land(
+            "bank.public.things",
+            0,
+            &[change(
+                "c",
+                &json!(1),
+                None,
+                Some(row(Json::Null)),
+                100,
+                1000,
+            )],
+        )
+        .await;
+    let mut m = merger(&pool, &bronze).await;
+    m.catch_up().await.expect("merge");
+    bronze
+        .land(
+            "bank.public.things",
+            0,
+            &[change("u", &json!(1), None, Some(row(json!(5))), 110, 1100)],
+        )
+        .await;
+    let st = m.catch_up().await.expect("merge");
+    assert!(st.stopped.is_empty(), "{st:?}");
+    let got = rows(
+        &pool,
+        &format!(
+            "SELECT {} FROM {}",
+            text(&pool, "x + 1"),
+            table(&pool, "silver", "things")
+        ),
+    )
+    .await;
+    assert_eq!(got, vec![v(&["6"])]);
+}
+on_both!(
+    a_column_first_seen_null_takes_the_type_of_its_values,
+    null_first_sqlite,
+    null_first_postgres
+);

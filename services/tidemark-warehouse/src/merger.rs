@@ -217,7 +217,12 @@ impl Merger {
             };
             let started = std::time::Instant::now();
             let mut tx = self.pool.begin().await?;
-            if let Err(refusal) = claims::hold(&mut tx, &self.target, spec).await? {
+            let related: Vec<String> = spec
+                .references
+                .values()
+                .filter_map(|dim| specs.get(dim).map(|d| d.name.clone()))
+                .collect();
+            if let Err(refusal) = claims::hold(&mut tx, &self.target, spec, &related).await? {
                 tx.rollback().await?;
                 self.refuse(&mut stats, spec, refusal).await?;
                 continue;

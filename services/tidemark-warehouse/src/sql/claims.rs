@@ -60,6 +60,7 @@ pub async fn hold(
     tx: &mut Tx,
     target: &Target,
     spec: &TableSpec,
+    related: &[String],
 ) -> Result<Result<(), Refusal>, sqlx::Error> {
     let (p1, p2, p3, p4) = (tx.param(1), tx.param(2), tx.param(3), tx.param(4));
     let role = spec.role();
@@ -77,24 +78,32 @@ pub async fn hold(
         ],
     )
     .await?;
-    // The row stays locked until the batch commits, so a takeover waits for a batch under way.
+    // The rows stay locked until the batch commits: batches of one table (and of a fact and the
+    // dimensions it writes inferred members to) take turns, in one lock order, across mergers,
+    // and a takeover waits for a batch under way.
     let lock = match tx.backend() {
         tidemark_core::mapping::Backend::Postgres => " FOR UPDATE",
         tidemark_core::mapping::Backend::Sqlite => "",
     };
+    let mut names: Vec<String> = related.to_vec();
+    names.push(spec.name.clone());
+    names.sort();
+    names.dedup();
+    let params: Vec<String> = (1..=names.len()).map(|i| tx.param(i)).collect();
     let rows = tx
         .fetch(
             &format!(
-                "SELECT topic, role FROM {} WHERE tbl = {p1}{lock}",
-                target.claims()
+                "SELECT tbl, topic, role FROM {} WHERE tbl IN ({}) ORDER BY tbl{lock}",
+                target.claims(),
+                params.join(", ")
             ),
-            &[Cell::Text(spec.name.clone())],
+            &names.into_iter().map(Cell::Text).collect::<Vec<_>>(),
         )
         .await?;
     let (topic, held) = rows
         .into_iter()
-        .next()
-        .and_then(|r| Some((r[0].clone()?, r[1].clone()?)))
+        .find(|r| r[0].as_deref() == Some(spec.name.as_str()))
+        .and_then(|r| Some((r[1].clone()?, r[2].clone()?)))
         .unwrap_or_default();
     Ok(judge(spec, &role, &topic, &held))
 }

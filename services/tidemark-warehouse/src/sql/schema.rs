@@ -35,6 +35,10 @@ pub enum SchemaError {
 /// Creates the namespaces, the column registry and the ledger of a target.
 pub async fn bootstrap(tx: &mut Tx, target: &Target) -> Result<(), sqlx::Error> {
     if target.backend == Backend::Postgres {
+        // `CREATE … IF NOT EXISTS` is not safe against a concurrent create of the same name:
+        // mergers starting together take turns.
+        tx.fetch("SELECT pg_advisory_xact_lock(7363746572696)::text", &[])
+            .await?;
         for s in target.schemas() {
             tx.exec(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&s)), &[])
                 .await?;
