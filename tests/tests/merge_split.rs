@@ -95,7 +95,7 @@ async fn merge_processes_split_tables_and_never_apply_twice() {
                 )
             })
             .collect();
-        bronze.land("bank.public.branches", p as i32, &recs).await;
+        bronze.land("bank.public.branches", p, &recs).await;
     }
     let branches = "[[tables]]\nsource = \"bank.public.branches\"\nkey = [\"id\"]\n";
     let one = config(
