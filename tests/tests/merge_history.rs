@@ -781,6 +781,13 @@ async fn damaged_bronze_stops_only_its_table(pool: Pool) {
     )
     .await;
     assert_eq!(got, vec![v(&["x"])], "other tables go on");
+    let metrics = tidemark_core::metrics::global().render();
+    for t in ["customers", "accounts"] {
+        assert!(
+            metrics.contains(&format!("tidemark_table_stopped{{table=\"{t}\"}} 1")),
+            "a stop found while reading bronze is a stopped table: {t}"
+        );
+    }
 }
 on_both!(
     damaged_bronze_stops_only_its_table,
@@ -1076,7 +1083,7 @@ async fn mysql_failover_and_reset_master_keep_commit_order(pool: Pool) {
                 0,
                 &[up(
                     "b1",
-                    mysql(2, Some(&format!("{b}:1")), "mysql-bin.000001", 4, 2000),
+                    mysql(2, Some(&format!("{b}:1")), "mysql-bin.000001", 400, 2000),
                 )],
             )
             .await;
@@ -1094,12 +1101,15 @@ async fn mysql_failover_and_reset_master_keep_commit_order(pool: Pool) {
     }
     m.catch_up().await.expect("merge");
     for topic in ["shop.inventory.items", "shop.inventory.members"] {
-        // RESET MASTER on the new primary, no GTIDs: coordinates restart again.
+        // RESET MASTER on the new primary: coordinates and GTIDs restart again.
         bronze
             .land(
                 topic,
                 0,
-                &[up("b2", mysql(2, None, "mysql-bin.000001", 4, 3000))],
+                &[up(
+                    "b2",
+                    mysql(2, Some(&format!("{b}:1")), "mysql-bin.000001", 4, 3000),
+                )],
             )
             .await;
     }
@@ -1118,6 +1128,15 @@ async fn mysql_failover_and_reset_master_keep_commit_order(pool: Pool) {
         .map(|r| r[6].clone().unwrap_or_default())
         .collect();
     assert_eq!(tiers, ["snap", "a-late", "a1", "a2", "b1", "b2"]);
+    let metrics = tidemark_core::metrics::global().render();
+    for t in ["items", "members"] {
+        assert!(
+            metrics.contains(&format!(
+                "tidemark_source_position_regressions_total{{table=\"{t}\"}} 1"
+            )),
+            "the RESET MASTER is counted for {t}"
+        );
+    }
 }
 on_both!(
     mysql_failover_and_reset_master_keep_commit_order,
