@@ -824,12 +824,12 @@ fn check(which: Which, n_cases: u32) {
 
 #[test]
 fn silver_and_gold_equal_the_model_sqlite() {
-    check(Which::Sqlite, cases(1000));
+    check(Which::Sqlite, cases(2000));
 }
 
 #[test]
 fn silver_and_gold_equal_the_model_postgres() {
-    check(Which::Postgres, cases(1000) / 5);
+    check(Which::Postgres, cases(2000) / 5);
 }
 
 /// Shrunk failures found while building the merger, kept as fixed cases.
