@@ -109,3 +109,32 @@ pub fn consumer_config(
     }
     c
 }
+
+/// A Kafka error as users see it: librdkafka's configuration errors echo the property's value,
+/// which can be a password (`ssl.key.password`, `sasl.password`), so the value is left out.
+pub fn describe(e: &rdkafka::error::KafkaError) -> String {
+    match e {
+        rdkafka::error::KafkaError::ClientConfig(_, desc, key, _value) => {
+            format!("Client config error: {desc} (property {key})")
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    #[test]
+    fn config_errors_never_echo_the_value() {
+        let e = rdkafka::error::KafkaError::ClientConfig(
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "not supported in this build".into(),
+            "ssl.key.password".into(),
+            "hunter2".into(),
+        );
+        let shown = super::describe(&e);
+        assert!(
+            !shown.contains("hunter2") && shown.contains("ssl.key.password"),
+            "{shown}"
+        );
+    }
+}

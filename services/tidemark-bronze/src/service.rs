@@ -19,7 +19,7 @@ use crate::writer::BronzeWriter;
 pub enum ServiceError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    #[error("kafka: {0}")]
+    #[error("kafka: {}", crate::kafka::describe(.0))]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("schema registry client: {0}")]
     Registry(String),

@@ -138,7 +138,7 @@ impl RegistryClient {
     pub async fn register(&self, subject: &str, schema_text: &str) -> Result<u32, RegistryError> {
         let s = &self.settings;
         let fail = |reason: String| RegistryError::Register {
-            url: s.url.clone(),
+            url: crate::config::mask_url_password(&s.url),
             subject: subject.to_owned(),
             reason,
         };
@@ -154,7 +154,10 @@ impl RegistryClient {
         if let Some(user) = &s.username {
             req = req.basic_auth(user, s.password.as_ref().map(|p| p.expose()));
         }
-        let resp = req.send().await.map_err(|e| fail(e.to_string()))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| fail(e.without_url().to_string()))?;
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
         if status != 200 {
@@ -192,12 +195,14 @@ impl RegistryClient {
             }
             match req.send().await {
                 Err(e) => {
-                    tracing::warn!(registry = %s.url, id, attempt, error = %e, "schema registry request failed");
+                    // reqwest's message names the URL, userinfo and all.
+                    let reason = e.without_url().to_string();
+                    tracing::warn!(registry = %crate::config::mask_url_password(&s.url), id, attempt, error = %reason, "schema registry request failed");
                     last = Some(RegistryError::Unavailable {
-                        url: s.url.clone(),
+                        url: crate::config::mask_url_password(&s.url),
                         id,
                         attempts: attempt,
-                        reason: e.to_string(),
+                        reason,
                     });
                 }
                 Ok(resp) => {
@@ -208,18 +213,18 @@ impl RegistryClient {
                         404 => {
                             return Err(RegistryError::SchemaNotFound {
                                 id,
-                                url: s.url.clone(),
+                                url: crate::config::mask_url_password(&s.url),
                             });
                         }
                         401 | 403 => {
                             return Err(RegistryError::Unauthorized {
-                                url: s.url.clone(),
+                                url: crate::config::mask_url_password(&s.url),
                                 status,
                             });
                         }
                         _ => {
                             let err = RegistryError::Http {
-                                url: s.url.clone(),
+                                url: crate::config::mask_url_password(&s.url),
                                 id,
                                 status,
                                 attempts: attempt,
@@ -228,7 +233,7 @@ impl RegistryClient {
                             if !err.is_transient() {
                                 return Err(err);
                             }
-                            tracing::warn!(registry = %s.url, id, attempt, status, "schema registry error, retrying");
+                            tracing::warn!(registry = %crate::config::mask_url_password(&s.url), id, attempt, status, "schema registry error, retrying");
                             last = Some(err);
                         }
                     }

@@ -342,6 +342,9 @@ impl Config {
     /// The effective configuration as TOML, secrets masked.
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
+        if let Some(u) = &mut shown.kafka.schema_registry_url {
+            *u = mask_url_password(u);
+        }
         for (k, v) in shown.kafka.properties.iter_mut() {
             if is_secret_property(k) {
                 *v = "***".into();

@@ -84,13 +84,54 @@ pub fn mask_url_password(url: &str) -> String {
         return url.to_owned();
     };
     let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
         },
-        None => url.to_owned(),
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{authority}{}", mask_query(tail))
+}
+
+/// Query parameters that carry secrets (`?password=…`, which sqlx accepts, tokens, keys).
+fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "access_key",
+        "credential",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+fn mask_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let (query, fragment) = query
+        .split_once('#')
+        .map_or((query, None), |(q, f)| (q, Some(f)));
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
+            _ => kv.to_owned(),
+        })
+        .collect();
+    let mut out = format!("{path}?{}", masked.join("&"));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
     }
+    out
 }
 
 #[cfg(test)]
@@ -111,6 +152,14 @@ mod tests {
             "postgres://dw:***@db:5432/dw?sslmode=require"
         );
         assert_eq!(mask_url_password("sqlite://./dw.db"), "sqlite://./dw.db");
+        assert_eq!(
+            mask_url_password("postgres://dw@db/dw?sslmode=require&password=hunter2&x=1"),
+            "postgres://dw@db/dw?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(
+            mask_url_password("https://reg:hunter2@sr.example.com/"),
+            "https://reg:***@sr.example.com/"
+        );
         assert!(is_secret_property("sasl.password"));
         assert!(!is_secret_property("security.protocol"));
     }

@@ -35,7 +35,9 @@ fn kafka_lags(config: &Config, parts: &[(&str, i32, i64)]) -> Result<Vec<i64>, S
     for (k, v) in &config.kafka.properties {
         c.set(k, v);
     }
-    let consumer: BaseConsumer = c.create().map_err(|e| e.to_string())?;
+    let consumer: BaseConsumer = c
+        .create()
+        .map_err(|e| tidemark_bronze::kafka::describe(&e))?;
     parts
         .iter()
         .map(|(topic, p, next)| {

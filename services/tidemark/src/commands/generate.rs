@@ -52,7 +52,8 @@ pub fn producer(
     cc.set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .set("message.timeout.ms", "60000");
-    Ok(cc.create()?)
+    cc.create()
+        .map_err(|e| anyhow::anyhow!(tidemark_bronze::kafka::describe(&e)))
 }
 
 pub fn limits(events: Option<u64>, rate: f64, duration: Option<f64>) -> anyhow::Result<Limits> {
@@ -194,8 +195,10 @@ async fn create_topics(
             cc.set(k, v);
         }
     }
-    let admin: AdminClient<DefaultClientContext> =
-        cc.set("bootstrap.servers", bootstrap).create()?;
+    let admin: AdminClient<DefaultClientContext> = cc
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| anyhow::anyhow!(tidemark_bronze::kafka::describe(&e)))?;
     let names: Vec<String> = Table::ALL.iter().map(|t| bank.topic(*t)).collect();
     let topics: Vec<NewTopic> = names
         .iter()

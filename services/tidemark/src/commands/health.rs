@@ -18,7 +18,10 @@ pub fn kafka(r: Readiness, config: &Config) -> anyhow::Result<Readiness> {
     for (k, v) in &config.kafka.properties {
         c.set(k, v);
     }
-    let consumer: Arc<BaseConsumer> = Arc::new(c.create()?);
+    let consumer: Arc<BaseConsumer> = Arc::new(
+        c.create()
+            .map_err(|e| anyhow::anyhow!(tidemark_bronze::kafka::describe(&e)))?,
+    );
     Ok(r.with("kafka", move || {
         let consumer = consumer.clone();
         async move {
