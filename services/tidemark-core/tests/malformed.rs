@@ -261,3 +261,19 @@ fn garbage_never_panics() {
         }
     }
 }
+
+/// A decimal whose scale would expand its text to millions of digits is a dead letter, not a
+/// value (one 1 KB record must not take gigabytes).
+#[test]
+fn huge_decimal_scales_are_dead_letters() {
+    let vsd = r#"{"type":"struct","optional":true,"name":"io.debezium.data.VariableScaleDecimal","field":"x","fields":[{"type":"int32","field":"scale"},{"type":"bytes","field":"value"}]}"#;
+    let (path, reason) = field_error(&envelope(vsd, r#"{"scale":100000000,"value":"AQ=="}"#));
+    assert_eq!(path, "after.x");
+    assert!(matches!(reason, FieldReason::OutOfRange { .. }), "{reason}");
+    let fixed = r#"{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","parameters":{"scale":"100000000"},"field":"x"}"#;
+    let (_, reason) = field_error(&envelope(fixed, r#""AQ==""#));
+    assert!(reason.to_string().contains("scale 100000000"), "{reason}");
+    // An ordinary scale still decodes.
+    let ok = envelope(vsd, r#"{"scale":2,"value":"AQ=="}"#);
+    assert!(decode_json("bank.public.t", &ok).is_ok());
+}

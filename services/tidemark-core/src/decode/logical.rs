@@ -211,8 +211,19 @@ pub fn from_bytes(schema: &Schema, b: Vec<u8>, ph: &Placeholder) -> Result<Value
     }
 }
 
+/// The decimal scales a value may have: PostgreSQL's numeric keeps at most 16383 digits after
+/// the point, and a negative scale adds zeros before it. Outside, a value's text would grow to
+/// `scale` digits (one small record could take gigabytes): it is a dead letter instead.
+pub const DECIMAL_SCALES: std::ops::RangeInclusive<i32> = -1000..=16383;
+
 /// Kafka Connect's Decimal bytes at a scale.
 pub fn decimal(b: &[u8], scale: i32) -> Result<Value, FieldReason> {
+    if !DECIMAL_SCALES.contains(&scale) {
+        return Err(FieldReason::OutOfRange {
+            value: format!("decimal scale {scale}"),
+            expected: "a decimal scale within -1000..=16383",
+        });
+    }
     Decimal::from_be_bytes(b, scale)
         .map(Value::Decimal)
         .ok_or(FieldReason::DecimalOverflow { bytes: b.len() })
