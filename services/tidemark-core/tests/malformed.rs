@@ -277,3 +277,18 @@ fn huge_decimal_scales_are_dead_letters() {
     let ok = envelope(vsd, r#"{"scale":2,"value":"AQ=="}"#);
     assert!(decode_json("bank.public.t", &ok).is_ok());
 }
+
+/// `op = u` or `c` with `after: null` would wipe a silver row: a dead letter with its reason.
+#[test]
+fn a_change_without_its_row_is_a_dead_letter() {
+    for op in ["c", "u", "r"] {
+        let v = format!(
+            r#"{{"before":null,"after":null,"source":{{"connector":"postgresql","lsn":1}},"op":"{op}"}}"#
+        );
+        let e = decode_json("bank.public.t", v.as_bytes()).unwrap_err();
+        assert_eq!(e.disposition(), Disposition::DeadLetter, "{e}");
+        assert!(e.to_string().contains("`after` null"), "{e}");
+    }
+    let delete = r#"{"before":{"id":1},"after":null,"source":{"connector":"postgresql","lsn":1},"op":"d"}"#;
+    assert!(decode_json("bank.public.t", delete.as_bytes()).is_ok());
+}

@@ -120,6 +120,12 @@ impl<R> Members<R> {
                 let op = Op::from_code(code)
                     .ok_or_else(|| DecodeErrorKind::UnknownOp(code.to_owned()))?;
                 let images = images()?;
+                // Applied, such an event would wipe the row: it is malformed, not a change.
+                if matches!(op, Op::Create | Op::Update | Op::Read) && images.after.is_none() {
+                    return Err(DecodeErrorKind::Envelope(format!(
+                        "op `{code}` with `after` null: a create, update or read carries the row"
+                    )));
+                }
                 Ok(Decoded::Change(Box::new(ChangeEvent {
                     op,
                     key: c.key,
