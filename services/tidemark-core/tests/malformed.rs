@@ -289,6 +289,7 @@ fn a_change_without_its_row_is_a_dead_letter() {
         assert_eq!(e.disposition(), Disposition::DeadLetter, "{e}");
         assert!(e.to_string().contains("`after` null"), "{e}");
     }
-    let delete = r#"{"before":{"id":1},"after":null,"source":{"connector":"postgresql","lsn":1},"op":"d"}"#;
+    let delete =
+        r#"{"before":{"id":1},"after":null,"source":{"connector":"postgresql","lsn":1},"op":"d"}"#;
     assert!(decode_json("bank.public.t", delete.as_bytes()).is_ok());
 }

@@ -239,7 +239,20 @@ impl Merger {
                         self.stop(&mut stats, spec, problem);
                         continue;
                     }
-                    Err(ApplyError::Sql(e)) => return Err(e.into()),
+                    Err(ApplyError::Sql(e)) => match refused_data(&e) {
+                        // The warehouse refused this table's data: it stops alone.
+                        Some(why) => {
+                            tx.rollback().await?;
+                            let problem = format!(
+                                "the warehouse refused its batch ({}): {why}; fix the value at the source \
+                                 or declare the column's type in [[tables]] columns, then restart",
+                                ranges(topic, &moves)
+                            );
+                            self.stop(&mut stats, spec, problem);
+                            continue;
+                        }
+                        None => return Err(e.into()),
+                    },
                 },
                 Err(problem) => {
                     tx.rollback().await?;
@@ -506,6 +519,52 @@ impl Merger {
             }
         }
     }
+}
+
+/// An error of the warehouse that is about the data (a value it cannot hold, a name it refuses),
+/// not about reaching it: retrying cannot help, so the table stops. Connection, resource,
+/// serialization and operator errors are retried.
+fn refused_data(e: &sqlx::Error) -> Option<String> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    let transient = if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        ["08", "40", "53", "57", "58"]
+            .iter()
+            .any(|c| code.starts_with(c))
+    } else {
+        // SQLite: busy, locked, I/O, full, cannot open, protocol (primary result codes).
+        let primary = code.parse::<i32>().map_or(0, |c| c & 0xff);
+        matches!(primary, 5 | 6 | 10 | 13 | 14 | 15)
+    };
+    if transient {
+        return None;
+    }
+    let mut why = format!("{} (code {code})", db.message());
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        if let Some(col) = pg.column() {
+            why.push_str(&format!(", column {col}"));
+        }
+        if let Some(detail) = pg.detail() {
+            why.push_str(&format!(": {detail}"));
+        }
+    }
+    Some(why)
+}
+
+/// `topic[p] a..=b, …` of a batch's ledger moves.
+fn ranges(topic: &str, moves: &BTreeMap<i32, (Option<i64>, i64)>) -> String {
+    let parts: Vec<String> = moves
+        .iter()
+        .map(|(p, (from, next))| {
+            format!("{topic}[{p}] offsets {}..={}", from.unwrap_or(0), next - 1)
+        })
+        .collect();
+    parts.join(", ")
 }
 
 /// The first offsets that `records` (a partition's commit records from [`records_from`]) leave
