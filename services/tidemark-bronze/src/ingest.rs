@@ -84,6 +84,17 @@ pub enum IngestError {
     Flush(FlushError),
     #[error("a flush task failed: {0}")]
     Task(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Shutdown was asked for while a retry waited: the record is left for the next run.
+struct Stopping;
+
+/// Completes once shutdown is asked for (the guard `wait_for` returns is dropped at once: the
+/// futures awaiting this stay `Send`).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 enum Position {
@@ -144,6 +155,8 @@ struct Loop<'a> {
     flush_ended: Arc<tokio::sync::Notify>,
     /// Flushes ended since the last look: the per-record check is one atomic load, not a scan.
     ended_since: Arc<AtomicUsize>,
+    /// True once shutdown is asked for: every retry loop gives up its wait.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 fn is_permanent(e: &FlushError) -> bool {
@@ -179,20 +192,34 @@ impl Loop<'_> {
         }
     }
 
+    /// Waits `d`, or less when shutdown is asked for meanwhile (then `Err`).
+    async fn pause(&self, d: Duration) -> Result<(), Stopping> {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            () = tokio::time::sleep(d) => {}
+            () = stopped(&mut stop) => {}
+        }
+        if *self.stop.borrow() {
+            Err(Stopping)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Where the commit log says `key` continues; retries while the store is unreachable.
-    async fn resolve(&mut self, topic: &str, partition: i32) -> Option<i64> {
+    async fn resolve(&mut self, topic: &str, partition: i32) -> Result<Option<i64>, Stopping> {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.writer.next_offset(topic, partition).await {
                 Ok(next) => {
                     metrics::topic_seen(topic);
                     metrics::partition_position(topic, partition, next.unwrap_or(0));
-                    return next;
+                    return Ok(next);
                 }
                 Err(e) => {
                     tracing::warn!(topic, partition, error = %e, "cannot read the commit log, retrying");
                     metrics::error("ingest", "object_store");
-                    tokio::time::sleep(backoff).await;
+                    self.pause(backoff).await?;
                     backoff = (backoff * 2).min(self.settings.max_backoff);
                 }
             }
@@ -222,18 +249,23 @@ impl Loop<'_> {
         }
         let ready = match pos {
             Position::Unresolved => match self.resolve(&topic, partition).await {
-                None => {
+                Err(Stopping) => {
+                    // Asked to stop while the store was down: nothing of it is taken.
+                    self.parts.get_mut(&key).expect("present").pos = Position::Unresolved;
+                    return Ok(());
+                }
+                Ok(None) => {
                     // A new chain starts where Kafka positioned us.
                     self.parts.get_mut(&key).expect("present").seg =
                         Segment::new(&topic, partition, offset);
                     true
                 }
-                Some(next) if next == offset => {
+                Ok(Some(next)) if next == offset => {
                     self.parts.get_mut(&key).expect("present").seg =
                         Segment::new(&topic, partition, next);
                     true
                 }
-                Some(next) => {
+                Ok(Some(next)) => {
                     tracing::info!(
                         topic,
                         partition,
@@ -293,10 +325,18 @@ impl Loop<'_> {
         let mut backoff = Duration::from_millis(100);
         let decoded = loop {
             match self.decoder.decode(&raw).await {
+                Err(e) if e.disposition() == Disposition::Fatal => {
+                    metrics::error("ingest", "schema_registry");
+                    return Err(IngestError::Fatal(e.to_string()));
+                }
                 Err(e) if e.disposition() == Disposition::Retry => {
                     tracing::warn!(topic, partition, offset, error = %e, "decode needs the schema registry, retrying");
                     metrics::error("ingest", "schema_registry");
-                    tokio::time::sleep(backoff).await;
+                    if self.pause(backoff).await.is_err() {
+                        // The record is not taken: the next run reads it again.
+                        self.stats.records -= 1;
+                        return Ok(());
+                    }
                     backoff = (backoff * 2).min(self.settings.max_backoff);
                 }
                 other => break other,
@@ -569,6 +609,29 @@ pub async fn run(
     settings: IngestSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<IngestStats, IngestError> {
+    // Shutdown is watched beside the loop, so retry waits inside a record see it too.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let main = consume(consumer, decoder, writer, settings, stop);
+    tokio::pin!(main, watcher);
+    match futures::future::select(main, watcher).await {
+        futures::future::Either::Left((done, _)) => done,
+        futures::future::Either::Right(((), main)) => main.await,
+    }
+}
+
+/// The loop of [`run`], until `stop` turns true.
+async fn consume(
+    consumer: IngestConsumer,
+    decoder: Decoder,
+    writer: BronzeWriter,
+    settings: IngestSettings,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<IngestStats, IngestError> {
+    let mut stop_seen = stop.clone();
     let mut lp = Loop {
         consumer: &consumer,
         decoder,
@@ -580,13 +643,13 @@ pub async fn run(
         detached: Vec::new(),
         flush_ended: Default::default(),
         ended_since: Default::default(),
+        stop,
     };
-    tokio::pin!(shutdown);
     loop {
         let deadline = lp.next_deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
             biased;
-            () = &mut shutdown => break,
+            () = stopped(&mut stop_seen) => break,
             msg = lp.consumer.recv() => {
                 let msg = msg.map(|m| m.detach());
                 lp.apply_rebalances();

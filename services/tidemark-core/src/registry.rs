@@ -56,9 +56,15 @@ pub enum RegistryError {
 impl RegistryError {
     /// Whether retrying later may succeed (registry down or overloaded), as opposed to a
     /// record that will never decode.
+    /// Whether the registry refused tidemark's credentials: no record can decode until someone
+    /// fixes the config, so ingest stops with the error instead of retrying or dead-lettering.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, RegistryError::Unauthorized { .. })
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Unavailable { .. } | RegistryError::Unauthorized { .. } => true,
+            RegistryError::Unavailable { .. } => true,
             RegistryError::Http { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

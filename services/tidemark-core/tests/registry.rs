@@ -173,6 +173,8 @@ async fn basic_auth_is_sent_and_refusal_is_typed() {
         matches!(err, RegistryError::Unauthorized { status: 401, .. }),
         "{err}"
     );
+    // Refused credentials are a config problem: not retried, not a dead letter.
+    assert!(err.is_unauthorized() && !err.is_transient());
 }
 
 #[tokio::test]

@@ -39,11 +39,15 @@ pub enum Disposition {
     DeadLetter,
     /// Something outside the record failed (registry down): retry later, do not dead-letter.
     Retry,
+    /// Nothing can decode until the config is fixed (the registry refuses the credentials):
+    /// stop with the error.
+    Fatal,
 }
 
 impl DecodeError {
     pub fn disposition(&self) -> Disposition {
         match self.kind.as_ref() {
+            DecodeErrorKind::Registry(e) if e.is_unauthorized() => Disposition::Fatal,
             DecodeErrorKind::Registry(e) if e.is_transient() => Disposition::Retry,
             _ => Disposition::DeadLetter,
         }
