@@ -25,6 +25,8 @@ pub struct PartitionSummary {
     pub bytes: u64,
     pub dead_letters: u64,
     pub skipped: u64,
+    /// Offsets inside committed ranges that Kafka never delivered ([`commit_log::CommitRecord::holes`]).
+    pub holes: u64,
     /// `(expected start, found start)` for each break in the chain (should be none).
     pub gaps: Vec<(i64, i64)>,
 }
@@ -46,6 +48,7 @@ pub async fn summarize(
             bytes: recs.iter().flat_map(|r| &r.files).map(|f| f.bytes).sum(),
             dead_letters: recs.iter().map(|r| r.dead_letters).sum(),
             skipped: recs.iter().map(|r| r.skipped).sum(),
+            holes: recs.iter().map(|r| r.holes()).sum(),
             gaps: chain.breaks.clone(),
             topic,
             partition,

@@ -50,6 +50,16 @@ pub struct CommitRecord {
     pub committed_at: String,
 }
 
+impl CommitRecord {
+    /// Offsets inside the range that Kafka never delivered: legitimate on compacted topics
+    /// and for transaction markers, a broker fault elsewhere. Flagged, never hidden.
+    pub fn holes(&self) -> u64 {
+        u64::try_from(self.end - self.start + 1)
+            .unwrap_or(0)
+            .saturating_sub(self.records)
+    }
+}
+
 /// What happened to a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {

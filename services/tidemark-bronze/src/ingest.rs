@@ -289,7 +289,18 @@ impl Loop<'_> {
                 self.parts.get_mut(&key).expect("present").pos = Position::Seeking(next);
                 false
             }
-            Position::Seeking(_) => true,
+            Position::Seeking(next) => {
+                if offset > next {
+                    tracing::warn!(
+                        topic,
+                        partition,
+                        seek_target = next,
+                        first_offset = offset,
+                        "the first message after a seek is past its target: offsets in between were not delivered (expected on compacted or transactional topics)"
+                    );
+                }
+                true
+            }
             Position::Ready => {
                 let p = self.parts.get(&key).expect("present");
                 // Redelivered after a seek: already buffered or committed.
@@ -510,6 +521,12 @@ impl Loop<'_> {
             Ok(Flushed::Committed(rec)) => {
                 tracing::debug!(topic = %key.0, partition = key.1, end = rec.end, rows = rec.rows, "committed");
                 self.stats.commits += 1;
+                let holes = rec.holes();
+                if holes > 0 {
+                    tracing::warn!(topic = %key.0, partition = key.1, start = rec.start, end = rec.end, holes,
+                        "offsets in this committed range were never delivered by Kafka (expected on compacted or transactional topics)");
+                    metrics::offset_holes(&key.0, holes);
+                }
                 let dead_letters: Vec<(&str, u64)> = done
                     .dead_letters
                     .iter()

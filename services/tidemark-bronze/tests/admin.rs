@@ -15,9 +15,14 @@ use tidemark_core::decode::{Decoder, DecoderOptions};
 use tidemark_core::event::RawRecord;
 
 fn segment(start: i64, n: i64) -> Segment {
+    segment_at(start, start..start + n)
+}
+
+/// A segment from `start` holding the records at `offsets` (every tenth one is bad).
+fn segment_at(start: i64, offsets: impl IntoIterator<Item = i64>) -> Segment {
     let mut d = Decoder::new(DecoderOptions::default(), None);
     let mut seg = Segment::new("t.public.x", 0, start);
-    for o in start..start + n {
+    for o in offsets {
         let value = if o % 10 == 3 {
             b"oops".to_vec()
         } else {
@@ -127,4 +132,22 @@ async fn dead_letters_and_the_chain_summary_come_from_the_commit_log() {
         (0, 40, 2, 36, 4)
     );
     assert!(s[0].gaps.is_empty());
+    assert_eq!(s[0].holes, 0);
+}
+
+/// Offsets Kafka never delivered inside a committed range (compaction, transaction markers, a
+/// broker fault) are counted, not hidden.
+#[tokio::test]
+async fn holes_inside_committed_ranges_are_counted() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let root = Path::from("b");
+    let w = BronzeWriter::new(store.clone(), root.clone(), 1);
+    // Offsets 4..=6 never arrive (3 is a dead letter, which counts as received).
+    let seg = segment_at(0, [0, 1, 2, 3, 7]);
+    let Flushed::Committed(rec) = w.flush(&seg).await.unwrap() else {
+        panic!("committed");
+    };
+    assert_eq!((rec.start, rec.end, rec.records, rec.holes()), (0, 7, 5, 3));
+    let s = admin::summarize(store.as_ref(), &root).await.unwrap();
+    assert_eq!(s[0].holes, 3);
 }

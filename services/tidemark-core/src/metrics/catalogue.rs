@@ -54,6 +54,7 @@ pub const COMMITTED_BYTES: &str = "tidemark_bronze_committed_bytes_total";
 pub const FLUSH_DURATION: &str = "tidemark_bronze_flush_duration_seconds";
 pub const FLUSH_RETRIES: &str = "tidemark_bronze_flush_retries_total";
 pub const FENCED: &str = "tidemark_bronze_fenced_total";
+pub const OFFSET_HOLES: &str = "tidemark_bronze_offset_holes_total";
 pub const CONSUMER_LAG: &str = "tidemark_consumer_lag";
 pub const COMMITTED_OFFSET: &str = "tidemark_committed_offset";
 pub const MERGE_BATCHES: &str = "tidemark_merge_batches_total";
@@ -129,6 +130,12 @@ pub const CATALOGUE: &[MetricDoc] = &[
         Counter,
         &["topic"],
         "Flushes that lost their range to another writer (after a rebalance).",
+    ),
+    m(
+        OFFSET_HOLES,
+        Counter,
+        &["topic"],
+        "Offsets inside committed ranges that Kafka never delivered (expected on compacted and transactional topics, a broker fault elsewhere).",
     ),
     m(
         CONSUMER_LAG,

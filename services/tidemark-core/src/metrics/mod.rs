@@ -182,6 +182,7 @@ pub fn topic_seen(topic: &str) {
         catalogue::COMMITTED_BYTES,
         catalogue::FLUSH_RETRIES,
         catalogue::FENCED,
+        catalogue::OFFSET_HOLES,
     ] {
         m.counter(name, &[topic]);
     }
@@ -284,6 +285,12 @@ pub fn flush_retried(topic: &str) {
         return;
     }
     global().counter(catalogue::FLUSH_RETRIES, &[topic]).inc();
+}
+
+pub fn offset_holes(topic: &str, holes: u64) {
+    global()
+        .counter(catalogue::OFFSET_HOLES, &[topic])
+        .inc_by(holes);
 }
 
 pub fn range_fenced(topic: &str) {

@@ -63,8 +63,19 @@ pub fn inspect(config_path: &Path) -> anyhow::Result<ExitCode> {
         kafka_lags(&config, &parts)
     };
     println!(
-        "{:<40} {:>5} {:>12} {:>12} {:>10} {:>7} {:>6} {:>10} {:>12} {:>6} {:>6}  gaps",
-        "topic", "part", "first", "next", "lag", "commits", "files", "rows", "bytes", "dlq", "tomb"
+        "{:<40} {:>5} {:>12} {:>12} {:>10} {:>7} {:>6} {:>10} {:>12} {:>6} {:>6} {:>6}  gaps",
+        "topic",
+        "part",
+        "first",
+        "next",
+        "lag",
+        "commits",
+        "files",
+        "rows",
+        "bytes",
+        "dlq",
+        "tomb",
+        "holes"
     );
     let mut broken = false;
     for (i, s) in summaries.iter().enumerate() {
@@ -75,7 +86,7 @@ pub fn inspect(config_path: &Path) -> anyhow::Result<ExitCode> {
             .and_then(|l| l.get(i))
             .map_or("?".to_owned(), i64::to_string);
         println!(
-            "{:<40} {:>5} {:>12} {:>12} {:>10} {:>7} {:>6} {:>10} {:>12} {:>6} {:>6}  {}",
+            "{:<40} {:>5} {:>12} {:>12} {:>10} {:>7} {:>6} {:>10} {:>12} {:>6} {:>6} {:>6}  {}",
             s.topic,
             s.partition,
             s.first_offset,
@@ -87,6 +98,7 @@ pub fn inspect(config_path: &Path) -> anyhow::Result<ExitCode> {
             s.bytes,
             s.dead_letters,
             s.skipped,
+            s.holes,
             if s.gaps.is_empty() {
                 "none".to_owned()
             } else {
