@@ -65,10 +65,31 @@ pub fn data_file(root: &Path, table: &TableDir, dt: NaiveDate, id: &FlushId<'_>)
         .child(format!("dt={}", dt.format("%Y-%m-%d")))
         .child(format!(
             "{}+{}+{}.parquet",
-            id.topic,
+            file_topic(id.topic),
             id.partition,
             id.stem()
         ))
+}
+
+/// The topic as a file name part: file names have at most 255 bytes (as stored: the object
+/// store percent-encodes some characters, up to 3 bytes for each byte) and the rest of a data
+/// file's name takes about 90, so a long topic keeps a prefix of at most 100 stored bytes and a
+/// hash of the whole. Directories keep the full topic.
+fn file_topic(topic: &str) -> std::borrow::Cow<'_, str> {
+    const KEEP: usize = 100;
+    let stored = |t: &str| object_store::path::PathPart::from(t).as_ref().len();
+    if stored(topic) <= KEEP + 20 {
+        return topic.into();
+    }
+    let mut cut = 0;
+    for (i, c) in topic.char_indices() {
+        if stored(&topic[..i + c.len_utf8()]) > KEEP {
+            break;
+        }
+        cut = i + c.len_utf8();
+    }
+    let hash = xxhash_rust::xxh3::xxh3_64(topic.as_bytes());
+    format!("{}~{hash:016x}", &topic[..cut]).into()
 }
 
 pub fn log_dir(root: &Path, topic: &str, partition: i32) -> Path {
@@ -89,4 +110,49 @@ pub fn dead_letter_file(root: &Path, id: &FlushId<'_>) -> Path {
 /// The start offset of a commit record from its file name.
 pub fn parse_commit_name(name: &str) -> Option<i64> {
     name.strip_suffix(".json")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_file_names_fit_255_bytes_for_any_topic() {
+        let id = |topic| FlushId {
+            topic,
+            partition: 2_147_483_647,
+            start: i64::MAX,
+            end: i64::MAX,
+            writer: "0123456789abcdef0123456789abcdef01234567",
+        };
+        let dt = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+        let long = "é".repeat(124) + "x"; // 249 bytes, the longest topic Kafka allows
+        for topic in ["bank.public.customers", long.as_str()] {
+            let path = data_file(
+                &Path::from("b"),
+                &TableDir::Topic(topic.into()),
+                dt,
+                &id(topic),
+            );
+            let name = path.filename().unwrap();
+            assert!(name.len() <= 255, "{} bytes", name.len());
+        }
+        let short = data_file(
+            &Path::from("b"),
+            &TableDir::Topic("t".into()),
+            dt,
+            &id("bank.public.customers"),
+        );
+        assert!(
+            short
+                .filename()
+                .unwrap()
+                .starts_with("bank.public.customers+")
+        );
+        // Two long topics with one prefix stay apart.
+        assert_ne!(
+            file_topic(&("a".repeat(200) + "1")),
+            file_topic(&("a".repeat(200) + "2"))
+        );
+    }
 }
