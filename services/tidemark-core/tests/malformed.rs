@@ -293,3 +293,16 @@ fn a_change_without_its_row_is_a_dead_letter() {
         r#"{"before":{"id":1},"after":null,"source":{"connector":"postgresql","lsn":1},"op":"d"}"#;
     assert!(decode_json("bank.public.t", delete.as_bytes()).is_ok());
 }
+
+/// A null where the schema says the field is not optional is a dead letter naming the field.
+#[test]
+fn a_null_in_a_required_field_is_a_dead_letter() {
+    let (path, reason) = field_error(&envelope(
+        r#"{"type":"int64","optional":false,"field":"x"}"#,
+        "null",
+    ));
+    assert_eq!(path, "after.x");
+    assert!(reason.to_string().contains("not optional"), "{reason}");
+    let optional = envelope(r#"{"type":"int64","optional":true,"field":"x"}"#, "null");
+    assert!(decode_json("bank.public.t", &optional).is_ok());
+}

@@ -155,6 +155,13 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_> {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        // Kafka Connect never writes null into a required field: such an event was not made by
+        // a converter, and landing it would put NULL where the schema promises a value.
+        if !self.schema.optional {
+            return self.done(Err(FieldReason::Other(
+                "null in a field the schema says is not optional".into(),
+            )));
+        }
         Ok(Value::Null)
     }
 
