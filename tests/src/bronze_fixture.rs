@@ -59,6 +59,23 @@ impl BronzeFixture {
         }
     }
 
+    /// A merger of this bronze into `pool` under `config` (the live target).
+    pub async fn merger(
+        &self,
+        pool: &tidemark_warehouse::sql::conn::Pool,
+        config: &tidemark_core::config::Config,
+    ) -> tidemark_warehouse::merger::Merger {
+        tidemark_warehouse::merger::Merger::with(
+            pool.clone(),
+            self.store.clone(),
+            self.root.clone(),
+            config,
+            tidemark_warehouse::merger::MergeOptions::from_config(config),
+        )
+        .await
+        .expect("merger")
+    }
+
     /// Lands `records` as the next offsets of a partition, in one commit.
     pub async fn land(&mut self, topic: &str, partition: i32, records: &[Record]) {
         let next = self.next.entry((topic.to_owned(), partition)).or_insert(0);

@@ -7,7 +7,7 @@ use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, change, truncate};
 use tidemark_e2e::on_both;
 use tidemark_e2e::warehouse::{rows, table, text, v, versions};
-use tidemark_warehouse::merger::{MergeOptions, Merger};
+use tidemark_warehouse::merger::Merger;
 use tidemark_warehouse::sql::conn::Pool;
 
 const CUSTOMERS: &str = "bank.public.customers";
@@ -49,16 +49,7 @@ references = { account_id = "bank.public.accounts" }
 }
 
 async fn merger(pool: &Pool, bronze: &BronzeFixture) -> Merger {
-    let config = config();
-    Merger::with(
-        pool.clone(),
-        bronze.store.clone(),
-        bronze.root.clone(),
-        &config,
-        MergeOptions::from_config(&config),
-    )
-    .await
-    .expect("merger")
+    bronze.merger(pool, &config()).await
 }
 
 async fn scd2_rules(pool: Pool) {

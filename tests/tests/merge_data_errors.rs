@@ -8,7 +8,6 @@ use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, change};
 use tidemark_e2e::on_both;
 use tidemark_e2e::warehouse::{rows, table, v};
-use tidemark_warehouse::merger::{MergeOptions, Merger};
 use tidemark_warehouse::sql::conn::Pool;
 
 async fn refused_values_stop_only_their_table(pool: Pool) {
@@ -47,15 +46,7 @@ async fn refused_values_stop_only_their_table(pool: Pool) {
         std::iter::empty(),
     )
     .unwrap();
-    let mut m = Merger::with(
-        pool.clone(),
-        bronze.store.clone(),
-        bronze.root.clone(),
-        &config,
-        MergeOptions::from_config(&config),
-    )
-    .await
-    .unwrap();
+    let mut m = bronze.merger(&pool, &config).await;
     let st = m
         .catch_up()
         .await

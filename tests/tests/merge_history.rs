@@ -8,7 +8,7 @@ use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, change, change_with_source, pg_source};
 use tidemark_e2e::on_both;
 use tidemark_e2e::warehouse::{Which, fresh, rows, table, text, v, versions};
-use tidemark_warehouse::merger::{MergeOptions, Merger};
+use tidemark_warehouse::merger::Merger;
 use tidemark_warehouse::sql::conn::Pool;
 
 const CUSTOMERS: &str = "bank.public.customers";
@@ -37,16 +37,7 @@ kind = "fact"
 "#;
 
 async fn merger(pool: &Pool, bronze: &BronzeFixture) -> Merger {
-    let config = Config::from_toml_and_env(TABLES, std::iter::empty()).expect("test config");
-    Merger::with(
-        pool.clone(),
-        bronze.store.clone(),
-        bronze.root.clone(),
-        &config,
-        MergeOptions::from_config(&config),
-    )
-    .await
-    .expect("merger")
+    bronze.merger(pool, &config_of(TABLES)).await
 }
 
 fn customer(id: i64, tier: &str) -> Json {
@@ -399,15 +390,7 @@ fn config_of(toml: &str) -> Config {
 }
 
 async fn merger_with(pool: &Pool, bronze: &BronzeFixture, config: &Config) -> Merger {
-    Merger::with(
-        pool.clone(),
-        bronze.store.clone(),
-        bronze.root.clone(),
-        config,
-        MergeOptions::from_config(config),
-    )
-    .await
-    .expect("merger")
+    bronze.merger(pool, config).await
 }
 
 /// Another empty warehouse of the same backend.

@@ -290,7 +290,6 @@ fn mysql_pos(src: &Source, topic: &str, ts_ms: i64) -> Option<crate::lineage::My
     };
     // Segments are kept per topic: each topic's changes are read in Kafka order, partition by
     // partition, so what one topic learns of a restart never reorders another's.
-    let _ = &src.name;
     let source = topic.to_owned();
     Some(crate::lineage::MySqlPos {
         source,
@@ -314,7 +313,6 @@ fn source_at(source: &StructArray, row: usize) -> Source {
             .and_then(|a| a.is_valid(row).then(|| a.value(row).to_owned()))
     };
     Source {
-        name: text("name"),
         ts_ms: int("ts_ms"),
         lsn: int("lsn"),
         sequence: text("sequence"),

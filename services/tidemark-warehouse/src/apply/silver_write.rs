@@ -201,7 +201,7 @@ pub(super) async fn write(
 ) -> Result<u64, ApplyError> {
     let table = ctx.target.silver(&spec.name);
     let mut written = match source {
-        Source::Fold(keyed) => write_folded(tx, ctx, &table, columns, keyed).await?,
+        Source::Fold(keyed) => write_keyed(tx, ctx, &table, columns, keyed, "tm_silver").await?,
         Source::Latest(rows) => {
             let rows = rows
                 .into_iter()
@@ -241,16 +241,6 @@ pub(super) async fn write(
     };
     written += truncate(tx, &table, truncates).await?;
     Ok(written)
-}
-
-async fn write_folded(
-    tx: &mut Tx,
-    ctx: Context<'_>,
-    table: &str,
-    columns: &[(String, ColType)],
-    keyed: &[Keyed<'_>],
-) -> Result<u64, sqlx::Error> {
-    write_keyed(tx, ctx, table, columns, keyed, "tm_silver").await
 }
 
 /// Folds each key's changes against its stored row and upserts the result (silver, upsert
