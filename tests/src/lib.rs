@@ -6,6 +6,7 @@ pub mod kafka;
 pub mod merge_scenario;
 pub mod postgres;
 pub mod proof;
+pub mod readers;
 pub mod run_setup;
 pub mod stream;
 pub mod warehouse;

@@ -120,17 +120,6 @@ async fn a_hundred_thousand_events_land_exactly_once_and_duckdb_reads_them() {
     }
 
     // A reader that is not ours: DuckDB over the hive-partitioned files.
-    let have = std::process::Command::new("python3")
-        .args(["-c", "import duckdb"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        assert!(
-            std::env::var_os("TIDEMARK_REQUIRE_PY_READERS").is_none(),
-            "duckdb required"
-        );
-        return;
-    }
     let expect = |t: &str| {
         [Op::Create, Op::Delete, Op::Read, Op::Truncate, Op::Update]
             .iter()
@@ -167,14 +156,5 @@ print('ok')
             + count(&records, accounts, Op::Update)
             + count(&records, accounts, Op::Read),
     );
-    let out = std::process::Command::new("python3")
-        .args(["-c", &script, dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tidemark_e2e::readers::duckdb_script(&script, dir.path());
 }

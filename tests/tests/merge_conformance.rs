@@ -21,6 +21,9 @@ fn config() -> Config {
 source = "pg.public.type_samples"
 key = ["id"]
 [[tables]]
+source = "my.shop.shifts"
+key = ["id"]
+[[tables]]
 source = "bank.public.weird"
 name = "we\"ird"
 [[tables]]
@@ -567,4 +570,86 @@ on_both!(
     logical_types_arrive_typed,
     logical_types_sqlite,
     logical_types_postgres
+);
+
+/// MySQL TIME spans ±838 hours: it lands as a duration and reads back unwrapped (an interval on
+/// PostgreSQL, MySQL's own spelling on SQLite), never as a time of day modulo 24 h.
+async fn mysql_times_past_a_day_stay_durations(pool: Pool) {
+    let event = |id: i64, micros: i64| {
+        format!(
+            r#"{{"schema":{{"type":"struct","name":"my.shop.shifts.Envelope","fields":[
+                {{"type":"struct","optional":true,"field":"before","name":"my.shop.shifts.Value","fields":[
+                    {{"type":"int32","field":"id"}},
+                    {{"type":"int64","optional":true,"name":"io.debezium.time.MicroTime","field":"length"}}]}},
+                {{"type":"struct","optional":true,"field":"after","name":"my.shop.shifts.Value","fields":[
+                    {{"type":"int32","field":"id"}},
+                    {{"type":"int64","optional":true,"name":"io.debezium.time.MicroTime","field":"length"}}]}},
+                {{"type":"struct","field":"source","name":"io.debezium.connector.mysql.Source","fields":[
+                    {{"type":"string","field":"connector"}},{{"type":"string","field":"file"}},
+                    {{"type":"int64","field":"pos"}},{{"type":"int64","field":"server_id"}}]}},
+                {{"type":"string","field":"op"}}]}},
+              "payload":{{"before":null,"after":{{"id":{id},"length":{micros}}},
+                "source":{{"connector":"mysql","file":"bin.000001","pos":{pos},"server_id":1}},"op":"c"}}}}"#,
+            pos = 100 + id
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut bronze = BronzeFixture::on_disk(dir.path());
+    let records: Vec<_> = [
+        (1, 360_000_000_000i64),
+        (2, -3_020_399_000_000),
+        (3, 45_296_500_000),
+    ]
+    .iter()
+    .map(|(id, us)| (Some(format!(r#"{{"id":{id}}}"#)), Some(event(*id, *us))))
+    .collect();
+    bronze.land("my.shop.shifts", 0, &records).await;
+    // DuckDB reads the file (a time of day past 24 h made it refuse one): exact microseconds.
+    tidemark_e2e::readers::duckdb_script(
+        r#"
+import duckdb, sys
+rows = duckdb.connect().execute(f"select after.length from read_parquet('{sys.argv[1]}/my.shop.shifts/*/*.parquet') order by after.id").fetchall()
+assert rows == [(360000000000,), (-3020399000000,), (45296500000,)], rows
+"#,
+        dir.path(),
+    );
+    let mut m = merger(&pool, &bronze).await;
+    let s = m.catch_up().await.expect("merge");
+    assert!(s.stopped.is_empty(), "{:?}", s.stopped);
+    let got = rows(
+        &pool,
+        &format!(
+            "SELECT {} FROM {} ORDER BY id",
+            text(&pool, "length"),
+            table(&pool, "silver", "shifts")
+        ),
+    )
+    .await;
+    // Backends spell fractions differently (PostgreSQL drops trailing zeros); compare values.
+    let got: Vec<String> = got
+        .into_iter()
+        .map(|r| {
+            let t = r[0].clone().unwrap();
+            match t.split_once('.') {
+                Some((whole, frac)) if frac.trim_end_matches('0').is_empty() => whole.to_owned(),
+                Some((whole, frac)) => format!("{whole}.{}", frac.trim_end_matches('0')),
+                None => t,
+            }
+        })
+        .collect();
+    assert_eq!(got, ["100:00:00", "-838:59:59", "12:34:56.5"]);
+    if matches!(pool, Pool::Postgres(_)) {
+        let ty = rows(
+            &pool,
+            "SELECT data_type::text FROM information_schema.columns \
+             WHERE table_schema = 'silver' AND table_name = 'shifts' AND column_name = 'length'",
+        )
+        .await;
+        assert_eq!(ty, vec![v(&["interval"])]);
+    }
+}
+on_both!(
+    mysql_times_past_a_day_stay_durations,
+    mysql_durations_sqlite,
+    mysql_durations_postgres
 );

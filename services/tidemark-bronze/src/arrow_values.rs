@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use arrow_array::builder::BooleanBufferBuilder;
 use arrow_array::{
-    ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
-    Int8Array, Int16Array, Int32Array, Int64Array, ListArray, MapArray, StringArray, StructArray,
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, DurationMicrosecondArray,
+    DurationMillisecondArray, DurationNanosecondArray, Float32Array, Float64Array, Int8Array,
+    Int16Array, Int32Array, Int64Array, ListArray, MapArray, StringArray, StructArray,
     Time32MillisecondArray, Time64MicrosecondArray, Time64NanosecondArray,
     TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray, new_null_array,
 };
@@ -103,6 +104,15 @@ pub fn to_array(values: &[&Value], field: &Field) -> Result<ArrayRef, ValueTypeE
         }
         DataType::Time64(ArrowUnit::Nanosecond) => {
             prim!(Time64NanosecondArray, values, field, Value::Time(t) => *t)
+        }
+        DataType::Duration(ArrowUnit::Millisecond) => {
+            prim!(DurationMillisecondArray, values, field, Value::Duration(t) => *t / 1_000_000)
+        }
+        DataType::Duration(ArrowUnit::Microsecond) => {
+            prim!(DurationMicrosecondArray, values, field, Value::Duration(t) => *t / 1_000)
+        }
+        DataType::Duration(ArrowUnit::Nanosecond) => {
+            prim!(DurationNanosecondArray, values, field, Value::Duration(t) => *t)
         }
         DataType::Timestamp(unit, tz) => {
             let u = match unit {

@@ -358,7 +358,9 @@ impl Loop<'_> {
                 if let Some(reason) = self.parts[&key].seg.must_roll_before(&d) {
                     self.flush(&key, reason).await?;
                 }
-                self.parts.get_mut(&key).expect("present").seg.push(d, size);
+                // Budgets count what the record becomes, not only its raw size.
+                let held = size.max(d.landed_bytes());
+                self.parts.get_mut(&key).expect("present").seg.push(d, held);
             }
             Err(e) => {
                 tracing::debug!(topic, partition, offset, error = %e, "dead letter");

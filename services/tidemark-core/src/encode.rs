@@ -246,6 +246,7 @@ fn unit_of(logical: &Logical) -> TimeUnit {
     match logical {
         Logical::TimestampMillis | Logical::TimeMillis => TimeUnit::Millis,
         Logical::TimestampNanos | Logical::TimeNanos => TimeUnit::Nanos,
+        Logical::Duration(unit) => *unit,
         _ => TimeUnit::Micros,
     }
 }
@@ -277,7 +278,9 @@ pub fn json_value(v: &Value, schema: &Schema, ph: &Placeholder) -> Json {
             _ => b64(&d.to_be_bytes()),
         },
         Value::Date(d) => json!(d),
-        Value::Time(n) => json!(n / (1_000_000_000 / unit_of(&schema.logical).per_second())),
+        Value::Time(n) | Value::Duration(n) => {
+            json!(n / (1_000_000_000 / unit_of(&schema.logical).per_second()))
+        }
         Value::Timestamp(t) => match schema.logical {
             Logical::ZonedTimestamp => json!(t.to_string()),
             ref l => json!(t.to_epoch(unit_of(l))),
@@ -446,7 +449,9 @@ fn avro_inner(v: &Value, schema: &Schema, ph: &Placeholder) -> Avro {
             _ => Avro::Bytes(d.to_be_bytes()),
         },
         Value::Date(d) => Avro::Int(*d),
-        Value::Time(n) => int(n / (1_000_000_000 / unit_of(&schema.logical).per_second())),
+        Value::Time(n) | Value::Duration(n) => {
+            int(n / (1_000_000_000 / unit_of(&schema.logical).per_second()))
+        }
         Value::Timestamp(t) => match schema.logical {
             Logical::ZonedTimestamp => Avro::String(t.to_string()),
             ref l => Avro::Long(t.to_epoch(unit_of(l))),

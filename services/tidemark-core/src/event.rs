@@ -58,6 +58,21 @@ pub enum Decoded {
 }
 
 impl Decoded {
+    /// About how many bytes the record's row images take once landed (see
+    /// [`crate::value::Value::landed_bytes`]); other records are counted by their raw size.
+    pub fn landed_bytes(&self) -> usize {
+        let rows = |r: &[&Option<Row>]| -> usize {
+            r.iter()
+                .filter_map(|r| r.as_ref().map(Row::landed_bytes))
+                .sum()
+        };
+        match self {
+            Decoded::Change(e) => rows(&[&e.key, &e.before, &e.after]),
+            Decoded::Tombstone(t) => rows(&[&t.key]),
+            _ => 0,
+        }
+    }
+
     /// The Kafka coordinates of the record, whatever it was.
     pub fn kafka(&self) -> &KafkaCoords {
         match self {

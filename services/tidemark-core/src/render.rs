@@ -28,6 +28,7 @@ pub fn value(v: &Value) -> Json {
             || json!({ "$nanos": n }),
             |t| json!(t.format("%H:%M:%S%.f").to_string()),
         ),
+        Value::Duration(n) => json!(crate::value::duration_text(*n)),
         Value::Timestamp(t) => json!(t.to_string()),
         Value::Json(text) => serde_json::from_str(text).unwrap_or_else(|_| json!(text)),
         Value::Uuid(u) => json!(u.to_string()),

@@ -86,6 +86,9 @@ pub enum Logical {
     TimeMicros,
     /// `io.debezium.time.NanoTime`: int64 ns past midnight.
     TimeNanos,
+    /// A time column of a connector whose TIME is a signed duration, not a time of day (MySQL
+    /// and MariaDB: `-838:59:59` … `838:59:59`); the unit is the wire's.
+    Duration(crate::value::TimeUnit),
     /// `io.debezium.time.Timestamp` / `org.apache.kafka.connect.data.Timestamp`: int64 ms.
     TimestampMillis,
     /// `io.debezium.time.MicroTimestamp`: int64 µs.
@@ -212,6 +215,74 @@ impl Schema {
             logical,
             name,
         })
+    }
+}
+
+/// Source blocks of connectors whose TIME columns are durations (MySQL's TIME spans ±838 hours).
+const DURATION_TIME_SOURCES: &[&str] = &[
+    "io.debezium.connector.mysql.Source",
+    "io.debezium.connector.mariadb.Source",
+];
+
+impl Schema {
+    /// The envelope with its row images' time columns read as durations when its `source` block
+    /// names a connector whose TIME is a duration: a time of day would wrap 100:00:00 to
+    /// 04:00:00, and readers refuse a time past midnight. Other schemas are returned as they are.
+    pub fn with_connector_times(self) -> Schema {
+        let Some(st) = self.as_struct() else {
+            return self;
+        };
+        let durations = st
+            .field("source")
+            .and_then(|f| f.schema.name.as_deref())
+            .is_some_and(|n| DURATION_TIME_SOURCES.contains(&n));
+        if !durations {
+            return self;
+        }
+        let fields = st
+            .fields
+            .iter()
+            .map(|f| match f.name.as_str() {
+                "before" | "after" => Field {
+                    name: f.name.clone(),
+                    schema: times_as_durations(&f.schema),
+                },
+                _ => f.clone(),
+            })
+            .collect();
+        Schema {
+            kind: Kind::Struct(Arc::new(StructSchema::new(st.name.clone(), fields))),
+            ..self
+        }
+    }
+}
+
+fn times_as_durations(row: &Schema) -> Schema {
+    use crate::value::TimeUnit;
+    let Some(st) = row.as_struct() else {
+        return row.clone();
+    };
+    let fields = st
+        .fields
+        .iter()
+        .map(|f| {
+            let unit = match f.schema.logical {
+                Logical::TimeMillis => TimeUnit::Millis,
+                Logical::TimeMicros => TimeUnit::Micros,
+                Logical::TimeNanos => TimeUnit::Nanos,
+                _ => return f.clone(),
+            };
+            let mut schema = f.schema.clone();
+            schema.logical = Logical::Duration(unit);
+            Field {
+                name: f.name.clone(),
+                schema,
+            }
+        })
+        .collect();
+    Schema {
+        kind: Kind::Struct(Arc::new(StructSchema::new(st.name.clone(), fields))),
+        ..row.clone()
     }
 }
 

@@ -30,6 +30,8 @@ pub enum Value {
     Date(i32),
     /// Nanoseconds since midnight (raw, because `24:00:00` is a valid PostgreSQL time).
     Time(i64),
+    /// A signed duration in nanoseconds (a MySQL TIME, which spans ±838 hours).
+    Duration(i64),
     /// An instant in UTC (naive timestamps are UTC wall clock in Debezium).
     Timestamp(Timestamp),
     /// A JSON document (`io.debezium.data.Json`), validated, as text.
@@ -201,6 +203,21 @@ impl fmt::Display for Timestamp {
 }
 
 /// Days since the epoch as a calendar date (`None` beyond chrono's range).
+/// A signed duration as MySQL writes a TIME, which PostgreSQL reads as an interval:
+/// `-838:59:59.000000`, `100:00:00.250000`.
+pub fn duration_text(nanos: i64) -> String {
+    let sign = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    let (secs, sub) = (n / 1_000_000_000, n % 1_000_000_000);
+    format!(
+        "{sign}{:02}:{:02}:{:02}.{:06}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        sub / 1000
+    )
+}
+
 pub fn date_from_days(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(days.into()))
 }
@@ -219,6 +236,43 @@ pub enum Row {
     /// Schemaless JSON: the object's text, kept as it came (bronze stores it as JSON text; the
     /// merger infers column types from the values or from the table's configured columns).
     Json(String),
+}
+
+impl Value {
+    /// About how many bytes the value takes once landed (Arrow buffers): what the memory budget
+    /// counts, since a small record can decode to much more (a decimal of scale 16,383 is a
+    /// 16 KB string).
+    pub fn landed_bytes(&self) -> usize {
+        match self {
+            Value::Null | Value::Unavailable | Value::Bool(_) => 1,
+            Value::Int(_) | Value::Float(_) | Value::Date(_) | Value::Time(_) => 8,
+            Value::Duration(_) | Value::Timestamp(_) => 8,
+            Value::Uuid(_) => 36,
+            Value::String(s) | Value::Json(s) => s.len() + 4,
+            Value::Bytes(b) => b.len() + 4,
+            // Rendered as text when the scale is outside what Decimal128 holds.
+            Value::Decimal(d) => 16 + d.scale.unsigned_abs() as usize,
+            Value::Array(items) | Value::Struct(items) => {
+                4 + items.iter().map(Value::landed_bytes).sum::<usize>()
+            }
+            Value::Map(entries) => {
+                4 + entries
+                    .iter()
+                    .map(|(k, v)| k.landed_bytes() + v.landed_bytes())
+                    .sum::<usize>()
+            }
+        }
+    }
+}
+
+impl Row {
+    /// [`Value::landed_bytes`] of the row's values (a schemaless row is its text).
+    pub fn landed_bytes(&self) -> usize {
+        match self {
+            Row::Typed(t) => t.values.iter().map(Value::landed_bytes).sum(),
+            Row::Json(text) => text.len(),
+        }
+    }
 }
 
 /// Values aligned with the fields of their struct schema.

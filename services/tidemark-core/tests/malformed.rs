@@ -7,6 +7,7 @@ use tidemark_core::decode::{
     DecodeErrorKind, Decoder, DecoderOptions, Disposition, FieldReason, Format, RecordPart,
 };
 use tidemark_core::schema::SchemaError;
+use tidemark_core::value::Value;
 
 use common::{decode_json, record};
 
@@ -305,4 +306,60 @@ fn a_null_in_a_required_field_is_a_dead_letter() {
     assert!(reason.to_string().contains("not optional"), "{reason}");
     let optional = envelope(r#"{"type":"int64","optional":true,"field":"x"}"#, "null");
     assert!(decode_json("bank.public.t", &optional).is_ok());
+}
+
+/// A time of day past midnight is refused, not wrapped (100:00:00 would read back as 04:00:00
+/// and DuckDB refuses the file); PostgreSQL's `24:00:00` is a time of day.
+#[test]
+fn times_past_midnight_and_unrenderable_dates_are_dead_letters() {
+    let micro = r#"{"type":"int64","name":"io.debezium.time.MicroTime","field":"x"}"#;
+    let (path, reason) = field_error(&envelope(micro, "360000000000"));
+    assert_eq!(path, "after.x");
+    assert!(
+        reason.to_string().contains("time of day"),
+        "{reason}: the reason says what was expected"
+    );
+    let (_, reason) = field_error(&envelope(micro, "-1"));
+    assert!(matches!(reason, FieldReason::OutOfRange { .. }));
+    let ok = decode_json("bank.public.t", &envelope(micro, "86400000000")).unwrap();
+    assert_eq!(after_x(&ok), Value::Time(86_400_000_000_000));
+    let date = r#"{"type":"int32","name":"io.debezium.time.Date","field":"x"}"#;
+    let (_, reason) = field_error(&envelope(date, "2147483647"));
+    assert!(reason.to_string().contains("date"), "{reason}");
+}
+
+/// MySQL's TIME is a duration (-838:59:59 … 838:59:59): read from a MySQL envelope, a MicroTime
+/// column is a signed duration, never a time of day.
+#[test]
+fn mysql_times_are_durations() {
+    let bytes = format!(
+        r#"{{"schema":{{"type":"struct","name":"m.Envelope","fields":[
+            {{"type":"struct","optional":true,"field":"after","name":"m.Value","fields":[
+                {{"type":"int64","name":"io.debezium.time.MicroTime","field":"x"}}]}},
+            {{"type":"struct","field":"source","name":"io.debezium.connector.mysql.Source",
+              "fields":[{{"type":"string","field":"connector"}}]}},
+            {{"type":"string","field":"op"}}]}},
+          "payload":{{"after":{{"x":{}}},"source":{{"connector":"mysql"}},"op":"c"}}}}"#,
+        -3_020_399_000_000i64
+    );
+    let d = decode_json("m.db.t", bytes.as_bytes()).unwrap();
+    assert_eq!(after_x(&d), Value::Duration(-3_020_399_000_000_000));
+    assert_eq!(
+        tidemark_core::value::duration_text(-3_020_399_000_000_000),
+        "-838:59:59.000000"
+    );
+    assert_eq!(
+        tidemark_core::value::duration_text(360_000_250_000_000),
+        "100:00:00.250000"
+    );
+}
+
+fn after_x(d: &tidemark_core::event::Decoded) -> Value {
+    let tidemark_core::event::Decoded::Change(c) = d else {
+        panic!("not a change: {d:?}")
+    };
+    match c.after.as_ref().unwrap() {
+        tidemark_core::value::Row::Typed(t) => t.values[0].clone(),
+        other => panic!("{other:?}"),
+    }
 }

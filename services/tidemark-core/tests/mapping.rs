@@ -88,6 +88,15 @@ fn specs() -> Vec<(&'static str, Schema)> {
             named(Kind::Int64, "io.debezium.time.NanoTime", &[]),
         ),
         (
+            "`int64` MicroTime of MySQL/MariaDB (a duration)",
+            Schema {
+                logical: tidemark_core::schema::Logical::Duration(
+                    tidemark_core::value::TimeUnit::Micros,
+                ),
+                ..named(Kind::Int64, "io.debezium.time.MicroTime", &[])
+            },
+        ),
+        (
             "`int64` Timestamp (ms)",
             named(Kind::Int64, "io.debezium.time.Timestamp", &[]),
         ),

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
-    Int64Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
+    Date32Type, Decimal128Type, DurationMicrosecondType, DurationMillisecondType,
+    DurationNanosecondType, DurationSecondType, Float32Type, Float64Type, Int8Type, Int16Type,
+    Int32Type, Int64Type, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
     Time64NanosecondType, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
@@ -24,6 +25,7 @@ use tidemark_bronze::commit_log::{self, CommitLogError, CommitRecord};
 use tidemark_bronze::layout;
 use tidemark_core::event::Source;
 use tidemark_core::mapping::{ColType, UNAVAILABLE_FIELD};
+use tidemark_core::value::duration_text;
 
 use crate::cell::{Cell, Values, canonical_decimal, canonical_json, infer};
 use crate::change::{Change, Columns, Image, Op, position_key};
@@ -381,12 +383,19 @@ fn json_values(text: &str, opts: &ReadOptions, columns: &mut Columns) -> Image {
     img
 }
 
+/// A time of day; `24:00:00` (PostgreSQL's end of day) stays itself. Decoding refuses other
+/// values past midnight, so nothing is wrapped.
 fn naive_time(nanos: i64) -> String {
+    if nanos == 86_400 * 1_000_000_000 {
+        return "24:00:00.000000".into();
+    }
     let secs = nanos.div_euclid(1_000_000_000);
     let sub = nanos.rem_euclid(1_000_000_000);
-    NaiveTime::from_num_seconds_from_midnight_opt(secs.rem_euclid(86_400) as u32, sub as u32)
+    u32::try_from(secs)
+        .ok()
+        .and_then(|s| NaiveTime::from_num_seconds_from_midnight_opt(s, sub as u32))
         .map(|t| t.format("%H:%M:%S%.6f").to_string())
-        .unwrap_or_default()
+        .unwrap_or_else(|| duration_text(nanos))
 }
 
 fn timestamp_text(v: i64, unit: TimeUnit, tz: bool) -> String {
@@ -478,6 +487,24 @@ pub fn cell_at(a: &ArrayRef, field: &Field, row: usize) -> Cell {
         DataType::Time64(_) => Cell::Text(naive_time(
             a.as_primitive::<Time64NanosecondType>().value(row),
         )),
+        DataType::Duration(unit) => {
+            let nanos = match unit {
+                TimeUnit::Second => a
+                    .as_primitive::<DurationSecondType>()
+                    .value(row)
+                    .saturating_mul(1_000_000_000),
+                TimeUnit::Millisecond => a
+                    .as_primitive::<DurationMillisecondType>()
+                    .value(row)
+                    .saturating_mul(1_000_000),
+                TimeUnit::Microsecond => a
+                    .as_primitive::<DurationMicrosecondType>()
+                    .value(row)
+                    .saturating_mul(1_000),
+                TimeUnit::Nanosecond => a.as_primitive::<DurationNanosecondType>().value(row),
+            };
+            Cell::Text(duration_text(nanos))
+        }
         DataType::Timestamp(unit, tz) => {
             let v = match unit {
                 TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(row),
@@ -571,6 +598,12 @@ mod tests {
         assert_eq!(decimal_text(-5, 3), "-0.005");
         assert_eq!(decimal_text(7, 0), "7");
         assert_eq!(decimal_text(7, -2), "700");
+    }
+
+    #[test]
+    fn times_of_day_keep_the_end_of_day() {
+        assert_eq!(naive_time(86_400 * 1_000_000_000), "24:00:00.000000");
+        assert_eq!(naive_time(45_296_500_000_000), "12:34:56.500000");
     }
 
     #[test]

@@ -65,6 +65,7 @@ impl DecodeError {
             DecodeErrorKind::AvroWire(_) => "bad_avro_wire",
             DecodeErrorKind::Avro(_) => "bad_avro",
             DecodeErrorKind::Registry(_) => "schema_registry",
+            DecodeErrorKind::Panic(_) => "decoder_panic",
         }
     }
 }
@@ -95,6 +96,9 @@ pub enum DecodeErrorKind {
     Avro(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The decoder panicked on this record (a bug): the record is set aside so ingest goes on.
+    #[error("the decoder failed on this record (a bug; please report it): {0}")]
+    Panic(String),
 }
 
 /// Why one field's value was rejected.

@@ -53,6 +53,7 @@ pub(crate) struct CachedSchema {
 
 impl CachedSchema {
     pub fn new(schema: Schema, text: String, registry_id: Option<u32>) -> CachedSchema {
+        let schema = schema.with_connector_times();
         let field_struct = |name: &str| {
             schema
                 .as_struct()

@@ -101,24 +101,51 @@ pub fn from_int(schema: &Schema, v: i64) -> Result<Value, FieldReason> {
         Kind::Float32 | Kind::Float64 => return Ok(Value::Float(v as f64)),
         _ => return Err(wrong(schema, "integer")),
     }
+    let of_day = |per_second: i64| time_of_day(v, per_second);
     Ok(match schema.logical {
-        Logical::Date => Value::Date(v as i32),
-        Logical::TimeMillis => Value::Time(v * 1_000_000),
-        Logical::TimeMicros => {
-            Value::Time(
-                v.checked_mul(1_000)
-                    .ok_or_else(|| FieldReason::OutOfRange {
-                        value: v.to_string(),
-                        expected: "MicroTime",
-                    })?,
-            )
-        }
-        Logical::TimeNanos => Value::Time(v),
+        Logical::Date => date(v)?,
+        Logical::TimeMillis => of_day(1_000)?,
+        Logical::TimeMicros => of_day(1_000_000)?,
+        Logical::TimeNanos => of_day(1_000_000_000)?,
+        Logical::Duration(unit) => Value::Duration(
+            v.checked_mul(1_000_000_000 / unit.per_second())
+                .ok_or_else(|| FieldReason::OutOfRange {
+                    value: v.to_string(),
+                    expected: "duration",
+                })?,
+        ),
         Logical::TimestampMillis => Value::Timestamp(Timestamp::from_epoch(v, TimeUnit::Millis)),
         Logical::TimestampMicros => Value::Timestamp(Timestamp::from_epoch(v, TimeUnit::Micros)),
         Logical::TimestampNanos => Value::Timestamp(Timestamp::from_epoch(v, TimeUnit::Nanos)),
         _ => Value::Int(v),
     })
+}
+
+/// A time of day, `00:00:00` … `24:00:00` (PostgreSQL's `24:00:00` included): a value past
+/// midnight would be wrapped by every reader, and DuckDB refuses such a file.
+fn time_of_day(v: i64, per_second: i64) -> Result<Value, FieldReason> {
+    match v.checked_mul(1_000_000_000 / per_second) {
+        Some(n) if (0..=NANOS_PER_DAY).contains(&n) => Ok(Value::Time(n)),
+        _ => Err(FieldReason::OutOfRange {
+            value: v.to_string(),
+            expected: "a time of day (00:00:00 to 24:00:00)",
+        }),
+    }
+}
+
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+/// Days since 1970 that every reader can render: chrono's years, which hold PostgreSQL's dates
+/// up to year 262142 (a larger count is garbage, not a date any report can use).
+fn date(v: i64) -> Result<Value, FieldReason> {
+    i32::try_from(v)
+        .ok()
+        .filter(|d| crate::value::date_from_days(*d).is_some())
+        .map(Value::Date)
+        .ok_or_else(|| FieldReason::OutOfRange {
+            value: v.to_string(),
+            expected: "a date within years -262143 to 262142",
+        })
 }
 
 pub fn from_u64(schema: &Schema, v: u64) -> Result<Value, FieldReason> {

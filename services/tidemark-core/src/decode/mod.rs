@@ -80,7 +80,18 @@ impl Decoder {
                 }
             }
         }
-        self.decode_cached(rec)
+        self.decode_guarded(rec)
+    }
+
+    /// [`Decoder::decode_cached`], with a panic turned into this record's dead letter: one record
+    /// that trips a bug must not end ingest (and, re-read at every restart, end it again).
+    fn decode_guarded(&mut self, rec: &RawRecord<'_>) -> Result<Decoded, DecodeError> {
+        catch_panic(|| self.decode_cached(rec)).unwrap_or_else(|text| {
+            // The caches may hold a half-built entry: start them afresh.
+            self.json_schemas = Default::default();
+            self.avro_schemas = Default::default();
+            Err(self.error(rec, RecordPart::Value, DecodeErrorKind::Panic(text)))
+        })
     }
 
     /// Decodes one record without network I/O: JSON always; Avro only when its schemas are
@@ -167,5 +178,33 @@ impl Decoder {
             part,
             kind: Box::new(kind),
         }
+    }
+}
+
+/// Runs `f`, turning a panic into its message.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into())
+    })
+}
+
+#[cfg(test)]
+mod panic_tests {
+    #[test]
+    fn a_panic_becomes_its_message() {
+        assert_eq!(super::catch_panic(|| 7), Ok(7));
+        let n = 3;
+        assert_eq!(
+            super::catch_panic(|| -> i32 { panic!("offset overflow at {n}") }),
+            Err("offset overflow at 3".to_owned())
+        );
+        assert_eq!(
+            super::catch_panic(|| -> i32 { panic!("static") }),
+            Err("static".to_owned())
+        );
     }
 }

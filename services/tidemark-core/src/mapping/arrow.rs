@@ -22,6 +22,11 @@ pub fn arrow_type(schema: &Schema) -> DataType {
         (Kind::Int32, Logical::TimeMillis) => DataType::Time32(TimeUnit::Millisecond),
         (Kind::Int64, Logical::TimeMicros) => DataType::Time64(TimeUnit::Microsecond),
         (Kind::Int64, Logical::TimeNanos) => DataType::Time64(TimeUnit::Nanosecond),
+        (Kind::Int32 | Kind::Int64, Logical::Duration(unit)) => DataType::Duration(match unit {
+            crate::value::TimeUnit::Millis => TimeUnit::Millisecond,
+            crate::value::TimeUnit::Micros => TimeUnit::Microsecond,
+            crate::value::TimeUnit::Nanos => TimeUnit::Nanosecond,
+        }),
         (Kind::Int64, Logical::TimestampMillis) => DataType::Timestamp(TimeUnit::Millisecond, None),
         (Kind::Int64, Logical::TimestampMicros) => DataType::Timestamp(TimeUnit::Microsecond, None),
         (Kind::Int64, Logical::TimestampNanos) => DataType::Timestamp(TimeUnit::Nanosecond, None),

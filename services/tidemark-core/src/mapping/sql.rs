@@ -40,13 +40,16 @@ pub enum ColType {
     TimeTz,
     Timestamp,
     TimestampTz,
+    /// A signed duration (a MySQL TIME): `interval` on PostgreSQL, `-838:59:59.000000` text on
+    /// SQLite.
+    Interval,
 }
 
 /// A declared type (`columns = { x = "…" }`) that is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown column type `{0}`: use boolean, smallint, integer, bigint, real, double precision, \
-     numeric, numeric(p,s), text, jsonb, uuid, bytea, date, time, timetz, timestamp or timestamptz"
+     numeric, numeric(p,s), text, jsonb, uuid, bytea, date, time, timetz, timestamp, timestamptz or interval"
 )]
 pub struct UnknownType(pub String);
 
@@ -77,6 +80,7 @@ impl ColType {
             (DataType::Decimal128(..), _) => ColType::Numeric,
             (DataType::Date32, _) => ColType::Date,
             (DataType::Time32(_) | DataType::Time64(_), _) => ColType::Time,
+            (DataType::Duration(_), _) => ColType::Interval,
             (DataType::Timestamp(_, None), _) => ColType::Timestamp,
             (DataType::Timestamp(_, Some(_)), _) => ColType::TimestampTz,
             _ => ColType::Json,
@@ -104,6 +108,7 @@ impl ColType {
             "timetz" => ColType::TimeTz,
             "timestamp" => ColType::Timestamp,
             "timestamptz" => ColType::TimestampTz,
+            "interval" => ColType::Interval,
             other if other.starts_with("varchar(") && other.ends_with(')') => ColType::Text,
             other => return parse_decimal(other).ok_or_else(|| UnknownType(declared.into())),
         })
@@ -130,6 +135,7 @@ impl ColType {
                 ColType::TimeTz => "timetz".into(),
                 ColType::Timestamp => "timestamp".into(),
                 ColType::TimestampTz => "timestamptz".into(),
+                ColType::Interval => "interval".into(),
             },
             Backend::Sqlite => match self {
                 ColType::Bool | ColType::Int16 | ColType::Int32 | ColType::Int64 => "INTEGER",
@@ -210,6 +216,8 @@ impl ColType {
                 }
             }
             (Timestamp, TimestampTz) | (TimestampTz, Timestamp) => None,
+            // A MySQL TIME column landed as a time of day before durations were read as such.
+            (Time, Interval) | (Interval, Time) => Some(Interval),
             (Text, Json | Uuid) => Some(Text),
             _ => None,
         }
@@ -265,6 +273,7 @@ mod tests {
             "timetz",
             "timestamp",
             "timestamptz",
+            "interval",
         ] {
             assert_eq!(ColType::parse(t).unwrap().to_string(), t);
         }
