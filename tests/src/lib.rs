@@ -5,6 +5,7 @@ pub mod bronze_fixture;
 pub mod kafka;
 pub mod merge_scenario;
 pub mod postgres;
+pub mod process;
 pub mod proof;
 pub mod readers;
 pub mod run_setup;

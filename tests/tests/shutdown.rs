@@ -3,26 +3,17 @@
 //! credentials stops ingest at once with a clear error instead of retrying forever. Real
 //! processes against a MockCluster and an HTTP registry the test serves.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tidemark_e2e::kafka::Kafka;
-use tidemark_e2e::merge_scenario::tidemark_bin;
+use tidemark_e2e::process::Tidemark;
 use tidemark_e2e::stream::{Record, RecordKind};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOPIC: &str = "bank.public.avro_things";
 
-/// A running ingest and what it printed so far.
-struct Ingest {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-fn ingest(dir: &std::path::Path, bootstrap: &str, bronze: &str, registry: &str) -> Ingest {
+fn ingest(dir: &std::path::Path, bootstrap: &str, bronze: &str, registry: &str) -> Tidemark {
     let config = dir.join("t.toml");
     std::fs::write(
         &config,
@@ -34,59 +25,7 @@ fn ingest(dir: &std::path::Path, bootstrap: &str, bronze: &str, registry: &str) 
         ),
     )
     .unwrap();
-    let mut child = Command::new(tidemark_bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["--log-format", "json", "ingest"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (sink, stderr) = (log.clone(), child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    Ingest { child, log }
-}
-
-impl Ingest {
-    /// Waits until the log holds `text` (or panics after `within`).
-    fn wait_for(&self, text: &str, within: Duration) {
-        let until = Instant::now() + within;
-        while Instant::now() < until {
-            if self.log.lock().unwrap().contains(text) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("no `{text}` in the log:\n{}", self.log.lock().unwrap());
-    }
-
-    /// Sends SIGTERM and returns how long the process took to exit.
-    fn terminate(mut self) -> Duration {
-        let sent = Instant::now();
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        loop {
-            if self.child.try_wait().unwrap().is_some() {
-                return sent.elapsed();
-            }
-            if sent.elapsed() > Duration::from_secs(30) {
-                let _ = self.child.kill();
-                panic!("ingest ignored SIGTERM:\n{}", self.log.lock().unwrap());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    Tidemark::start(&config, &["ingest"])
 }
 
 async fn kafka_with_an_avro_record() -> Kafka {

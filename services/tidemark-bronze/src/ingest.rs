@@ -20,10 +20,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
-use tidemark_core::decode::{Decoder, Disposition};
+use tidemark_core::decode::{Decoder, Disposition, panic_message};
 use tidemark_core::event::RawRecord;
 use tidemark_core::metrics;
 use tokio::task::JoinHandle;
@@ -91,6 +92,10 @@ pub enum IngestError {
 /// Shutdown was asked for while a retry waited: the record is left for the next run.
 struct Stopping;
 
+/// Longer than this without a turn of the consume loop (stuck retrying the store, waiting on a
+/// flush) and `/readyz` says so.
+const STALE_AFTER: Duration = Duration::from_secs(120);
+
 /// Completes once shutdown is asked for (the guard `wait_for` returns is dropped at once: the
 /// futures awaiting this stay `Send`).
 async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
@@ -157,10 +162,16 @@ struct Loop<'a> {
     ended_since: Arc<AtomicUsize>,
     /// True once shutdown is asked for: every retry loop gives up its wait.
     stop: tokio::sync::watch::Receiver<bool>,
+    /// When flushes in flight give up (set by the drain): a flush retrying a failing store, or
+    /// waiting on one, ends by then instead of outliving the runtime.
+    give_up: tokio::sync::watch::Sender<Option<Instant>>,
 }
 
 fn is_permanent(e: &FlushError) -> bool {
-    matches!(e, FlushError::Arrow(_) | FlushError::Parquet(_))
+    matches!(
+        e,
+        FlushError::Arrow(_) | FlushError::Parquet(_) | FlushError::Panic(_)
+    )
 }
 
 impl Loop<'_> {
@@ -420,7 +431,11 @@ impl Loop<'_> {
         // On a blocking-pool thread: a task spawned from this busy loop would wait in the
         // worker's LIFO slot until the loop yields, and the flush would not overlap consuming.
         let rt = tokio::runtime::Handle::current();
-        let work = write_segment(writer, seg, give_up_at, max_backoff).instrument(span);
+        if give_up_at.is_some() {
+            self.give_up.send_replace(give_up_at);
+        }
+        let work =
+            write_segment(writer, seg, self.give_up.subscribe(), max_backoff).instrument(span);
         let signal = self.flush_ended.clone();
         let count = self.ended_since.clone();
         let ended = Arc::new(AtomicBool::new(false));
@@ -597,6 +612,7 @@ impl Loop<'_> {
 
     async fn drain(&mut self) -> Result<(), IngestError> {
         let give_up = Instant::now() + self.settings.drain_timeout;
+        self.give_up.send_replace(Some(give_up));
         let keys: Vec<Key> = self.parts.keys().cloned().collect();
         for key in &keys {
             self.flush_until(key, RollReason::Drain, Some(give_up))
@@ -637,8 +653,22 @@ pub async fn run(
     let main = consume(consumer, decoder, writer, settings, stop);
     tokio::pin!(main, watcher);
     match futures::future::select(main, watcher).await {
+        futures::future::Either::Left((Err(e), watcher)) if e.is_stuck() => {
+            // Restarting would meet the same records and fail the same way (a crash loop that
+            // looks alive): stay up, unhealthy with the cause, until an operator stops us.
+            tidemark_core::health::broken(format!("ingest: {e}"));
+            watcher.await;
+            Err(e)
+        }
         futures::future::Either::Left((done, _)) => done,
         futures::future::Either::Right(((), main)) => main.await,
+    }
+}
+
+impl IngestError {
+    /// An error that a restart meets again (the same records re-read).
+    fn is_stuck(&self) -> bool {
+        matches!(self, IngestError::Flush(_) | IngestError::Task(_))
     }
 }
 
@@ -663,8 +693,11 @@ async fn consume(
         flush_ended: Default::default(),
         ended_since: Default::default(),
         stop,
+        give_up: tokio::sync::watch::channel(None).0,
     };
+    let beat = tidemark_core::health::beat("ingest", STALE_AFTER);
     loop {
+        beat.ok();
         let deadline = lp.next_deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
             biased;
@@ -704,11 +737,13 @@ async fn consume(
     Ok(lp.stats)
 }
 
-/// Writes one segment, retrying store failures with backoff (until `give_up_at`, if any).
+/// Writes one segment, retrying store failures with backoff until the drain's give-up time (if
+/// one is set, also while the flush is under way). A panic while building the files is this
+/// segment's permanent error, not the end of the task.
 async fn write_segment(
     writer: BronzeWriter,
     seg: Segment,
-    give_up_at: Option<Instant>,
+    mut give_up: tokio::sync::watch::Receiver<Option<Instant>>,
     max_backoff: Duration,
 ) -> FlushDone {
     let started = Instant::now();
@@ -727,19 +762,45 @@ async fn write_segment(
         took: started.elapsed(),
     };
     loop {
-        match writer.flush(&seg).await {
+        let attempt = std::panic::AssertUnwindSafe(writer.flush(&seg)).catch_unwind();
+        let result = tokio::select! {
+            r = attempt => r.unwrap_or_else(|p| Err(FlushError::Panic(panic_message(p.as_ref())))),
+            () = passed(&mut give_up) => return done(Err(FlushError::Abandoned), true, retries),
+        };
+        match result {
             Ok(f) => return done(Ok(f), false, retries),
             Err(e) if is_permanent(&e) => return done(Err(e), false, retries),
             Err(e) => {
-                if give_up_at.is_some_and(|t| Instant::now() >= t) {
-                    return done(Err(e), true, retries);
-                }
                 tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "flush failed, retrying");
                 metrics::error("ingest", "object_store");
                 retries += 1;
                 metrics::flush_retried(&seg.topic);
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = passed(&mut give_up) => return done(Err(e), true, retries),
+                }
                 backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+}
+
+/// Completes once a give-up time is set and has passed.
+async fn passed(give_up: &mut tokio::sync::watch::Receiver<Option<Instant>>) {
+    loop {
+        let at = *give_up.borrow_and_update();
+        match at {
+            Some(t) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(t)) => return,
+                    changed = give_up.changed() => if changed.is_err() { return },
+                }
+            }
+            None => {
+                if give_up.changed().await.is_err() {
+                    // The loop is gone: nobody waits for this flush any more.
+                    return;
+                }
             }
         }
     }

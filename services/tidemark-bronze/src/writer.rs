@@ -31,6 +31,12 @@ pub enum FlushError {
     Arrow(#[from] ValueTypeError),
     #[error("writing Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// Building the files panicked (a bug): retrying would panic again.
+    #[error("building the files failed (a bug; please report it): {0}")]
+    Panic(String),
+    /// The drain's time ran out while the store still failed: the range is re-read next run.
+    #[error("given up at shutdown: the store did not answer before the drain timeout")]
+    Abandoned,
 }
 
 /// What a flush did.

@@ -12,6 +12,7 @@
 //! - [`render`]: readable JSON of decoded records (inspect, logs).
 //! - [`config`]: the typed configuration (DESIGN §7).
 //! - [`metrics`]: the Prometheus metrics catalogue and the helpers that record them (DESIGN §6).
+//! - [`health`]: whether the process's loops make progress, for `/healthz` and `/readyz`.
 //!
 //! Invariants:
 //! - Decoding never panics on input; every error is typed and carries the Kafka coordinates.
@@ -24,6 +25,7 @@ pub mod decode;
 pub mod encode;
 pub mod event;
 pub mod generator;
+pub mod health;
 pub mod mapping;
 pub mod metrics;
 pub mod registry;

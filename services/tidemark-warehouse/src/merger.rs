@@ -489,18 +489,43 @@ impl Merger {
 
     /// Merges until `shutdown` completes: a cycle, then a pause of `merge.interval_ms` when it
     /// found nothing; failures back off up to a minute and retry.
+    /// One cycle, unless shutdown comes first: then the cycle gets a moment to finish and is
+    /// otherwise dropped (its transaction rolls back; the ledger keeps exactly once), so a
+    /// warehouse that hangs or refuses connections cannot hold SIGTERM up.
+    async fn cycle_or_shutdown(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<Result<CycleStats, MergeError>> {
+        let cycle = self.cycle();
+        tokio::pin!(cycle);
+        tokio::select! {
+            r = &mut cycle => Some(r),
+            () = shutdown.as_mut() => {
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut cycle).await;
+                None
+            }
+        }
+    }
+
     pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), MergeError> {
         tokio::pin!(shutdown);
         let idle = self.config.merge.interval();
         let mut backoff = Duration::from_millis(500);
+        // A cycle is short; one past this is stuck (a lock, a hung peer).
+        let beat = tidemark_core::health::beat("merge", (idle * 20).max(Duration::from_secs(600)));
         loop {
-            let pause = match self.cycle().await {
+            let Some(cycle) = self.cycle_or_shutdown(&mut shutdown).await else {
+                return Ok(());
+            };
+            let pause = match cycle {
                 Ok(s) => {
+                    beat.ok();
                     backoff = Duration::from_millis(500);
                     if s.is_idle() { idle } else { Duration::ZERO }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "merge cycle failed");
+                    beat.failed(&e.to_string());
                     let reason = match &e {
                         MergeError::Ledger(LedgerError::Conflict { .. }) => "ledger_conflict",
                         MergeError::Read(_) | MergeError::Store(_) => "bronze",
@@ -520,6 +545,9 @@ impl Merger {
         }
     }
 }
+
+/// How long a cycle under way may finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// An error of the warehouse that is about the data (a value it cannot hold, a name it refuses),
 /// not about reaching it: retrying cannot help, so the table stops. Connection, resource,

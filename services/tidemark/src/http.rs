@@ -1,5 +1,7 @@
 //! The HTTP endpoint of long-running subcommands: `/metrics` (Prometheus text), `/healthz`
-//! (alive) and `/readyz` (Kafka, object store and warehouse reachable, as the command uses them).
+//! (alive: 503 with the cause once the process cannot go on by itself) and `/readyz` (Kafka,
+//! object store and warehouse reachable, as the command uses them, and the process's loops
+//! making progress: the last merge cycle worked, the ingest loop turns).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,15 +50,34 @@ impl Readiness {
             let r = tokio::time::timeout(Duration::from_secs(5), check())
                 .await
                 .unwrap_or_else(|_| Err("timed out after 5 s".into()));
-            match r {
-                Ok(()) => lines.push_str(&format!("{name}: ok\n")),
-                Err(e) => {
-                    ok = false;
-                    lines.push_str(&format!("{name}: {e}\n"));
-                }
-            }
+            ok &= line(&mut lines, name, r);
+        }
+        // The process's own loops: reachable peers are not enough if every cycle fails.
+        for (name, r) in tidemark_core::health::loops() {
+            ok &= line(&mut lines, name, r);
         }
         (ok, lines)
+    }
+}
+
+/// Appends `name`'s line to the report; whether it was ok.
+fn line(lines: &mut String, name: &str, r: Result<(), String>) -> bool {
+    match r {
+        Ok(()) => {
+            lines.push_str(&format!("{name}: ok\n"));
+            true
+        }
+        Err(e) => {
+            lines.push_str(&format!("{name}: {e}\n"));
+            false
+        }
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    match tidemark_core::health::liveness() {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(cause) => (StatusCode::SERVICE_UNAVAILABLE, format!("{cause}\n")),
     }
 }
 
@@ -84,7 +105,7 @@ async fn readyz(State(r): State<Arc<Readiness>>) -> impl IntoResponse {
 pub async fn serve(listen: &str, readiness: Readiness) -> anyhow::Result<SocketAddr> {
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(Arc::new(readiness));
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
