@@ -9,7 +9,7 @@ use tidemark_core::decode::{
 use tidemark_core::schema::SchemaError;
 use tidemark_core::value::Value;
 
-use common::{decode_json, record};
+use common::{decode_json, json_decoder, record};
 
 fn envelope(field_schema: &str, value: &str) -> Vec<u8> {
     format!(
@@ -362,4 +362,35 @@ fn after_x(d: &tidemark_core::event::Decoded) -> Value {
         tidemark_core::value::Row::Typed(t) => t.values[0].clone(),
         other => panic!("{other:?}"),
     }
+}
+
+/// A key whose payload disagrees with its key schema (a member the schema does not name, a
+/// required member missing or of another type) is a dead letter naming the key field: the
+/// key decides which row a change applies to.
+#[test]
+fn keys_that_disagree_with_their_schema_are_dead_letters() {
+    let value = envelope(r#"{"type":"int32","field":"x"}"#, "1");
+    let key = |payload: &str| {
+        format!(
+            r#"{{"schema":{{"type":"struct","name":"e.Key","optional":false,"fields":[{{"type":"int32","optional":false,"field":"id"}}]}},"payload":{payload}}}"#
+        )
+    };
+    for (payload, expect) in [
+        (r#"{"id":"seven"}"#, "key.id"),
+        (r#"{"name":"x"}"#, "key.name"),
+        (r#"{}"#, "`key.id`: missing"),
+        (r#"{"id":7,"tenant":3}"#, "key.tenant"),
+        (r#"[7]"#, "key"),
+    ] {
+        let k = key(payload);
+        let r = json_decoder().decode_cached(&record("bank.public.t", Some(k.as_bytes()), Some(&value)));
+        let e = r.expect_err(payload);
+        assert_eq!(e.part, RecordPart::Key, "{payload}: {e}");
+        assert_eq!(e.disposition(), Disposition::DeadLetter);
+        assert!(e.to_string().contains(expect), "{payload}: {e}");
+    }
+    let ok = key(r#"{"id":7}"#);
+    json_decoder()
+        .decode_cached(&record("bank.public.t", Some(ok.as_bytes()), Some(&value)))
+        .unwrap();
 }

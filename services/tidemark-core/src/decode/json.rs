@@ -15,7 +15,7 @@ use crate::schema::{Schema, StructSchema, fingerprint};
 use crate::value::Row;
 
 use super::envelope::{Classified, Images, Members, Routing};
-use super::error::DecodeErrorKind;
+use super::error::{DecodeErrorKind, FieldReason};
 use super::json_row::{Ctx, decode_row};
 use super::logical::Placeholder;
 
@@ -134,6 +134,29 @@ fn is_empty_schema(text: &str) -> bool {
 }
 
 /// Decodes a JSON key: typed under its schema, or kept as JSON text.
+/// A key's members are exactly its schema's: rows are tolerant of unknown members, but a key
+/// decides which row a change applies to, so a member the schema does not name, or a required
+/// one that is missing, makes the record a dead letter rather than a change to some other row.
+fn key_members_match(payload: &str, st: &StructSchema) -> Result<(), DecodeErrorKind> {
+    let members: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+        serde_json::from_str(payload).map_err(|e| DecodeErrorKind::Envelope(e.to_string()))?;
+    let field = |name: &str, why: &str| DecodeErrorKind::Field {
+        path: format!("key.{name}"),
+        reason: FieldReason::Other(why.to_owned()),
+    };
+    if let Some(extra) = members.keys().find(|m| st.index_of(m).is_none()) {
+        return Err(field(extra, "the key schema has no such member"));
+    }
+    match st
+        .fields
+        .iter()
+        .find(|f| !f.schema.optional && !members.contains_key(&f.name))
+    {
+        Some(missing) => Err(field(&missing.name, "missing, and the key schema requires it")),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn decode_key(
     bytes: &[u8],
     cache: &mut JsonSchemaCache,
@@ -164,9 +187,11 @@ pub(crate) fn decode_key(
                 _ => return Ok(Some(Row::Json(payload.to_owned()))),
             };
             match &schema.plain {
-                Some(st) => decode_row(payload, st, &ctx, "key")
-                    .map(|r| Some(Row::Typed(r)))
-                    .map_err(|e| json_error(&e, &ctx)),
+                Some(st) => {
+                    let row = decode_row(payload, st, &ctx, "key").map_err(|e| json_error(&e, &ctx))?;
+                    key_members_match(payload, st)?;
+                    Ok(Some(Row::Typed(row)))
+                }
                 None => Ok(Some(Row::Json(payload.to_owned()))),
             }
         }
