@@ -10,6 +10,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::commit_log::{self, CommitLogError};
+use crate::layout;
 use crate::dead_letter::{self, DeadLetter};
 
 /// The committed chain of one partition.
@@ -69,7 +70,7 @@ pub async fn dead_letters(
             .records
         {
             if let Some(path) = rec.dead_letter_file {
-                let bytes = store.get(&Path::from(path.as_str())).await?.bytes().await?;
+                let bytes = store.get(&layout::stored_path(&path)).await?.bytes().await?;
                 out.extend(dead_letter::from_jsonl(&bytes).map_err(|e| {
                     CommitLogError::Corrupt {
                         path,
@@ -103,7 +104,7 @@ pub async fn op_counts(
             }
             for f in &rec.files {
                 let bytes = store
-                    .get(&Path::from(f.path.as_str()))
+                    .get(&layout::stored_path(&f.path))
                     .await
                     .map_err(CommitLogError::from)?
                     .bytes()

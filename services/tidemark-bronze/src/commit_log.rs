@@ -193,7 +193,7 @@ pub async fn partitions(
     let log = root.child("_log");
     let mut out: Vec<(String, i32)> = Vec::new();
     for topic_dir in store.list_with_delimiter(Some(&log)).await?.common_prefixes {
-        let Some(topic) = topic_dir.filename().map(str::to_owned) else {
+        let Some(topic) = topic_dir.filename().map(layout::topic_of_dir) else {
             continue;
         };
         for part_dir in store

@@ -29,6 +29,18 @@ impl IngestContext {
 }
 
 impl ClientContext for IngestContext {
+    /// librdkafka writes names into its statistics JSON without escaping control characters: one
+    /// topic with a newline in its name made every report unparseable (and the lag metric of
+    /// every topic vanished). Such characters inside strings are escaped before parsing.
+    fn stats_raw(&self, statistics: &[u8]) {
+        let parsed = serde_json::from_slice(statistics)
+            .or_else(|_| serde_json::from_slice(&escape_controls_in_strings(statistics)));
+        match parsed {
+            Ok(stats) => self.stats(stats),
+            Err(e) => tracing::warn!(error = %e, "librdkafka statistics not parseable; lag not updated"),
+        }
+    }
+
     /// librdkafka statistics (every `statistics.interval.ms`): the high watermarks feed the lag.
     fn stats(&self, statistics: rdkafka::Statistics) {
         for (topic, t) in &statistics.topics {
@@ -39,6 +51,27 @@ impl ClientContext for IngestContext {
             }
         }
     }
+}
+
+/// JSON text with raw control characters inside strings escaped (`\u000a`); the rest as is.
+fn escape_controls_in_strings(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len() + 16);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string && b < 0x20 {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+            continue;
+        }
+        out.push(b);
+        if escaped {
+            escaped = false;
+        } else if in_string && b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            in_string = !in_string;
+        }
+    }
+    out
 }
 
 fn partitions(tpl: &rdkafka::TopicPartitionList) -> Vec<(String, i32)> {
@@ -136,5 +169,21 @@ mod describe_tests {
             !shown.contains("hunter2") && shown.contains("ssl.key.password"),
             "{shown}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        let raw = b"{\"topics\":{\"a\nb\":{\"x\":\"q\\\"\\n\"}},\n\"n\":1}";
+        assert!(serde_json::from_slice::<serde_json::Value>(raw).is_err());
+        let fixed = escape_controls_in_strings(raw);
+        let v: serde_json::Value = serde_json::from_slice(&fixed).unwrap();
+        assert!(v["topics"]["a\nb"].is_object(), "{v}");
+        assert_eq!(v["topics"]["a\nb"]["x"], "q\"\n");
+        assert_eq!(v["n"], 1);
     }
 }

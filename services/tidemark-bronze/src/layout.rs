@@ -34,6 +34,19 @@ impl TableDir {
     }
 }
 
+/// A path as commit records store it (already percent-encoded where the store needs it):
+/// `Path::from` would encode it a second time (`a%20b` → `a%2520b`) and miss the object.
+pub fn stored_path(stored: &str) -> Path {
+    Path::parse(stored).unwrap_or_else(|_| Path::from(stored))
+}
+
+/// A directory's name as the topic it stands for (the store percent-encodes some characters).
+pub fn topic_of_dir(name: &str) -> String {
+    percent_encoding::percent_decode_str(name)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// Commit record names sort by start offset: 20 digits hold any i64.
 pub fn offset_name(offset: i64) -> String {
     format!("{offset:020}")

@@ -68,13 +68,14 @@ fn envelope(id: i64, op: &str, extra_column: bool) -> Vec<u8> {
 
 fn decode(
     d: &mut Decoder,
+    topic: &str,
     offset: i64,
     ts: i64,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
 ) -> Result<Decoded, tidemark_core::decode::DecodeError> {
     d.decode_cached(&RawRecord {
-        topic: TOPIC,
+        topic,
         partition: 2,
         offset,
         timestamp_ms: Some(ts),
@@ -87,8 +88,12 @@ const TS: i64 = 1_700_000_000_000; // 2023-11-14
 
 /// 100 changes, 3 tombstones and 2 poison records from offset 10.
 fn segment(start: i64) -> Segment {
+    segment_of(TOPIC, start)
+}
+
+fn segment_of(topic: &str, start: i64) -> Segment {
     let mut d = Decoder::new(DecoderOptions::default(), None);
-    let mut seg = Segment::new(TOPIC, 2, start);
+    let mut seg = Segment::new(topic, 2, start);
     for (offset, i) in (start..).zip(0..105) {
         let raw: Option<Vec<u8>> = match i {
             20 | 50 | 80 => None,
@@ -97,7 +102,7 @@ fn segment(start: i64) -> Segment {
             _ => Some(envelope(i, ["c", "u", "d"][(i % 3) as usize], false)),
         };
         let key = format!("{{\"id\":{i}}}").into_bytes();
-        match decode(&mut d, offset, TS + i, Some(&key), raw.as_deref()) {
+        match decode(&mut d, topic, offset, TS + i, Some(&key), raw.as_deref()) {
             Ok(dec) => {
                 assert_eq!(seg.must_roll_before(&dec), None);
                 seg.push(dec, raw.as_ref().map_or(0, Vec::len));
@@ -288,15 +293,16 @@ fn a_new_column_or_a_new_date_rolls_the_file() {
     let mut d = Decoder::new(DecoderOptions::default(), None);
     let mut seg = Segment::new(TOPIC, 2, 0);
     seg.push(
-        decode(&mut d, 0, TS, None, Some(&envelope(1, "c", false))).unwrap(),
+        decode(&mut d, TOPIC, 0, TS, None, Some(&envelope(1, "c", false))).unwrap(),
         100,
     );
-    let same = decode(&mut d, 1, TS, None, Some(&envelope(2, "u", false))).unwrap();
+    let same = decode(&mut d, TOPIC, 1, TS, None, Some(&envelope(2, "u", false))).unwrap();
     assert_eq!(seg.must_roll_before(&same), None);
-    let widened = decode(&mut d, 2, TS, None, Some(&envelope(3, "c", true))).unwrap();
+    let widened = decode(&mut d, TOPIC, 2, TS, None, Some(&envelope(3, "c", true))).unwrap();
     assert_eq!(seg.must_roll_before(&widened), Some(RollReason::Schema));
     let next_day = decode(
         &mut d,
+        TOPIC,
         3,
         TS + 86_400_000,
         None,
@@ -305,7 +311,7 @@ fn a_new_column_or_a_new_date_rolls_the_file() {
     .unwrap();
     assert_eq!(seg.must_roll_before(&next_day), Some(RollReason::Date));
     // Tombstones never roll.
-    let tomb = decode(&mut d, 4, TS + 86_400_000, Some(b"{\"id\":1}"), None).unwrap();
+    let tomb = decode(&mut d, TOPIC, 4, TS + 86_400_000, Some(b"{\"id\":1}"), None).unwrap();
     assert_eq!(seg.must_roll_before(&tomb), None);
 }
 
@@ -321,7 +327,7 @@ fn count_bytes_and_age_bounds() {
     let now = Instant::now();
     assert_eq!(seg.due(&policy, now), None);
     seg.push(
-        decode(&mut d, 0, TS, None, Some(&envelope(1, "c", false))).unwrap(),
+        decode(&mut d, TOPIC, 0, TS, None, Some(&envelope(1, "c", false))).unwrap(),
         10,
     );
     assert_eq!(seg.due(&policy, Instant::now()), None);
@@ -330,12 +336,12 @@ fn count_bytes_and_age_bounds() {
         Some(RollReason::Age)
     );
     seg.push(
-        decode(&mut d, 1, TS, None, Some(&envelope(1, "u", false))).unwrap(),
+        decode(&mut d, TOPIC, 1, TS, None, Some(&envelope(1, "u", false))).unwrap(),
         2_000,
     );
     assert_eq!(seg.due(&policy, Instant::now()), Some(RollReason::Bytes));
     seg.push(
-        decode(&mut d, 2, TS, None, Some(&envelope(1, "u", false))).unwrap(),
+        decode(&mut d, TOPIC, 2, TS, None, Some(&envelope(1, "u", false))).unwrap(),
         1,
     );
     assert_eq!(seg.due(&policy, Instant::now()), Some(RollReason::Records));
@@ -447,4 +453,37 @@ async fn transactions_heartbeats_and_schema_changes_land_in_their_own_tables() {
             .path
             .starts_with("b/_transactions/dt=2023-11-14/")
     );
+}
+
+/// A topic whose name the store percent-encodes is listed under its own name, and its files and
+/// dead letters are read back (once encoded, never twice), on both kinds of store.
+#[tokio::test]
+async fn topics_the_store_encodes_are_listed_and_read_back() {
+    let topic = "odd#topic%with{braces}";
+    let dir = tempfile::tempdir().unwrap();
+    let stores: [Arc<dyn ObjectStore>; 2] = [
+        Arc::new(InMemory::new()),
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+    ];
+    for store in stores {
+        let root = Path::from("bronze");
+        let writer = BronzeWriter::new(store.clone(), root.clone(), 1);
+        writer.flush(&segment_of(topic, 0)).await.unwrap();
+        let parts = commit_log::partitions(store.as_ref(), &root).await.unwrap();
+        assert_eq!(parts, vec![(topic.to_owned(), 2)]);
+        let chain = commit_log::read_chain(store.as_ref(), &root, topic, 2)
+            .await
+            .unwrap();
+        assert_eq!(chain.records.len(), 1);
+        for f in &chain.records[0].files {
+            store
+                .get(&tidemark_bronze::layout::stored_path(&f.path))
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", f.path));
+        }
+        let letters = tidemark_bronze::admin::dead_letters(store.as_ref(), &root)
+            .await
+            .unwrap();
+        assert_eq!(letters.len(), 2);
+    }
 }

@@ -146,7 +146,7 @@ pub async fn read_file(
     opts: &ReadOptions,
     checksum: Option<&str>,
 ) -> Result<FileChanges, ReadError> {
-    let bytes = store.get(&Path::from(path)).await?.bytes().await?;
+    let bytes = store.get(&layout::stored_path(path)).await?.bytes().await?;
     if let Some(expected) = checksum {
         let actual = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
         if actual != expected {
