@@ -10,8 +10,8 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::commit_log::{self, CommitLogError};
-use crate::layout;
 use crate::dead_letter::{self, DeadLetter};
+use crate::layout;
 
 /// The committed chain of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +70,11 @@ pub async fn dead_letters(
             .records
         {
             if let Some(path) = rec.dead_letter_file {
-                let bytes = store.get(&layout::stored_path(&path)).await?.bytes().await?;
+                let bytes = store
+                    .get(&layout::stored_path(&path))
+                    .await?
+                    .bytes()
+                    .await?;
                 out.extend(dead_letter::from_jsonl(&bytes).map_err(|e| {
                     CommitLogError::Corrupt {
                         path,

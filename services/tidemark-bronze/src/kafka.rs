@@ -37,7 +37,9 @@ impl ClientContext for IngestContext {
             .or_else(|_| serde_json::from_slice(&escape_controls_in_strings(statistics)));
         match parsed {
             Ok(stats) => self.stats(stats),
-            Err(e) => tracing::warn!(error = %e, "librdkafka statistics not parseable; lag not updated"),
+            Err(e) => {
+                tracing::warn!(error = %e, "librdkafka statistics not parseable; lag not updated")
+            }
         }
     }
 

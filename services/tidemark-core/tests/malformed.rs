@@ -383,7 +383,11 @@ fn keys_that_disagree_with_their_schema_are_dead_letters() {
         (r#"[7]"#, "key"),
     ] {
         let k = key(payload);
-        let r = json_decoder().decode_cached(&record("bank.public.t", Some(k.as_bytes()), Some(&value)));
+        let r = json_decoder().decode_cached(&record(
+            "bank.public.t",
+            Some(k.as_bytes()),
+            Some(&value),
+        ));
         let e = r.expect_err(payload);
         assert_eq!(e.part, RecordPart::Key, "{payload}: {e}");
         assert_eq!(e.disposition(), Disposition::DeadLetter);

@@ -10,6 +10,9 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Bronze on local disk, dead letters (raw record bytes) and a SQLite warehouse hold source
+    // data: files and directories tidemark creates are its user's only (0600/0700).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = tidemark::cli::Cli::parse();
     // The demo draws progress bars: only warnings unless asked for more.
     let quiet = matches!(cli.command, tidemark::cli::Command::Demo(_))

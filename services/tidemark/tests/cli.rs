@@ -246,3 +246,31 @@ fn ingest_stops_cleanly_on_sigterm_even_right_after_start() {
         assert!(status.success(), "after {delay_ms} ms: {status}");
     }
 }
+
+/// Files tidemark creates hold source data (a SQLite warehouse here): they are its user's only,
+/// whatever the umask it was started with.
+#[test]
+fn files_tidemark_creates_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("bronze")).unwrap();
+    std::fs::write(
+        dir.path().join("tidemark.toml"),
+        format!(
+            "[bronze]\nurl = \"file://{0}/bronze\"\n[warehouse]\nurl = \"sqlite://{0}/w.db\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = tidemark(&["merge", "--once"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(dir.path().join("w.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "w.db has mode {mode:o}");
+}

@@ -152,7 +152,10 @@ fn key_members_match(payload: &str, st: &StructSchema) -> Result<(), DecodeError
         .iter()
         .find(|f| !f.schema.optional && !members.contains_key(&f.name))
     {
-        Some(missing) => Err(field(&missing.name, "missing, and the key schema requires it")),
+        Some(missing) => Err(field(
+            &missing.name,
+            "missing, and the key schema requires it",
+        )),
         None => Ok(()),
     }
 }
@@ -188,7 +191,8 @@ pub(crate) fn decode_key(
             };
             match &schema.plain {
                 Some(st) => {
-                    let row = decode_row(payload, st, &ctx, "key").map_err(|e| json_error(&e, &ctx))?;
+                    let row =
+                        decode_row(payload, st, &ctx, "key").map_err(|e| json_error(&e, &ctx))?;
                     key_members_match(payload, st)?;
                     Ok(Some(Row::Typed(row)))
                 }
