@@ -69,8 +69,11 @@ fn good(topic: &str, id: i64) -> Record {
     )
 }
 
+/// A bad record: what it is, its key and its value.
+type Bad = (&'static str, Option<Vec<u8>>, Vec<u8>);
+
 /// The bad records, each with what it is. Ids from 1000 up: none may reach the warehouse.
-fn corpus() -> Vec<(&'static str, Option<Vec<u8>>, Vec<u8>)> {
+fn corpus() -> Vec<Bad> {
     let with = |extra: &str, after: &str, id: i64| {
         envelope(&format!("{ID},{extra}"), "c", after, 5000 + id)
     };
