@@ -121,3 +121,56 @@ async fn sigterm_ends_ingest_while_the_store_is_down() {
     let took = run.terminate();
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
+
+/// The store refuses writes (an outage after start): the flush retries; SIGTERM gives it up at
+/// once (its range is re-read by the next run) instead of holding shutdown for the drain timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_ingest_while_flushes_fail() {
+    const JSON_TOPIC: &str = "bank.public.json_things";
+    let kafka = Kafka::start(&[(JSON_TOPIC, 1)]);
+    let value = br#"{"schema":null,"payload":{"op":"c","after":{"id":1},"source":{"connector":"postgresql"}}}"#;
+    kafka
+        .produce(&[Record {
+            topic: JSON_TOPIC.into(),
+            partition: 0,
+            key: None,
+            value: Some(value.to_vec()),
+            timestamp_ms: 1_700_000_000_000,
+            kind: RecordKind::Poison,
+        }])
+        .await;
+    // An S3 endpoint whose bucket lists empty and refuses every write.
+    let s3 = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>lake</Name><Prefix></Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>"#,
+        ))
+        .mount(&s3)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&s3)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap_servers = \"{}\"\ntopics = [\"{JSON_TOPIC}\"]\n\
+             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+             [bronze]\nurl = \"s3://lake/bronze\"\nmax_records = 1\n[bronze.s3]\nendpoint = \"{}\"\n\
+             allow_http = true\naccess_key_id = \"x\"\nsecret_access_key = \"y\"\nrequest_timeout_ms = 500\n\
+             [metrics]\nlisten = \"127.0.0.1:0\"\n",
+            kafka.bootstrap(),
+            s3.uri()
+        ),
+    )
+    .unwrap();
+    let run = Tidemark::start(&config, &["ingest"]);
+    run.wait_for("flush failed, retrying", Duration::from_secs(60));
+    let log = run.log.clone();
+    let took = run.terminate();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let log = log.lock().unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+}

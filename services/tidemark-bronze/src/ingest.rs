@@ -92,6 +92,9 @@ pub enum IngestError {
 /// Shutdown was asked for while a retry waited: the record is left for the next run.
 struct Stopping;
 
+/// How long past its give-up time a flush may take to end and be recorded.
+const GIVE_UP_GRACE: Duration = Duration::from_millis(500);
+
 /// Longer than this without a turn of the consume loop (stuck retrying the store, waiting on a
 /// flush) and `/readyz` says so.
 const STALE_AFTER: Duration = Duration::from_secs(120);
@@ -474,9 +477,9 @@ impl Loop<'_> {
         let joined = match give_up_at {
             None => (&mut f.handle).await,
             Some(t) => {
-                match tokio::time::timeout_at(tokio::time::Instant::from_std(t), &mut f.handle)
-                    .await
-                {
+                // The flush gives up by `t` itself; a moment more lets its retries be counted.
+                let t = tokio::time::Instant::from_std(t) + GIVE_UP_GRACE;
+                match tokio::time::timeout_at(t, &mut f.handle).await {
                     Ok(r) => r,
                     Err(_) => {
                         f.handle.abort();
@@ -622,7 +625,7 @@ impl Loop<'_> {
             self.settle_until(key, Some(give_up)).await?;
         }
         for (key, mut f) in std::mem::take(&mut self.detached) {
-            let deadline = tokio::time::Instant::from_std(give_up);
+            let deadline = tokio::time::Instant::from_std(give_up) + GIVE_UP_GRACE;
             match tokio::time::timeout_at(deadline, &mut f.handle).await {
                 Ok(joined) => {
                     let done = joined.map_err(|e| IngestError::Task(e.to_string()))?;
@@ -737,8 +740,8 @@ async fn consume(
     Ok(lp.stats)
 }
 
-/// Writes one segment, retrying store failures with backoff until the drain's give-up time (if
-/// one is set, also while the flush is under way). A panic while building the files is this
+/// Writes one segment, retrying store failures with backoff until shutdown: then a failing flush
+/// gives up at once, and one under way at the drain's give-up time. A panic while building the files is this
 /// segment's permanent error, not the end of the task.
 async fn write_segment(
     writer: BronzeWriter,
@@ -770,6 +773,9 @@ async fn write_segment(
         match result {
             Ok(f) => return done(Ok(f), false, retries),
             Err(e) if is_permanent(&e) => return done(Err(e), false, retries),
+            // Shutting down and the store fails: waiting for it would only hold SIGTERM up; the
+            // range is re-read by the next run.
+            Err(e) if give_up.borrow().is_some() => return done(Err(e), true, retries),
             Err(e) => {
                 tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "flush failed, retrying");
                 metrics::error("ingest", "object_store");
@@ -777,7 +783,7 @@ async fn write_segment(
                 metrics::flush_retried(&seg.topic);
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    () = passed(&mut give_up) => return done(Err(e), true, retries),
+                    _ = give_up.wait_for(Option::is_some) => return done(Err(e), true, retries),
                 }
                 backoff = (backoff * 2).min(max_backoff);
             }

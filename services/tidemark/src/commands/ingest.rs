@@ -24,8 +24,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             .instrument(tracing::info_span!("ingest"))
             .await?;
         eprintln!(
-            "ingest stopped: {} records, {} commits, {} dead letters, {} fenced",
-            stats.records, stats.commits, stats.dead_letters, stats.fenced
+            "ingest stopped: {} records, {} commits, {} dead letters, {} fenced, {} flush retries",
+            stats.records, stats.commits, stats.dead_letters, stats.fenced, stats.flush_retries
         );
         Ok(ExitCode::SUCCESS)
     })
