@@ -274,3 +274,24 @@ fn files_tidemark_creates_are_owner_only() {
         .mode();
     assert_eq!(mode & 0o077, 0, "w.db has mode {mode:o}");
 }
+
+/// `tidemark … | head`: a reader that goes away ends the command quietly (status 141, as a
+/// process killed by SIGPIPE), never with a panic message.
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tidemark.toml"), "").unwrap();
+    // The reader closes before anything is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["config", "check"])
+        .current_dir(dir.path())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
