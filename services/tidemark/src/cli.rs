@@ -104,9 +104,10 @@ pub struct StreamArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Records to generate (snapshot included).
-    #[arg(long, default_value_t = 20_000)]
-    pub events: u64,
+    /// Records to generate (snapshot included); default 20,000, or with --duration as many as the
+    /// rate makes in that time.
+    #[arg(long)]
+    pub events: Option<u64>,
     /// Records per second (0: as fast as possible).
     #[arg(long, default_value_t = 4_000.0)]
     pub rate: f64,

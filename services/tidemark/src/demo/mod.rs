@@ -123,14 +123,27 @@ listen = "{metrics}"
     Ok(Config::from_toml_and_env(&text, std::iter::empty())?)
 }
 
-pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    if args.events == 0 || args.events > MAX_EVENTS {
+/// Records the demo generates: `--events`, else what `--rate` makes in `--duration` (so a minute
+/// at 500/s lasts a minute), else 20,000.
+fn events(args: &DemoArgs) -> anyhow::Result<u64> {
+    let n = match (args.events, args.duration) {
+        (Some(n), _) => n,
+        (None, Some(secs)) if args.rate > 0.0 => ((secs * args.rate).ceil() as u64).min(MAX_EVENTS),
+        (None, Some(_)) => MAX_EVENTS,
+        (None, None) => 20_000,
+    };
+    if n == 0 || n > MAX_EVENTS {
         anyhow::bail!("--events must be between 1 and {MAX_EVENTS} (the in-process Kafka's bound)");
     }
-    let limits = generate::limits(Some(args.events), args.rate, args.duration)?;
+    Ok(n)
+}
+
+pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let events = events(args)?;
+    let limits = generate::limits(Some(events), args.rate, args.duration)?;
     // A short run is not all snapshot: about one customer per 25 records.
     let mut stream = args.stream.clone();
-    stream.customers = stream.customers.min((args.events as usize / 25).max(5));
+    stream.customers = stream.customers.min((events as usize / 25).max(5));
     let bank = generate::bank(&stream)?;
     let dir = DataDir::prepare(args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -323,4 +336,30 @@ fn print_explore(dir: &Path, prefix: &str) {
          tidemark --config {d}/tidemark.toml inspect bronze\n  \
          tidemark --config {d}/tidemark.toml replay --target-suffix again"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::cli::{Cli, Command};
+
+    fn events_of(args: &[&str]) -> u64 {
+        let cli = Cli::parse_from(["tidemark", "demo"].iter().chain(args));
+        let Command::Demo(d) = cli.command else {
+            panic!("not the demo")
+        };
+        super::events(&d).unwrap()
+    }
+
+    #[test]
+    fn a_duration_sets_how_many_records_the_rate_makes() {
+        assert_eq!(events_of(&[]), 20_000);
+        assert_eq!(events_of(&["--duration", "60", "--rate", "500"]), 30_000);
+        assert_eq!(events_of(&["--duration", "60", "--events", "100"]), 100);
+        assert_eq!(
+            events_of(&["--duration", "5", "--rate", "0"]),
+            super::MAX_EVENTS
+        );
+    }
 }
