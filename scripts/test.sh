@@ -24,6 +24,28 @@ if [[ -z "${TIDEMARK_TEST_PG_URL:-}" ]]; then
   fi
 fi
 
+# The tests that need a real peer fail when it is missing (never skip silently), unless
+# TIDEMARK_ALLOW_SKIPS=1 says to run what this machine can and report the rest as skipped.
+missing=()
+python3 -c 'import pyarrow, duckdb' 2>/dev/null || missing+=("pyarrow and duckdb (pip install 'pyarrow>=15' 'duckdb>=1.0')")
+command -v moto_server >/dev/null || missing+=("moto_server, a real S3 server (pip install 'moto[server]>=5')")
+[[ -n "${TIDEMARK_TEST_PG_URL:-}" ]] || missing+=("PostgreSQL (apt-get install postgresql, or set TIDEMARK_TEST_PG_URL)")
+{ command -v prometheus && command -v promtool; } >/dev/null || missing+=("prometheus and promtool (apt-get install prometheus)")
+command -v docker-compose >/dev/null || missing+=("docker-compose (apt-get install docker-compose)")
+{ command -v tansu && command -v kcat; } >/dev/null || missing+=("tansu and kcat (cargo install tansu --locked --features dynostore,libsql; apt-get install kcat)")
+command -v cargo-nextest >/dev/null || missing+=("cargo-nextest (cargo install cargo-nextest --locked)")
+if (( ${#missing[@]} )); then
+  printf 'missing test peer: %s\n' "${missing[@]}" >&2
+  if [[ "${TIDEMARK_ALLOW_SKIPS:-}" != 1 ]]; then
+    echo "install them (as root, .ci/run installs and starts everything), or set TIDEMARK_ALLOW_SKIPS=1 to skip what needs them" >&2
+    exit 1
+  fi
+  echo "TIDEMARK_ALLOW_SKIPS=1: the tests that need these report 'skipped' and return early" >&2
+else
+  export TIDEMARK_REQUIRE_PY_READERS=1 TIDEMARK_REQUIRE_S3=1 TIDEMARK_REQUIRE_PG=1 \
+    TIDEMARK_REQUIRE_PROMETHEUS=1 TIDEMARK_REQUIRE_COMPOSE=1 TIDEMARK_REQUIRE_TANSU=1
+fi
+
 cargo nextest run --workspace --no-fail-fast "$@"
 # Doc tests are not run by nextest.
 cargo test --workspace --doc --quiet
