@@ -701,7 +701,10 @@ async fn consume(
     let beat = tidemark_core::health::beat("ingest", STALE_AFTER);
     loop {
         beat.ok();
-        let deadline = lp.next_deadline().map(tokio::time::Instant::from_std);
+        // Also wake when idle, so a quiet topic is not taken for a wedged loop.
+        let wake = Instant::now() + STALE_AFTER / 4;
+        let deadline =
+            tokio::time::Instant::from_std(lp.next_deadline().map_or(wake, |d| d.min(wake)));
         tokio::select! {
             biased;
             () = stopped(&mut stop_seen) => break,
@@ -726,7 +729,7 @@ async fn consume(
                 lp.apply_rebalances();
                 lp.settle_finished().await?;
             }
-            () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+            () = tokio::time::sleep_until(deadline) => {
                 lp.apply_rebalances();
                 lp.flush_aged().await?;
                 lp.settle_finished().await?;
@@ -741,8 +744,8 @@ async fn consume(
 }
 
 /// Writes one segment, retrying store failures with backoff until shutdown: then a failing flush
-/// gives up at once, and one under way at the drain's give-up time. A panic while building the files is this
-/// segment's permanent error, not the end of the task.
+/// gives up at once, and one under way at the drain's give-up time. A panic while building the
+/// files is this segment's permanent error, not the end of the task.
 async fn write_segment(
     writer: BronzeWriter,
     seg: Segment,
