@@ -653,3 +653,73 @@ on_both!(
     mysql_durations_sqlite,
     mysql_durations_postgres
 );
+
+/// The README's "as of" queries return the version valid at an instant on both backends: on
+/// PostgreSQL with a timestamptz literal, on SQLite with the instant in the stored form (an ISO
+/// `T…Z` literal compared as text would pick the wrong version) or through `julianday`.
+async fn as_of_queries_pick_the_version_valid_then(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    let id = json!(1);
+    let row = |tier: &str| json!({"id": 1, "name": "Ann", "tier": tier, "updated_at": 1});
+    let hour = 3_600_000;
+    let t0 = 1_700_000_000_000; // 2023-11-14 22:13:20 UTC
+    bronze
+        .land(
+            CUSTOMERS,
+            0,
+            &[
+                change("c", &id, None, Some(row("silver")), 100, t0),
+                change(
+                    "u",
+                    &id,
+                    Some(row("silver")),
+                    Some(row("gold")),
+                    110,
+                    t0 + hour,
+                ),
+                change(
+                    "u",
+                    &id,
+                    Some(row("gold")),
+                    Some(row("platinum")),
+                    120,
+                    t0 + 2 * hour,
+                ),
+            ],
+        )
+        .await;
+    merger(&pool, &bronze)
+        .await
+        .catch_up()
+        .await
+        .expect("merge");
+    let dim = table(&pool, "dim", "customers");
+    // 2023-11-14 23:43:20 UTC: between the second and the third change.
+    let queries: Vec<String> = match pool {
+        Pool::Postgres(_) => vec![format!(
+            "SELECT tier FROM {dim} WHERE id = 1 \
+             AND valid_from <= timestamptz '2023-11-14T23:43:20Z' \
+             AND (valid_to IS NULL OR valid_to > timestamptz '2023-11-14T23:43:20Z')"
+        )],
+        _ => vec![
+            format!(
+                "SELECT tier FROM {dim} WHERE id = 1 \
+                 AND valid_from <= '2023-11-14 23:43:20.000000+00:00' \
+                 AND (valid_to IS NULL OR valid_to > '2023-11-14 23:43:20.000000+00:00')"
+            ),
+            format!(
+                "SELECT tier FROM {dim} WHERE id = 1 \
+                 AND julianday(valid_from) <= julianday('2023-11-14T23:43:20Z') \
+                 AND (valid_to IS NULL OR julianday(valid_to) > julianday('2023-11-14T23:43:20Z'))"
+            ),
+        ],
+    };
+    for q in queries {
+        assert_eq!(rows(&pool, &q).await, vec![v(&["gold"])], "{q}");
+    }
+}
+on_both!(
+    as_of_queries_pick_the_version_valid_then,
+    as_of_sqlite,
+    as_of_postgres
+);
