@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - [`ingest`]: the loop — consume, decode, buffer per partition, flush by policy, commit.
-//! - [`kafka`]: the consumer-group member (cooperative rebalancing, bounded queues).
+//! - [`kafka`]: the consumer-group member (cooperative rebalancing, bounded queues);
+//!   [`kafka_check`]: `kafka.properties` checked against this build of librdkafka.
 //! - [`segment`]: one partition's records since its last commit, and when to roll (pure).
 //! - [`batch`] / [`arrow_values`]: decoded events → Arrow record batches (typed or JSON text).
 //! - [`parquet_file`]: record batch → Parquet bytes (zstd, schema in key-value metadata).
@@ -51,6 +52,7 @@ pub mod commit_log;
 pub mod dead_letter;
 pub mod ingest;
 pub mod kafka;
+pub mod kafka_check;
 pub mod layout;
 pub mod parquet_file;
 pub mod segment;

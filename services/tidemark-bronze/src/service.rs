@@ -2,7 +2,6 @@
 //! runs the loop until shutdown.
 
 use std::future::Future;
-use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use tidemark_core::config::Config;
@@ -34,10 +33,7 @@ pub fn decoder(cfg: &Config) -> Result<Decoder, ServiceError> {
     let k = &cfg.kafka;
     let registry = match &k.schema_registry_url {
         Some(url) => {
-            let mut s = RegistrySettings::new(url.clone());
-            s.username = k.schema_registry_username.clone();
-            s.password = k.schema_registry_password.clone();
-            s.timeout = Duration::from_millis(k.schema_registry_timeout_ms);
+            let s = RegistrySettings::from_config(url.clone(), k);
             Some(RegistryClient::new(s).map_err(|e| ServiceError::Registry(e.to_string()))?)
         }
         None => None,

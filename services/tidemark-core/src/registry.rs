@@ -1,5 +1,6 @@
 //! Confluent Schema Registry client: fetch a schema by id over HTTP, cached forever (ids are
-//! immutable), with basic auth, a request timeout and bounded retries with backoff.
+//! immutable), with basic auth, TLS (an extra CA bundle, a client certificate), a request
+//! timeout and bounded retries with backoff.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::config::{KafkaConfig, Pem, Secret};
 
 /// Why a schema could not be fetched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,6 +84,19 @@ pub struct RegistrySettings {
     pub attempts: u32,
     /// First backoff; doubles per attempt.
     pub backoff: Duration,
+    /// CA bundle trusted on top of the system's.
+    pub ca: Option<Pem>,
+    /// Client certificate and key for mutual TLS.
+    pub identity: Option<(Pem, Pem)>,
+}
+
+/// A TLS setting reqwest refused (a PEM that holds no certificate or key).
+#[derive(Debug, thiserror::Error)]
+#[error("Schema Registry TLS: {what} ({origin}) is unusable: {reason}")]
+pub struct RegistryTlsError {
+    what: &'static str,
+    origin: String,
+    reason: String,
 }
 
 impl RegistrySettings {
@@ -94,7 +108,34 @@ impl RegistrySettings {
             timeout: Duration::from_secs(10),
             attempts: 5,
             backoff: Duration::from_millis(200),
+            ca: None,
+            identity: None,
         }
+    }
+
+    /// What `[kafka]` says about the registry at `url`.
+    pub fn from_config(url: impl Into<String>, k: &KafkaConfig) -> Self {
+        RegistrySettings {
+            username: k.schema_registry_username.clone(),
+            password: k.schema_registry_password.clone(),
+            timeout: Duration::from_millis(k.schema_registry_timeout_ms),
+            ca: k.schema_registry_ca.clone(),
+            identity: k
+                .schema_registry_client_cert
+                .clone()
+                .zip(k.schema_registry_client_key.clone()),
+            ..RegistrySettings::new(url)
+        }
+    }
+}
+
+fn tls_error(what: &'static str, pem: &Pem, e: reqwest::Error) -> RegistryTlsError {
+    use std::error::Error as _;
+    let reason = e.source().map_or_else(|| e.to_string(), |s| s.to_string());
+    RegistryTlsError {
+        what,
+        origin: pem.origin().to_owned(),
+        reason,
     }
 }
 
@@ -114,11 +155,28 @@ struct SchemaResponse {
 }
 
 impl RegistryClient {
-    pub fn new(settings: RegistrySettings) -> Result<RegistryClient, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    pub fn new(settings: RegistrySettings) -> Result<RegistryClient, RegistryTlsError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .build()?;
+            .connect_timeout(settings.timeout);
+        if let Some(ca) = &settings.ca {
+            let certs = reqwest::Certificate::from_pem_bundle(ca.text().as_bytes())
+                .map_err(|e| tls_error("schema_registry_ca", ca, e))?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        if let Some((cert, key)) = &settings.identity {
+            let pem = format!("{}\n{}\n", cert.text(), key.text());
+            let id = reqwest::Identity::from_pem(pem.as_bytes())
+                .map_err(|e| tls_error("schema_registry_client_cert/key", cert, e))?;
+            builder = builder.identity(id);
+        }
+        let http = builder.build().map_err(|e| RegistryTlsError {
+            what: "client",
+            origin: "the TLS settings".into(),
+            reason: e.to_string(),
+        })?;
         Ok(RegistryClient {
             settings: Arc::new(settings),
             http,

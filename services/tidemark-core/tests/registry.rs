@@ -22,12 +22,10 @@ use common::record;
 
 fn settings(url: &str) -> RegistrySettings {
     RegistrySettings {
-        url: url.to_owned(),
-        username: None,
-        password: None,
         timeout: Duration::from_millis(300),
         attempts: 3,
         backoff: Duration::from_millis(10),
+        ..RegistrySettings::new(url)
     }
 }
 

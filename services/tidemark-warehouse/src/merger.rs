@@ -101,8 +101,7 @@ pub struct Merger {
 impl Merger {
     pub async fn open(config: &Config, opts: MergeOptions) -> Result<Merger, MergeError> {
         let (store, root) = tidemark_bronze::store::open(&config.bronze)?;
-        let password = config.warehouse.password.as_ref().map(|s| s.expose());
-        let pool = Pool::connect(&config.warehouse.url, password).await?;
+        let pool = Pool::connect_to(&config.warehouse).await?;
         Merger::with(pool, store, root, config, opts).await
     }
 

@@ -13,7 +13,7 @@ use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use secret::{Secret, is_secret_property, mask_url_password};
+pub use secret::{Pem, Secret, is_secret_property, mask_url_password};
 pub use validate::{ConfigError, ConfigErrors, is_valid_identifier, max_table_name_bytes};
 
 use crate::decode::{DEFAULT_PLACEHOLDER, Format};
@@ -61,11 +61,20 @@ pub struct KafkaConfig {
     pub schema_registry_password: Option<Secret>,
     /// Timeout of one Schema Registry request, ms.
     pub schema_registry_timeout_ms: u64,
+    /// CA bundle (PEM) the Schema Registry's certificate is checked against, on top of the
+    /// system's trust store.
+    pub schema_registry_ca: Option<Pem>,
+    /// Client certificate (PEM) for mutual TLS with the Schema Registry.
+    pub schema_registry_client_cert: Option<Pem>,
+    /// The client certificate's private key (PEM).
+    pub schema_registry_client_key: Option<Pem>,
     /// Debezium's `unavailable.value.placeholder` (unchanged TOASTed values); `hex:` allowed.
     pub unavailable_value_placeholder: String,
     /// Debezium's `topic.heartbeat.prefix`: topics starting with it carry heartbeats.
     pub heartbeat_topic_prefix: String,
-    /// librdkafka properties passed as is (`security.protocol`, `sasl.*`, `ssl.*`, …).
+    /// librdkafka properties passed as is (`security.protocol`, `sasl.*`, `ssl.*`, …); values
+    /// may be `{ env = … }` or `{ file = … }`.
+    #[serde(deserialize_with = "secret::deserialize_properties")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -81,6 +90,9 @@ impl Default for KafkaConfig {
             schema_registry_username: None,
             schema_registry_password: None,
             schema_registry_timeout_ms: 10_000,
+            schema_registry_ca: None,
+            schema_registry_client_cert: None,
+            schema_registry_client_key: None,
             unavailable_value_placeholder: DEFAULT_PLACEHOLDER.into(),
             heartbeat_topic_prefix: "__debezium-heartbeat".into(),
             properties: BTreeMap::new(),
@@ -172,13 +184,36 @@ pub struct WarehouseConfig {
     pub url: String,
     /// Warehouse password (a secret), instead of one in the URL.
     pub password: Option<Secret>,
+    /// PostgreSQL TLS: `disable`, `allow`, `prefer` (the default), `require`, `verify-ca` or
+    /// `verify-full`; overrides `sslmode` in the URL.
+    pub ssl_mode: Option<String>,
+    /// CA bundle (PEM) the server's certificate is checked against (`sslrootcert`).
+    pub ssl_root_cert: Option<Pem>,
+    /// Client certificate (PEM) for certificate authentication (`sslcert`).
+    pub ssl_client_cert: Option<Pem>,
+    /// The client certificate's private key (PEM, `sslkey`).
+    pub ssl_client_key: Option<Pem>,
 }
+
+/// The values `warehouse.ssl_mode` (and libpq's `sslmode`) take.
+pub const SSL_MODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
 
 impl Default for WarehouseConfig {
     fn default() -> Self {
         WarehouseConfig {
             url: "sqlite://./tidemark-data/warehouse.db".into(),
             password: None,
+            ssl_mode: None,
+            ssl_root_cert: None,
+            ssl_client_cert: None,
+            ssl_client_key: None,
         }
     }
 }

@@ -37,30 +37,136 @@ impl Serialize for Secret {
     }
 }
 
-/// How a secret is given in the file: `"value"`, `{ env = "VAR" }` or `{ file = "/path" }`.
+/// How a value is given in the file: `"value"`, `{ env = "VAR" }` or `{ file = "/path" }`.
 #[derive(Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
-enum SecretSource {
+enum Source {
     Inline(String),
     Env { env: String },
     File { file: String },
 }
 
+/// Reads `{ env = … }` and `{ file = … }` (a trailing newline of a file is dropped).
+fn from_env(var: &str) -> Result<String, String> {
+    std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))
+}
+
+fn from_file(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+        .map_err(|e| format!("cannot read file `{path}`: {e}"))
+}
+
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
         use serde::de::Error;
-        match SecretSource::deserialize(d).map_err(|_| {
+        let value = match Source::deserialize(d).map_err(|_| {
             D::Error::custom("a secret is a string, { env = \"VAR\" } or { file = \"/path\" }")
         })? {
-            SecretSource::Inline(v) => Ok(Secret(v)),
-            SecretSource::Env { env } => std::env::var(&env)
-                .map(Secret)
-                .map_err(|_| D::Error::custom(format!("environment variable `{env}` is not set"))),
-            SecretSource::File { file } => std::fs::read_to_string(&file)
-                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|e| D::Error::custom(format!("cannot read secret file `{file}`: {e}"))),
+            Source::Inline(v) => Ok(v),
+            Source::Env { env } => from_env(&env),
+            Source::File { file } => from_file(&file),
+        };
+        value.map(Secret).map_err(D::Error::custom)
+    }
+}
+
+/// PEM text (a CA bundle, a client certificate or its key) given as a path, inline PEM,
+/// `{ file = "/path" }` or `{ env = "VAR" }`; read when the configuration loads. It prints
+/// where it came from, never its content (a key is a secret).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pem {
+    text: String,
+    origin: String,
+}
+
+impl Pem {
+    /// The PEM text, for handing to a TLS library.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Where it came from: `file /path`, `env VAR` or `inline`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Builds one from PEM text (tests, or values computed at run time).
+    pub fn inline(text: impl Into<String>) -> Pem {
+        Pem {
+            text: text.into(),
+            origin: "inline".into(),
         }
     }
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pem({})", self.origin)
+    }
+}
+
+impl Serialize for Pem {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("<PEM from {}>", self.origin))
+    }
+}
+
+impl<'de> Deserialize<'de> for Pem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Pem, D::Error> {
+        use serde::de::Error;
+        let source = Source::deserialize(d).map_err(|_| {
+            D::Error::custom(
+                "PEM is a path, inline PEM text, { file = \"/path\" } or { env = \"VAR\" }",
+            )
+        })?;
+        let (text, origin) = match source {
+            Source::Inline(v) if v.contains("-----BEGIN ") => Ok((v, "inline".to_owned())),
+            Source::Inline(path) | Source::File { file: path } => {
+                from_file(&path).map(|t| (t, format!("file {path}")))
+            }
+            Source::Env { env } => from_env(&env).map(|t| (t, format!("env {env}"))),
+        }
+        .map_err(D::Error::custom)?;
+        if !text.contains("-----BEGIN ") {
+            return Err(D::Error::custom(format!(
+                "{origin} holds no PEM block (a line `-----BEGIN …-----`)"
+            )));
+        }
+        Ok(Pem { text, origin })
+    }
+}
+
+/// `kafka.properties`: librdkafka takes strings, but a value may be written as a number or a
+/// boolean, and a secret (`sasl.password`) as `{ env = … }` or `{ file = … }`.
+pub(super) fn deserialize_properties<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Property {
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Given(Source),
+    }
+    let raw = std::collections::BTreeMap::<String, Property>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let value = match v {
+                Property::Bool(b) => Ok(b.to_string()),
+                Property::Int(i) => Ok(i.to_string()),
+                Property::Float(f) => Ok(f.to_string()),
+                Property::Given(Source::Inline(s)) => Ok(s),
+                Property::Given(Source::Env { env }) => from_env(&env),
+                Property::Given(Source::File { file }) => from_file(&file),
+            };
+            value
+                .map(|v| (k.clone(), v))
+                .map_err(|e| D::Error::custom(format!("property `{k}`: {e}")))
+        })
+        .collect()
 }
 
 /// Whether a librdkafka property holds a secret (its value is masked when printed).

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::{Config, TableKind};
+use super::{Config, SSL_MODES, TableKind};
 use crate::decode::{Format, Placeholder};
 use crate::mapping::ColType;
 
@@ -146,6 +146,25 @@ impl Config {
                 "set the basic-auth user too",
             );
         }
+        if k.schema_registry_client_cert.is_some() != k.schema_registry_client_key.is_some() {
+            err(
+                "kafka.schema_registry_client_cert",
+                "and schema_registry_client_key must be set together".into(),
+                "set both for mutual TLS, or neither",
+            );
+        }
+        let tls_set = k.schema_registry_ca.is_some() || k.schema_registry_client_cert.is_some();
+        if tls_set
+            && k.schema_registry_url
+                .as_deref()
+                .is_some_and(|u| !u.starts_with("https://"))
+        {
+            err(
+                "kafka.schema_registry_url",
+                "is not https:// while TLS settings are given".into(),
+                "use the registry's https:// URL",
+            );
+        }
         if k.schema_registry_timeout_ms == 0 {
             err(
                 "kafka.schema_registry_timeout_ms",
@@ -271,6 +290,7 @@ impl Config {
                 "use postgres://user@host/db or sqlite://path/file.db",
             );
         }
+        self.validate_warehouse_tls(&mut err);
         if self.merge.interval_ms == 0 {
             err(
                 "merge.interval_ms",
@@ -373,6 +393,37 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigErrors(errs))
+        }
+    }
+
+    fn validate_warehouse_tls(&self, err: &mut impl FnMut(&str, String, &str)) {
+        let w = &self.warehouse;
+        let tls_set = w.ssl_mode.is_some()
+            || w.ssl_root_cert.is_some()
+            || w.ssl_client_cert.is_some()
+            || w.ssl_client_key.is_some();
+        if tls_set && w.url.starts_with("sqlite:") {
+            err(
+                "warehouse.ssl_mode",
+                "TLS settings are given for a SQLite warehouse".into(),
+                "remove them: they apply to PostgreSQL only",
+            );
+        }
+        if let Some(m) = &w.ssl_mode
+            && !SSL_MODES.contains(&m.as_str())
+        {
+            err(
+                "warehouse.ssl_mode",
+                format!("`{m}` is not a TLS mode"),
+                &format!("use one of {}", SSL_MODES.join(", ")),
+            );
+        }
+        if w.ssl_client_cert.is_some() != w.ssl_client_key.is_some() {
+            err(
+                "warehouse.ssl_client_cert",
+                "and ssl_client_key must be set together".into(),
+                "set both for certificate authentication, or neither",
+            );
         }
     }
 }

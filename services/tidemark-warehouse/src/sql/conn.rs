@@ -5,9 +5,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Row as _, Sqlite, SqlitePool, Transaction};
+use tidemark_core::config::{Secret, WarehouseConfig};
 use tidemark_core::mapping::{Backend, ColType};
 
 use super::names::quote;
@@ -27,6 +28,28 @@ pub enum Tx {
     Sqlite(Transaction<'static, Sqlite>),
 }
 
+/// PostgreSQL options: the URL (with its `sslmode`, `sslrootcert`, … parameters), then the
+/// `[warehouse]` keys on top. Sessions run in UTC so timestamps render unambiguously.
+fn pg_options(config: &WarehouseConfig) -> Result<PgConnectOptions, sqlx::Error> {
+    let mut opts = PgConnectOptions::from_str(&config.url)?.options([("timezone", "UTC")]);
+    if let Some(p) = &config.password {
+        opts = opts.password(p.expose());
+    }
+    if let Some(mode) = &config.ssl_mode {
+        opts = opts.ssl_mode(PgSslMode::from_str(mode)?);
+    }
+    if let Some(ca) = &config.ssl_root_cert {
+        opts = opts.ssl_root_cert_from_pem(ca.text().as_bytes().to_vec());
+    }
+    if let Some(cert) = &config.ssl_client_cert {
+        opts = opts.ssl_client_cert_from_pem(cert.text());
+    }
+    if let Some(key) = &config.ssl_client_key {
+        opts = opts.ssl_client_key_from_pem(key.text());
+    }
+    Ok(opts)
+}
+
 /// Rows fetched as text (every selected column must be text or castable by the query).
 pub type TextRows = Vec<Vec<Option<String>>>;
 
@@ -34,11 +57,19 @@ impl Pool {
     /// Connects to `postgres://…` or `sqlite://…` (`sqlite::memory:` for a private in-memory
     /// database); the SQLite file is created when missing.
     pub async fn connect(url: &str, password: Option<&str>) -> Result<Pool, sqlx::Error> {
+        let config = WarehouseConfig {
+            url: url.to_owned(),
+            password: password.map(Secret::new),
+            ..WarehouseConfig::default()
+        };
+        Pool::connect_to(&config).await
+    }
+
+    /// Connects as `[warehouse]` says: URL, password and PostgreSQL TLS settings.
+    pub async fn connect_to(config: &WarehouseConfig) -> Result<Pool, sqlx::Error> {
+        let url = config.url.as_str();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let mut opts = PgConnectOptions::from_str(url)?.options([("timezone", "UTC")]);
-            if let Some(p) = password {
-                opts = opts.password(p);
-            }
+            let opts = pg_options(config)?;
             let pool = PgPoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(30))

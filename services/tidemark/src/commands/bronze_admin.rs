@@ -15,7 +15,7 @@ fn open(
     std::sync::Arc<dyn object_store::ObjectStore>,
     object_store::path::Path,
 )> {
-    let config = Config::load(config_path, false)?;
+    let config = super::load_config(config_path, false)?;
     let (store, root) = store::open(&config.bronze)?;
     Ok((config, store, root))
 }

@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use tidemark_core::config::{Config, LoadError};
+use tidemark_core::config::LoadError;
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    match Config::load(path, false) {
+    match super::load_config(path, false) {
         Ok(config) => {
             println!("# {}: valid", path.display());
             print!("{}", config.to_masked_toml());

@@ -9,7 +9,6 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureProducer;
-use tidemark_core::config::Config;
 use tidemark_core::generator::{Bank, BankOptions, RecordEncoder, Table, avro_subjects};
 use tidemark_core::registry::{RegistryClient, RegistrySettings};
 
@@ -74,7 +73,7 @@ pub fn limits(events: Option<u64>, rate: f64, duration: Option<f64>) -> anyhow::
 }
 
 pub fn run(config_path: &Path, args: &GenerateArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path, true)?;
+    let config = super::load_config(config_path, true)?;
     let bootstrap = args
         .bootstrap_servers
         .clone()
@@ -111,9 +110,7 @@ pub fn run(config_path: &Path, args: &GenerateArgs) -> anyhow::Result<ExitCode> 
                                 "--format avro needs --schema-registry-url (or kafka.schema_registry_url)"
                             )
                         })?;
-                    let mut settings = RegistrySettings::new(url);
-                    settings.username = config.kafka.schema_registry_username.clone();
-                    settings.password = config.kafka.schema_registry_password.clone();
+                    let settings = RegistrySettings::from_config(url, &config.kafka);
                     let registry = RegistryClient::new(settings)?;
                     let mut ids = BTreeMap::new();
                     for s in avro_subjects(&bank) {

@@ -3,15 +3,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use tidemark_core::config::Config;
-
 use tracing::Instrument as _;
 
 use super::shutdown_signal;
 use crate::http::Readiness;
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path, false)?;
+    let config = super::load_config(config_path, false)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

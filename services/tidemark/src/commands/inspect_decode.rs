@@ -36,12 +36,10 @@ pub fn run(config_path: &Path, args: &DecodeArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .or(config.kafka.schema_registry_url.clone());
     let registry = match (format, registry_url) {
-        (Format::Avro, Some(url)) => {
-            let mut s = RegistrySettings::new(url);
-            s.username = config.kafka.schema_registry_username.clone();
-            s.password = config.kafka.schema_registry_password.clone();
-            Some(RegistryClient::new(s)?)
-        }
+        (Format::Avro, Some(url)) => Some(RegistryClient::new(RegistrySettings::from_config(
+            url,
+            &config.kafka,
+        ))?),
         (Format::Avro, None) => anyhow::bail!(
             "Avro needs a Schema Registry: pass --schema-registry-url or set kafka.schema_registry_url"
         ),

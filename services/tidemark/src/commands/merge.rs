@@ -62,7 +62,7 @@ fn exit_for(stopped: usize) -> ExitCode {
 }
 
 pub fn merge(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path, false)?;
+    let config = super::load_config(config_path, false)?;
     runtime()?.block_on(async {
         let shutdown = shutdown_signal();
         let mut merger = Merger::open(&config, MergeOptions::from_config(&config)).await?;
@@ -85,7 +85,7 @@ pub fn merge(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
 /// Ingest and merge side by side; on SIGTERM/SIGINT ingest flushes and leaves the group, then
 /// the merger applies what was flushed and the process exits.
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path, false)?;
+    let config = super::load_config(config_path, false)?;
     runtime()?.block_on(async {
         let signal = shutdown_signal();
         let mut merger = Merger::open(&config, MergeOptions::from_config(&config)).await?;
@@ -126,7 +126,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 pub fn replay(config_path: &Path, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path, false)?;
+    let config = super::load_config(config_path, false)?;
     if args.target_suffix.is_none() && args.from.is_none() && !args.in_place {
         anyhow::bail!(
             "a full replay replaces tables: pass --target-suffix NAME to build side by side (then swap), \

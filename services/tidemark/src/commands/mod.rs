@@ -8,7 +8,11 @@ mod ingest;
 mod inspect_decode;
 mod merge;
 
+use std::path::Path;
 use std::process::ExitCode;
+
+use tidemark_core::config::{Config, ConfigError, ConfigErrors, LoadError};
+use tidemark_core::registry::{RegistryClient, RegistrySettings};
 
 use crate::cli::{Cli, Command, ConfigCommand, DlqCommand, InspectCommand};
 
@@ -37,10 +41,49 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Loads and validates the configuration, then checks what only this binary can tell: the
+/// Kafka properties against the librdkafka it links, and the Schema Registry's TLS material.
+pub fn load_config(path: &Path, optional: bool) -> Result<Config, LoadError> {
+    let config = Config::load(path, optional)?;
+    let mut errs = tidemark_bronze::kafka_check::check_properties(&config.kafka.properties);
+    if let Some(url) = &config.kafka.schema_registry_url
+        && let Err(e) = RegistryClient::new(RegistrySettings::from_config(url, &config.kafka))
+    {
+        errs.push(ConfigError {
+            key: "kafka.schema_registry_ca".into(),
+            problem: e.to_string(),
+            fix: "give PEM certificates and an unencrypted PEM private key".into(),
+        });
+    }
+    if errs.is_empty() {
+        Ok(config)
+    } else {
+        Err(LoadError::Invalid(ConfigErrors(errs)))
+    }
+}
+
+/// An error and its causes on one line, each said once: many errors quote their source in
+/// their own message (sqlx's configuration errors do, twice), so a cause already in the text is
+/// skipped.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if msg.is_empty() || out.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
 }
 
 /// Completes on SIGINT or SIGTERM. The handlers are installed when this is called (inside the
@@ -74,4 +117,21 @@ fn not_available(command: &str, part: &str) -> anyhow::Result<ExitCode> {
          Available now: `tidemark demo`, `generate`, `ingest`, `merge`, `run`, `replay`, `inspect bronze`, `inspect decode`, `dlq list`, `gc`, `config check`."
     );
     Ok(ExitCode::from(NOT_AVAILABLE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[test]
+    fn error_chain_says_each_cause_once() {
+        let inner = std::io::Error::other("certificate verify failed");
+        let e = anyhow::Error::new(inner)
+            .context("error with configuration: certificate verify failed");
+        let e = e.context("warehouse");
+        assert_eq!(
+            error_chain(&e),
+            "warehouse: error with configuration: certificate verify failed"
+        );
+    }
 }
