@@ -5,6 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# TLS tests: a throwaway test CA and certificates (scripts/tls-test-certs.sh); the test
+# PostgreSQL below serves TLS with them.
+if [[ -z "${TIDEMARK_TEST_TLS_DIR:-}" ]] && command -v openssl >/dev/null; then
+  TLS_DIR=$(mktemp -d /tmp/tidemark-tls.XXXXXX)
+  ./scripts/tls-test-certs.sh "$TLS_DIR"
+  export TIDEMARK_TEST_TLS_DIR="$TLS_DIR"
+  trap 'rm -rf "$TLS_DIR"' EXIT
+fi
+
 if [[ -z "${TIDEMARK_TEST_PG_URL:-}" ]]; then
   PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
   if [[ -n "$PG_BIN" && -x "$PG_BIN/initdb" ]]; then
@@ -16,9 +25,17 @@ if [[ -z "${TIDEMARK_TEST_PG_URL:-}" ]]; then
       as_pg=(runuser -u postgres --)
     fi
     "${as_pg[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
+    pg_tls=()
+    if [[ -n "${TIDEMARK_TEST_TLS_DIR:-}" ]]; then
+      # The server's key must belong to the server's user and be private.
+      install -m 600 -o "$(stat -c %U "$PG_DIR")" "$TIDEMARK_TEST_TLS_DIR/server.key" "$PG_DIR/server.key"
+      install -m 644 -o "$(stat -c %U "$PG_DIR")" "$TIDEMARK_TEST_TLS_DIR/server.pem" "$PG_DIR/server.pem"
+      pg_tls=(-c ssl=on -c "ssl_cert_file=$PG_DIR/server.pem" -c "ssl_key_file=$PG_DIR/server.key")
+      export TIDEMARK_TEST_PG_TLS=1
+    fi
     "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
-      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
-    trap '"${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$PG_DIR"' EXIT
+      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 ${pg_tls[*]}" start >/dev/null
+    trap '"${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$PG_DIR" "${TLS_DIR:-}"' EXIT
     export TIDEMARK_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT"
     echo "test PostgreSQL on port $PG_PORT"
   fi
@@ -33,6 +50,8 @@ command -v moto_server >/dev/null || missing+=("moto_server, a real S3 server (p
 { command -v prometheus && command -v promtool; } >/dev/null || missing+=("prometheus and promtool (apt-get install prometheus)")
 command -v docker-compose >/dev/null || missing+=("docker-compose (apt-get install docker-compose)")
 { command -v tansu && command -v kcat; } >/dev/null || missing+=("tansu and kcat (cargo install tansu --locked --features dynostore,libsql; apt-get install kcat)")
+{ command -v stunnel && command -v openssl; } >/dev/null || missing+=("stunnel and openssl, for the TLS tests (apt-get install stunnel4 openssl)")
+[[ -n "${TIDEMARK_TEST_PG_TLS:-}" ]] || missing+=("a PostgreSQL serving TLS with the test CA (this script starts one when PostgreSQL is installed and TIDEMARK_TEST_PG_URL is unset)")
 command -v cargo-nextest >/dev/null || missing+=("cargo-nextest (cargo install cargo-nextest --locked)")
 if (( ${#missing[@]} )); then
   printf 'missing test peer: %s\n' "${missing[@]}" >&2
@@ -43,7 +62,8 @@ if (( ${#missing[@]} )); then
   echo "TIDEMARK_ALLOW_SKIPS=1: the tests that need these report 'skipped' and return early" >&2
 else
   export TIDEMARK_REQUIRE_PY_READERS=1 TIDEMARK_REQUIRE_S3=1 TIDEMARK_REQUIRE_PG=1 \
-    TIDEMARK_REQUIRE_PROMETHEUS=1 TIDEMARK_REQUIRE_COMPOSE=1 TIDEMARK_REQUIRE_TANSU=1
+    TIDEMARK_REQUIRE_PROMETHEUS=1 TIDEMARK_REQUIRE_COMPOSE=1 TIDEMARK_REQUIRE_TANSU=1 \
+    TIDEMARK_REQUIRE_TLS=1
 fi
 
 cargo nextest run --workspace --no-fail-fast "$@"

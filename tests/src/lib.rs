@@ -10,4 +10,5 @@ pub mod proof;
 pub mod readers;
 pub mod run_setup;
 pub mod stream;
+pub mod tls;
 pub mod warehouse;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 
@@ -43,8 +43,29 @@ impl ClientContext for IngestContext {
         }
     }
 
-    /// librdkafka statistics (every `statistics.interval.ms`): the high watermarks feed the lag.
+    /// librdkafka's log lines go to tracing. Its errors (a TLS handshake that fails, refused
+    /// SASL credentials, brokers down) also make the `kafka` loop not ready, with the line as
+    /// the cause (`/readyz`), until statistics show a broker up again: librdkafka retries such
+    /// failures forever, and the consumer only sees an error code without the reason.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, line: &str) {
+        use RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{line}");
+                kafka_beat().failed(line);
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{line}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", facility = fac, "{line}"),
+            L::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{line}"),
+        }
+    }
+
+    /// librdkafka statistics (every `statistics.interval.ms`): the high watermarks feed the lag;
+    /// a broker in state UP means the cluster is reachable.
     fn stats(&self, statistics: rdkafka::Statistics) {
+        if statistics.brokers.values().any(|b| b.state == "UP") {
+            kafka_beat().ok();
+        }
         for (topic, t) in &statistics.topics {
             for (p, part) in &t.partitions {
                 if *p >= 0 && part.hi_offset >= 0 {
@@ -53,6 +74,12 @@ impl ClientContext for IngestContext {
             }
         }
     }
+}
+
+/// Whether the cluster answers: failed by librdkafka's error lines, ok by a broker up.
+fn kafka_beat() -> std::sync::Arc<tidemark_core::health::Beat> {
+    // Statistics arrive every 5 s; a minute without a broker up is an unreachable cluster.
+    tidemark_core::health::beat("kafka", std::time::Duration::from_secs(60))
 }
 
 /// JSON text with raw control characters inside strings escaped (`\u000a`); the rest as is.

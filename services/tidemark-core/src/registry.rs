@@ -129,6 +129,25 @@ impl RegistrySettings {
     }
 }
 
+/// A failed request as users need it: reqwest's own message is only "error sending request",
+/// the cause (refused connection, unknown certificate issuer, missing client certificate) is in
+/// its sources. The URL is left out: it may carry userinfo.
+fn request_error(e: reqwest::Error) -> String {
+    use std::error::Error as _;
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        source = s.source();
+    }
+    out
+}
+
 fn tls_error(what: &'static str, pem: &Pem, e: reqwest::Error) -> RegistryTlsError {
     use std::error::Error as _;
     let reason = e.source().map_or_else(|| e.to_string(), |s| s.to_string());
@@ -218,10 +237,7 @@ impl RegistryClient {
         if let Some(user) = &s.username {
             req = req.basic_auth(user, s.password.as_ref().map(|p| p.expose()));
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
+        let resp = req.send().await.map_err(|e| fail(request_error(e)))?;
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
         if status != 200 {
@@ -259,8 +275,7 @@ impl RegistryClient {
             }
             match req.send().await {
                 Err(e) => {
-                    // reqwest's message names the URL, userinfo and all.
-                    let reason = e.without_url().to_string();
+                    let reason = request_error(e);
                     tracing::warn!(registry = %crate::config::mask_url_password(&s.url), id, attempt, error = %reason, "schema registry request failed");
                     last = Some(RegistryError::Unavailable {
                         url: crate::config::mask_url_password(&s.url),

@@ -50,6 +50,28 @@ fn pg_options(config: &WarehouseConfig) -> Result<PgConnectOptions, sqlx::Error>
     Ok(opts)
 }
 
+/// A TLS failure names the settings that decide it (rustls says only `UnknownIssuer` or
+/// `NotValidForName`).
+fn tls_hint(e: sqlx::Error) -> sqlx::Error {
+    let about_tls = match &e {
+        sqlx::Error::Tls(_) => true,
+        // rustls' verdicts reach sqlx as I/O errors.
+        sqlx::Error::Io(io) => io.to_string().contains("certificate"),
+        _ => false,
+    };
+    match e {
+        e if about_tls => sqlx::Error::Tls(
+            format!(
+                "{e} (the server's certificate must be signed by a CA in \
+                 warehouse.ssl_root_cert, or the system's trust store, and name the URL's host \
+                 for ssl_mode = \"verify-full\")"
+            )
+            .into(),
+        ),
+        other => other,
+    }
+}
+
 /// Rows fetched as text (every selected column must be text or castable by the query).
 pub type TextRows = Vec<Vec<Option<String>>>;
 
@@ -74,7 +96,8 @@ impl Pool {
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts)
-                .await?;
+                .await
+                .map_err(tls_hint)?;
             Ok(Pool::Postgres(pool))
         } else if url.starts_with("sqlite:") {
             // The file is created when missing; its directory too.
