@@ -142,7 +142,12 @@ fn the_dockerfile_builds_what_the_readme_builds() {
     assert!(docker.contains("target/release/tidemark /usr/local/bin/tidemark"));
     // librdkafka links OpenSSL, Cyrus SASL and libcurl: headers to build, libraries to run.
     let (build, runtime) = docker.split_once("FROM debian").unwrap();
-    for dev in ["libssl-dev", "libsasl2-dev", "libcurl4-openssl-dev", "pkg-config"] {
+    for dev in [
+        "libssl-dev",
+        "libsasl2-dev",
+        "libcurl4-openssl-dev",
+        "pkg-config",
+    ] {
         assert!(build.contains(dev), "the build stage lacks {dev}");
     }
     for lib in ["libssl3", "libsasl2-2", "libcurl4", "ca-certificates"] {

@@ -200,3 +200,130 @@ url = "postgres://dw:pg-secret@db/dw"
     let e = load("[kafka]\nschema_registry_password = { env = \"TIDEMARK_TEST_UNSET_VAR\" }\nschema_registry_username = \"u\"\n", &[]).unwrap_err();
     assert!(e.to_string().contains("TIDEMARK_TEST_UNSET_VAR"), "{e}");
 }
+
+#[test]
+fn kafka_properties_take_numbers_booleans_and_secrets_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kafka-password");
+    std::fs::write(&file, "scram-from-file\n").unwrap();
+    let toml = format!(
+        r#"
+[kafka.properties]
+"security.protocol" = "SASL_SSL"
+"sasl.password" = {{ file = "{}" }}
+"fetch.min.bytes" = 1
+"enable.ssl.certificate.verification" = true
+"#,
+        file.display()
+    );
+    let c = load(&toml, &[]).unwrap();
+    let p = &c.kafka.properties;
+    assert_eq!(p["sasl.password"], "scram-from-file");
+    assert_eq!(p["fetch.min.bytes"], "1");
+    assert_eq!(p["enable.ssl.certificate.verification"], "true");
+    assert!(!c.to_masked_toml().contains("scram-from-file"));
+    let e = load(
+        "[kafka.properties]\n\"sasl.password\" = { file = \"/nonexistent/pw\" }\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("sasl.password") && e.contains("/nonexistent/pw"),
+        "{e}"
+    );
+}
+
+const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+
+#[test]
+fn certificates_come_from_paths_files_or_inline_and_print_only_their_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, format!("{PEM}\n")).unwrap();
+    let key = dir.path().join("client.key");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nSECRETKEY\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let toml = format!(
+        r#"
+[kafka]
+schema_registry_url = "https://sr.example.com"
+schema_registry_ca = "{ca}"
+schema_registry_client_cert = """{PEM}"""
+schema_registry_client_key = {{ file = "{key}" }}
+[warehouse]
+url = "postgres://dw@db/dw"
+ssl_mode = "verify-full"
+ssl_root_cert = {{ file = "{ca}" }}
+"#,
+        ca = ca.display(),
+        key = key.display(),
+    );
+    let c = load(&toml, &[]).unwrap();
+    assert_eq!(c.kafka.schema_registry_ca.as_ref().unwrap().text(), PEM);
+    assert_eq!(
+        c.kafka
+            .schema_registry_client_cert
+            .as_ref()
+            .unwrap()
+            .origin(),
+        "inline"
+    );
+    assert_eq!(
+        c.warehouse.ssl_root_cert.as_ref().unwrap().origin(),
+        format!("file {}", ca.display())
+    );
+    let shown = format!("{}\n{c:?}", c.to_masked_toml());
+    assert!(
+        !shown.contains("SECRETKEY") && !shown.contains("MIIB"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("file {}", key.display())),
+        "{shown}"
+    );
+
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let e = load(
+        &format!(
+            "[warehouse]\nurl = \"postgres://db/dw\"\nssl_root_cert = \"{}\"\n",
+            ca.display()
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("ssl_root_cert") && e.contains("no PEM block"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tls_settings_are_validated() {
+    let errs = problems(
+        r#"
+[kafka]
+schema_registry_url = "http://sr:8081"
+schema_registry_client_cert = """-----BEGIN CERTIFICATE-----
+x
+-----END CERTIFICATE-----"""
+[warehouse]
+url = "sqlite://dw.db"
+ssl_mode = "verify_full"
+"#,
+    );
+    assert_eq!(
+        keys(&errs),
+        [
+            "kafka.schema_registry_client_cert",
+            "kafka.schema_registry_url",
+            "warehouse.ssl_mode",
+            "warehouse.ssl_mode",
+        ]
+    );
+    assert!(errs[3].fix.contains("verify-full"), "{errs:?}");
+}
