@@ -159,3 +159,84 @@ fn the_dockerfile_builds_what_the_readme_builds() {
         "the README builds the tidemark package"
     );
 }
+
+/// The `tidemark.toml` of the Kubernetes example's ConfigMap (a YAML block scalar).
+fn manifest_config(manifest: &str) -> String {
+    let start = manifest
+        .find("tidemark.toml: |\n")
+        .expect("a tidemark.toml block")
+        + 17;
+    manifest[start..]
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_kubernetes_example_probes_what_tidemark_serves_and_its_config_checks() {
+    let manifest = read("deploy/kubernetes/tidemark.yaml");
+    for probe in ["path: /healthz", "path: /readyz", "containerPort: 9464"] {
+        assert!(manifest.contains(probe), "no `{probe}`");
+    }
+    assert!(manifest.contains("runAsUser: 10001"), "the image's user");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tidemark.toml");
+    std::fs::write(&path, manifest_config(&manifest)).unwrap();
+    let out = Command::new(tidemark_e2e::merge_scenario::tidemark_bin())
+        .args(["--config", path.to_str().unwrap(), "config", "check"])
+        .env("KAFKA_PASSWORD", "k-secret")
+        .env("WAREHOUSE_PASSWORD", "w-secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !shown.contains("k-secret") && !shown.contains("w-secret"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("listen = \"0.0.0.0:9464\""),
+        "probes reach the pod: {shown}"
+    );
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = read("deploy/systemd/tidemark.service");
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/tidemark --config /etc/tidemark/tidemark.toml")
+    );
+    let Ok(_) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("skipped: systemd-analyze not installed");
+        return;
+    };
+    // systemd-analyze wants the binary to exist: point the unit at the one under test.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tidemark.service");
+    let bin = tidemark_e2e::merge_scenario::tidemark_bin();
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/tidemark", bin.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && !said.contains("tidemark.service:"),
+        "{said}"
+    );
+}
