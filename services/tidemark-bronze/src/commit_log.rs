@@ -74,7 +74,16 @@ pub enum CommitLogError {
     Store(#[from] object_store::Error),
     #[error("commit record {path} is not valid: {reason}")]
     Corrupt { path: String, reason: String },
+    #[error(
+        "commit record {path} has format version {found}, newer than this tidemark reads \
+         ({FORMAT_VERSION}): upgrade tidemark (see the README's Upgrades section)"
+    )]
+    Newer { path: String, found: u32 },
 }
+
+/// The commit-record format this binary writes and the newest it reads. A reader refuses a
+/// newer record rather than misreading the range it describes.
+pub const FORMAT_VERSION: u32 = 1;
 
 /// Creates the commit record; put-if-absent decides between competing writers.
 pub async fn create(
@@ -105,10 +114,27 @@ pub async fn create(
 
 async fn read(store: &dyn ObjectStore, path: &Path) -> Result<CommitRecord, CommitLogError> {
     let bytes = store.get(path).await?.bytes().await?;
-    serde_json::from_slice(&bytes).map_err(|e| CommitLogError::Corrupt {
+    parse(&bytes, path)
+}
+
+fn parse(bytes: &[u8], path: &Path) -> Result<CommitRecord, CommitLogError> {
+    // The version first, so a newer record whose other fields changed says so.
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u32,
+    }
+    let corrupt = |e: serde_json::Error| CommitLogError::Corrupt {
         path: path.to_string(),
         reason: e.to_string(),
-    })
+    };
+    let v: Versioned = serde_json::from_slice(bytes).map_err(corrupt)?;
+    if v.version > FORMAT_VERSION {
+        return Err(CommitLogError::Newer {
+            path: path.to_string(),
+            found: v.version,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(corrupt)
 }
 
 /// Start offsets of the commit records of a partition, sorted.
@@ -209,4 +235,40 @@ pub async fn partitions(
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(version: u32) -> Vec<u8> {
+        let r = CommitRecord {
+            version,
+            topic: "t".into(),
+            partition: 0,
+            start: 0,
+            end: 9,
+            records: 10,
+            rows: 10,
+            skipped: 0,
+            dead_letters: 0,
+            files: vec![],
+            dead_letter_file: None,
+            writer: "w".into(),
+            committed_at: "2026-12-03T00:00:00Z".into(),
+        };
+        serde_json::to_vec(&r).unwrap()
+    }
+
+    #[test]
+    fn a_record_of_a_newer_format_is_refused_not_misread() {
+        let path = Path::from("_log/t/0/0.json");
+        assert_eq!(parse(&record(FORMAT_VERSION), &path).unwrap().end, 9);
+        // A newer writer may also have changed other fields: the version alone decides.
+        let mut newer: serde_json::Value = serde_json::from_slice(&record(2)).unwrap();
+        newer["files"] = serde_json::json!({"moved": true});
+        let e = parse(newer.to_string().as_bytes(), &path).unwrap_err();
+        assert!(matches!(e, CommitLogError::Newer { found: 2, .. }), "{e}");
+        assert!(e.to_string().contains("upgrade tidemark"), "{e}");
+    }
 }

@@ -198,7 +198,7 @@ impl BronzeWriter {
             Some(path.to_string())
         };
         let record = CommitRecord {
-            version: 1,
+            version: crate::commit_log::FORMAT_VERSION,
             topic: seg.topic.clone(),
             partition: seg.partition,
             start: seg.start,

@@ -145,6 +145,11 @@ impl Target {
         self.table("tidemark", "source_segments")
     }
 
+    /// Format stamps of the warehouse tables (internal).
+    pub fn meta(&self) -> String {
+        self.table("tidemark", "meta")
+    }
+
     /// Registered columns of each warehouse table (internal).
     pub fn registry(&self) -> String {
         self.table("tidemark", "columns")

@@ -63,7 +63,54 @@ pub async fn bootstrap(tx: &mut Tx, target: &Target) -> Result<(), sqlx::Error> 
     )
     .await?;
     super::claims::bootstrap(tx, target).await?;
-    super::segments::bootstrap(tx, target).await
+    super::segments::bootstrap(tx, target).await?;
+    stamp_format(tx, target).await
+}
+
+/// The format of the warehouse tables tidemark manages (ledger, claims, registry, silver and
+/// gold columns) that this binary writes and the newest it runs against.
+pub const WAREHOUSE_FORMAT: u32 = 1;
+
+/// Records the format in `tidemark.meta` on first use; refuses a warehouse a newer tidemark
+/// stamped, whose tables this binary could misread or damage.
+async fn stamp_format(tx: &mut Tx, target: &Target) -> Result<(), sqlx::Error> {
+    let meta = target.meta();
+    tx.exec(
+        &format!("CREATE TABLE IF NOT EXISTS {meta} (name TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL)"),
+        &[],
+    )
+    .await?;
+    let p1 = tx.param(1);
+    tx.exec(
+        &format!(
+            "INSERT INTO {meta} (name, value) VALUES ('warehouse_format', {p1}) \
+             ON CONFLICT (name) DO NOTHING"
+        ),
+        &[Cell::Text(WAREHOUSE_FORMAT.to_string())],
+    )
+    .await?;
+    let rows = tx
+        .fetch(
+            &format!("SELECT value FROM {meta} WHERE name = 'warehouse_format'"),
+            &[],
+        )
+        .await?;
+    let found: u32 = rows
+        .first()
+        .and_then(|r| r[0].as_deref())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if found > WAREHOUSE_FORMAT {
+        return Err(sqlx::Error::Configuration(
+            format!(
+                "the warehouse has format version {found} ({meta}), newer than this tidemark \
+                 runs against ({WAREHOUSE_FORMAT}): upgrade tidemark (see the README's Upgrades \
+                 section)"
+            )
+            .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// One warehouse table as the merger manages it.
