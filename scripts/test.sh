@@ -50,6 +50,7 @@ command -v moto_server >/dev/null || missing+=("moto_server, a real S3 server (p
 { command -v prometheus && command -v promtool; } >/dev/null || missing+=("prometheus and promtool (apt-get install prometheus)")
 command -v docker-compose >/dev/null || missing+=("docker-compose (apt-get install docker-compose)")
 { command -v tansu && command -v kcat; } >/dev/null || missing+=("tansu and kcat (cargo install tansu --locked --features dynostore,libsql; apt-get install kcat)")
+command -v sqlite3 >/dev/null || missing+=("sqlite3, for the README's examples (apt-get install sqlite3)")
 { command -v stunnel && command -v openssl; } >/dev/null || missing+=("stunnel and openssl, for the TLS tests (apt-get install stunnel4 openssl)")
 [[ -n "${TIDEMARK_TEST_PG_TLS:-}" ]] || missing+=("a PostgreSQL serving TLS with the test CA (this script starts one when PostgreSQL is installed and TIDEMARK_TEST_PG_URL is unset)")
 command -v cargo-nextest >/dev/null || missing+=("cargo-nextest (cargo install cargo-nextest --locked)")
