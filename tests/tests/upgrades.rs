@@ -39,10 +39,10 @@ async fn a_newer_warehouse_is_refused(pool: tidemark_warehouse::sql::conn::Pool)
         MergeOptions::from_config(&config),
     )
     .await;
-    let e = opened
-        .err()
-        .expect("a newer warehouse is refused")
-        .to_string();
+    let e = match opened {
+        Ok(_) => panic!("a newer warehouse is refused"),
+        Err(e) => e.to_string(),
+    };
     assert!(
         e.contains(&format!("format version {newer}")) && e.contains("upgrade tidemark"),
         "{e}"
