@@ -92,7 +92,7 @@ fn config_check_prints_the_effective_config_with_secrets_masked() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("tidemark.toml"),
-        "[kafka]\ntopics = [\"bank.public.customers\"]\n[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n[warehouse]\nurl = \"postgres://dw:topsecret@db/dw\"\n",
+        "[kafka]\ntopics = [\"bank.public.customers\"]\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.username\" = \"dw\"\n\"sasl.password\" = \"hunter2\"\n[warehouse]\nurl = \"postgres://dw:topsecret@db/dw\"\n",
     )
     .unwrap();
     let out = tidemark(&["config", "check"], dir.path());
