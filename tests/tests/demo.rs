@@ -232,3 +232,48 @@ fn without_keep_the_data_directory_is_removed() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("was not made by `tidemark demo`"));
     assert!(tmp.path().join("mine/notes.txt").exists());
 }
+
+#[test]
+fn a_second_keep_says_it_replaces_the_first_and_a_named_config_is_reported_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("kept");
+    let first = run_demo(&data, &["--events", "300", "--keep"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        !err.contains("replacing") && !err.contains("ignores --config"),
+        "{err}"
+    );
+    let second = Command::new(tidemark_bin())
+        .args([
+            "--config",
+            "mine.toml",
+            "demo",
+            "--events",
+            "300",
+            "--keep",
+            "--rate",
+            "0",
+        ])
+        .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("replacing the previous demo in"), "{err}");
+    assert!(
+        err.contains("`demo` ignores --config/TIDEMARK_CONFIG (mine.toml)"),
+        "{err}"
+    );
+    assert!(data.join("tidemark.toml").exists());
+}

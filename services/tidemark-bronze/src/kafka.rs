@@ -110,10 +110,19 @@ fn partitions(tpl: &rdkafka::TopicPartitionList) -> Vec<(String, i32)> {
         .collect()
 }
 
+/// `topic/partition, …` for a log line.
+fn shown(tpl: &rdkafka::TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+            tracing::info!(partitions = %shown(tpl), "partitions revoked");
             self.events
                 .lock()
                 .expect("rebalance events lock")
@@ -124,7 +133,7 @@ impl ConsumerContext for IngestContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
+                tracing::info!(partitions = %shown(tpl), "partitions assigned");
                 self.events
                     .lock()
                     .expect("rebalance events lock")

@@ -87,6 +87,14 @@ pub async fn run(
     let consumer = consumer(cfg)?;
     tracing::info!(bronze = %cfg.bronze.url, group = %cfg.kafka.group_id, "ingest started");
     let stats = ingest::run(consumer, decoder(cfg)?, writer, settings(cfg), shutdown).await?;
-    tracing::info!(?stats, "ingest stopped");
+    tracing::info!(
+        records = stats.records,
+        bytes = stats.bytes,
+        commits = stats.commits,
+        dead_letters = stats.dead_letters,
+        fenced = stats.fenced,
+        flush_retries = stats.flush_retries,
+        "ingest stopped"
+    );
     Ok(stats)
 }

@@ -74,6 +74,75 @@ fn unknown_keys_are_rejected_by_name() {
     assert!(e.to_string().contains("bronze.max_records"), "{e}");
 }
 
+fn parse_problems(toml: &str, env: &[(&str, &str)]) -> Vec<ConfigError> {
+    match load(toml, env) {
+        Err(LoadError::Parse(e)) => e.0,
+        other => panic!("expected parse errors, got {other:?}"),
+    }
+}
+
+#[test]
+fn type_errors_of_every_section_are_reported_at_once_in_words_with_their_line() {
+    let toml = "[kafka]\ntopics = [\"a.b.c\"]\n\n[bronze]\nmax_records = \"many\"\n\n[merge]\ninterval_ms = true\n\n[[tables]]\nsource = \"a.b.c\"\n\n[[tables]]\nsource = \"a.b.d\"\nkind = 5\n";
+    let errs = parse_problems(toml, &[("TIDEMARK__METRICS__LISTEN", "[1, 2]")]);
+    let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    let find = |key: &str| {
+        errs.iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no error for {key}: {shown:#?}"))
+    };
+    let records = find("bronze.max_records");
+    assert!(records.problem.contains("the text \"many\""), "{records}");
+    assert!(
+        records.problem.contains("a whole number") && records.problem.contains("line 5"),
+        "{records}"
+    );
+    assert!(records.fix.contains("without quotes"), "{records}");
+    let interval = find("merge.interval_ms");
+    assert!(
+        interval.problem.contains("is true") && interval.problem.contains("line 8"),
+        "{interval}"
+    );
+    let kind = find("tables[1].kind");
+    assert!(kind.problem.contains("line 15"), "{kind}");
+    let listen = find("metrics.listen");
+    assert!(
+        listen
+            .problem
+            .contains("from the environment variable TIDEMARK__METRICS__LISTEN"),
+        "{listen}"
+    );
+    for s in &shown {
+        assert!(
+            !s.contains("u64") && !s.contains("u32") && !s.contains("bool "),
+            "{s}"
+        );
+        assert_eq!(
+            s.matches('`').count(),
+            2,
+            "backticks only around the key: {s}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_and_syntax_errors_give_the_line_and_a_fix() {
+    let errs = parse_problems("[kafka]\n\nbootstrap_server = \"x:1\"\n", &[]);
+    let e = &errs[0];
+    assert_eq!(e.key, "kafka.bootstrap_server");
+    assert!(
+        e.problem.contains("line 3") && e.fix.contains("bootstrap_servers"),
+        "{e}"
+    );
+    let errs = parse_problems("[kafka]\ntopics = [\"a\"\n[bronze]\nurl = file://x\n", &[]);
+    assert!(!errs.is_empty());
+    assert!(
+        errs.iter().all(|e| e.problem.contains("not valid TOML")),
+        "{errs:?}"
+    );
+    assert!(errs.iter().any(|e| e.key.starts_with("line ")), "{errs:?}");
+}
+
 #[test]
 fn environment_overrides_the_file() {
     let c = load(

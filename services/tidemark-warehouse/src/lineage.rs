@@ -62,6 +62,14 @@ pub struct Regression {
     pub to: (String, (u64, u64, u64), i64),
 }
 
+impl Regression {
+    /// `(lineage, coordinates, source time)` as a user reads it in a log line.
+    pub fn describe(p: &(String, (u64, u64, u64), i64)) -> String {
+        let (lineage, (file, pos, row), ts_ms) = p;
+        format!("{lineage} binlog file {file} position {pos} row {row} (source ts_ms {ts_ms})")
+    }
+}
+
 /// The segments of every source, and what changed since they were loaded.
 #[derive(Debug, Clone, Default)]
 pub struct Lineages {

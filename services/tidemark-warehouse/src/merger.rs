@@ -438,8 +438,8 @@ impl Merger {
             tracing::warn!(
                 table = spec.name,
                 source = r.source,
-                from = ?r.from,
-                to = ?r.to,
+                from = %crate::lineage::Regression::describe(&r.from),
+                to = %crate::lineage::Regression::describe(&r.to),
                 "source position went backwards while source time moved forward (a failover or RESET MASTER?): later changes order after the earlier ones"
             );
             metrics::position_regression(&spec.name);

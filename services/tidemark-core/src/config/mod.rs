@@ -2,6 +2,7 @@
 //! overrides, unknown keys rejected, validated into errors that name the key and the fix before
 //! anything starts. Defaults are defined once, here.
 
+mod parse_errors;
 mod secret;
 mod validate;
 
@@ -321,8 +322,9 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
-    #[error("invalid configuration: {0}")]
-    Parse(String),
+    /// The file is not valid TOML, or a value has the wrong type or an unknown key.
+    #[error("{0}")]
+    Parse(ConfigErrors),
     #[error("{0}")]
     Invalid(ConfigErrors),
 }
@@ -357,9 +359,14 @@ impl Config {
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
             .collect();
+        let syntax = parse_errors::syntax_errors(toml_text);
+        if !syntax.is_empty() {
+            return Err(LoadError::Parse(ConfigErrors(syntax)));
+        }
         let mut fig =
             Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml_text));
         // Overrides are applied explicitly (not by figment's Env) so tests can inject them.
+        let mut env = Vec::new();
         for (k, v) in overrides {
             let key = k[ENV_PREFIX.len()..]
                 .to_ascii_lowercase()
@@ -368,8 +375,14 @@ impl Config {
                 .parse::<figment::value::Value>()
                 .unwrap_or_else(|_| figment::value::Value::from(v.clone()));
             fig = fig.merge(Serialized::default(&key, value));
+            env.push((k, key));
         }
-        let config: Config = fig.extract().map_err(|e| LoadError::Parse(describe(e)))?;
+        let origins = parse_errors::Origins {
+            text: toml_text,
+            env: &env,
+        };
+        let config =
+            parse_errors::extract(&fig, &origins).map_err(|e| LoadError::Parse(ConfigErrors(e)))?;
         config.validate().map_err(LoadError::Invalid)?;
         Ok(config)
     }
@@ -387,20 +400,4 @@ impl Config {
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
-}
-
-/// Figment errors, one line each, naming the key.
-fn describe(e: figment::Error) -> String {
-    e.into_iter()
-        .map(|e| {
-            let key = e.path.join(".");
-            let what = e.kind.to_string();
-            if key.is_empty() {
-                what
-            } else {
-                format!("`{key}`: {what}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }

@@ -102,7 +102,11 @@ pub fn inspect(config_path: &Path) -> anyhow::Result<ExitCode> {
             if s.gaps.is_empty() {
                 "none".to_owned()
             } else {
-                format!("{:?}", s.gaps)
+                s.gaps
+                    .iter()
+                    .map(|(from, to)| format!("{from}..{to}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         );
     }
@@ -139,11 +143,12 @@ pub fn gc(config_path: &Path, older_than: Duration, dry_run: bool) -> anyhow::Re
         println!("{} {o}", if dry_run { "would remove" } else { "removed" });
     }
     eprintln!(
-        "{} referenced file(s), {} orphan(s) {}, {} orphan(s) younger than {older_than:?} kept",
+        "{} referenced file(s), {} orphan(s) {}, {} orphan(s) younger than {} s kept",
         report.referenced,
         report.orphans.len(),
         if dry_run { "found" } else { "removed" },
-        report.kept_young
+        report.kept_young,
+        older_than.as_secs()
     );
     Ok(ExitCode::SUCCESS)
 }

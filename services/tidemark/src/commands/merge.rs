@@ -217,7 +217,7 @@ pub fn replay(config_path: &Path, args: &ReplayArgs) -> anyhow::Result<ExitCode>
             );
         }
         bar.finish();
-        eprintln!("replay done into {:?}", merger.target().schemas());
+        eprintln!("replay done into {}", merger.target().schemas().join(", "));
         Ok(exit_for(stopped))
     })
 }

@@ -27,7 +27,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Merge(args) => merge::merge(&cli.config, args.once),
         Command::Run => merge::run(&cli.config),
         Command::Replay(args) => merge::replay(&cli.config, args),
-        Command::Demo(args) => crate::demo::run(args),
+        Command::Demo(args) => {
+            warn_demo_ignores_config(&cli.config);
+            crate::demo::run(args)
+        }
         Command::Generate(args) => generate::run(&cli.config, args),
         Command::Gc(args) => bronze_admin::gc(
             &cli.config,
@@ -44,6 +47,18 @@ pub fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The demo runs on embedded defaults: a config the user named is not silently ignored.
+fn warn_demo_ignores_config(path: &Path) {
+    let named = std::env::var_os("TIDEMARK_CONFIG").is_some() || path != Path::new("tidemark.toml");
+    if named {
+        eprintln!(
+            "note: `demo` ignores --config/TIDEMARK_CONFIG ({}): it runs on embedded defaults and \
+             writes its own config to <data dir>/tidemark.toml; use `tidemark run` for yours",
+            path.display()
+        );
     }
 }
 

@@ -57,6 +57,12 @@ impl DataDir {
                     path.display()
                 );
             }
+            if !empty {
+                eprintln!(
+                    "note: replacing the previous demo in {} (give --data-dir to keep both)",
+                    path.display()
+                );
+            }
             std::fs::remove_dir_all(&path)?;
         }
         std::fs::create_dir_all(&path)?;
