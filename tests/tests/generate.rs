@@ -13,6 +13,7 @@ use tidemark_core::decode::{Decoder, DecoderOptions, Format};
 use tidemark_core::event::{Decoded, RawRecord};
 use tidemark_core::generator::{Bank, BankOptions, avro_subjects};
 use tidemark_core::registry::{RegistryClient, RegistrySettings};
+use tidemark_core::value::Value;
 use tidemark_e2e::kafka::Kafka;
 use tidemark_e2e::merge_scenario::tidemark_bin;
 use tidemark_e2e::run_setup::free_port;
@@ -109,6 +110,17 @@ async fn against_the_mock_cluster_the_report_is_what_a_consumer_reads() {
     assert_eq!(kinds, report.kinds);
 }
 
+/// One record read back: where it is, its kind, the row's `id` and the source LSN.
+#[derive(Debug)]
+struct ReadBack {
+    table: String,
+    partition: i32,
+    offset: i64,
+    kind: String,
+    id: Option<i64>,
+    lsn: Option<i64>,
+}
+
 /// Reads `report.records` records from the reported partitions and counts them by table and
 /// kind as `decoder` decodes them.
 async fn read_back(
@@ -116,6 +128,15 @@ async fn read_back(
     report: &Report,
     decoder: &mut Decoder,
 ) -> BTreeMap<(String, String), u64> {
+    let mut kinds: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in read_all(bootstrap, report, decoder).await {
+        *kinds.entry((r.table, r.kind)).or_default() += 1;
+    }
+    kinds
+}
+
+/// Every record up to the reported ends, decoded.
+async fn read_all(bootstrap: &str, report: &Report, decoder: &mut Decoder) -> Vec<ReadBack> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "generate-check")
@@ -128,21 +149,20 @@ async fn read_back(
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
-    let mut kinds: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut out = Vec::new();
     let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut read = 0u64;
-    while read < report.records {
+    let total = report.ends.values().sum::<i64>() as usize;
+    while out.len() < total {
         assert!(
             std::time::Instant::now() < deadline,
-            "read {read} of {}",
-            report.records
+            "read {} of {total}",
+            out.len()
         );
         let Some(m) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
         let m = m.unwrap();
-        read += 1;
         let d = decoder
             .decode(&RawRecord {
                 topic: m.topic(),
@@ -154,18 +174,102 @@ async fn read_back(
             })
             .await
             .unwrap_or_else(|e| panic!("{}[{}]@{}: {e}", m.topic(), m.partition(), m.offset()));
-        let kind = match d {
-            Decoded::Change(e) => e.op.code().to_owned(),
-            Decoded::Tombstone(_) => "tombstone".into(),
+        let (kind, id, lsn) = match d {
+            Decoded::Change(e) => {
+                let row = e.after.as_ref().or(e.before.as_ref());
+                let id = match row.and_then(|r| r.as_typed()).and_then(|t| t.get("id")) {
+                    Some(Value::Int(i)) => Some(*i),
+                    _ => None,
+                };
+                (e.op.code().to_owned(), id, e.source.lsn)
+            }
+            Decoded::Tombstone(_) => ("tombstone".into(), None, None),
             other => panic!("unexpected {other:?}"),
         };
-        let table = m.topic().rsplit('.').next().unwrap().to_owned();
-        *kinds.entry((table, kind)).or_default() += 1;
+        out.push(ReadBack {
+            table: m.topic().rsplit('.').next().unwrap().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            kind,
+            id,
+            lsn,
+        });
         let end = ends.entry((m.topic().into(), m.partition())).or_default();
         *end = (*end).max(m.offset() + 1);
     }
     assert_eq!(ends, report.ends);
-    kinds
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_topics_continues_after_the_first() {
+    let topics: Vec<String> = TABLES.iter().map(|t| format!("bank.public.{t}")).collect();
+    let kafka = Kafka::start(&topics.iter().map(|t| (t.as_str(), 2)).collect::<Vec<_>>());
+    let bootstrap = kafka.bootstrap();
+    let args = ["--events", "1500", "--rate", "0", "--customers", "30"];
+    let run = |b: String| {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(tidemark_bin())
+                .args(["generate", "--bootstrap-servers", &b])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (
+                parse(&String::from_utf8_lossy(&out.stdout)),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        })
+    };
+    let (first, first_err) = run(bootstrap.clone()).await.unwrap();
+    assert!(!first_err.contains("continuing after"), "{first_err}");
+    let (second, second_err) = run(bootstrap.clone()).await.unwrap();
+    assert!(
+        second_err.contains(&format!(
+            "the topics already hold {} records",
+            first.records
+        )),
+        "{second_err}"
+    );
+    let mut decoder = Decoder::new(DecoderOptions::default(), None);
+    let all = read_all(&bootstrap, &second, &mut decoder).await;
+    let in_first =
+        |r: &ReadBack| r.offset < first.ends[&(format!("bank.public.{}", r.table), r.partition)];
+    // The second run's new rows have ids the first never used (a customer who left may come
+    // back under the same id within one run).
+    let first_ids: std::collections::BTreeSet<(String, i64)> = all
+        .iter()
+        .filter(|r| in_first(r))
+        .filter_map(|r| Some((r.table.clone(), r.id?)))
+        .collect();
+    let reused: Vec<_> = all
+        .iter()
+        .filter(|r| !in_first(r) && (r.kind == "r" || r.kind == "c"))
+        .filter(|r| first_ids.contains(&(r.table.clone(), r.id.unwrap())))
+        .collect();
+    assert!(reused.is_empty(), "the second run re-created: {reused:?}");
+    // The second run's changes come after every position of the first.
+    let first_max = all
+        .iter()
+        .filter(|r| in_first(r))
+        .filter_map(|r| r.lsn)
+        .max()
+        .unwrap();
+    let second_min = all
+        .iter()
+        .filter(|r| !in_first(r))
+        .filter_map(|r| r.lsn)
+        .min()
+        .unwrap();
+    assert!(
+        second_min > first_max,
+        "second run starts at LSN {second_min}, first ended at {first_max}"
+    );
+    assert!(all.iter().any(|r| !in_first(r)) && second.records >= 1500);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,6 +142,9 @@ const TIERS: &[&str] = &["standard", "silver", "gold", "platinum"];
 const CURRENCIES: &[&str] = &["EUR", "EUR", "EUR", "USD", "GBP"];
 const KINDS: &[&str] = &["card", "transfer", "atm", "direct_debit"];
 
+const INITIAL_LSN: i64 = 0x0100_0000;
+const INITIAL_TX_ID: i64 = 700;
+
 /// The generator: call [`Bank::next_batch`] for the snapshot, then one source transaction at a
 /// time.
 #[derive(Debug)]
@@ -290,9 +293,9 @@ impl Bank {
             next_customer: 1,
             next_account: 1,
             next_transaction: 1,
-            lsn: 0x0100_0000,
+            lsn: INITIAL_LSN,
             last_commit_lsn: 0,
-            tx_id: 700,
+            tx_id: INITIAL_TX_ID,
             snapshot_done: false,
             step: 0,
             held: VecDeque::new(),
@@ -302,6 +305,34 @@ impl Bank {
 
     pub fn options(&self) -> &BankOptions {
         &self.opts
+    }
+
+    /// Continues after a stream of which each table's topic already holds `records` records
+    /// (Kafka offsets count every record ever written, whatever retention removed): ids start
+    /// above any id those records can hold and positions above any LSN they can carry, so a
+    /// second `generate` on the same topics never lands as redeliveries or late changes. Call it
+    /// before the first batch.
+    pub fn start_after(&mut self, records: &BTreeMap<Table, i64>) {
+        let n = |t| records.get(&t).copied().unwrap_or(0).max(0);
+        let total: i64 = Table::ALL.iter().map(|t| n(*t)).sum();
+        // Each table's records create at most one id each.
+        self.next_customer = n(Table::Customers) + 1;
+        self.next_account = n(Table::Accounts) + 1;
+        self.next_transaction = n(Table::Transactions) + 1;
+        // A record moves the LSN by one event and at most one commit (56 bytes each); twice that
+        // leaves room for steps that emitted nothing.
+        self.lsn = INITIAL_LSN + 224 * (total + 1);
+        self.tx_id = INITIAL_TX_ID + total + 1;
+    }
+
+    /// The first ids and LSN this generator uses: `(customer, account, transaction, lsn)`.
+    pub fn starts(&self) -> (i64, i64, i64, i64) {
+        (
+            self.next_customer,
+            self.next_account,
+            self.next_transaction,
+            self.lsn,
+        )
     }
 
     /// `<prefix>.public.<table>`.

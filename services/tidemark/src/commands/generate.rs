@@ -97,6 +97,7 @@ pub fn run(config_path: &Path, args: &GenerateArgs) -> anyhow::Result<ExitCode> 
             if let Some(partitions) = args.create_topics {
                 create_topics(&bootstrap, &config.kafka.properties, &bank, partitions).await?;
             }
+            continue_after_existing(&producer, &mut bank).await?;
             let encoder = match args.format {
                 GenerateFormat::Json => RecordEncoder::json(&bank, true),
                 GenerateFormat::JsonSchemaless => RecordEncoder::json(&bank, false),
@@ -156,6 +157,53 @@ pub fn run(config_path: &Path, args: &GenerateArgs) -> anyhow::Result<ExitCode> 
             print_report(&report, limits.rate);
             Ok(ExitCode::SUCCESS)
         })
+}
+
+/// Records each table's topic already holds (the sum of its partitions' high watermarks);
+/// a topic that does not exist yet holds none.
+async fn existing_records(
+    producer: &FutureProducer,
+    bank: &Bank,
+) -> anyhow::Result<BTreeMap<Table, i64>> {
+    let producer = producer.clone();
+    let topics: Vec<(Table, String)> = Table::ALL.iter().map(|t| (*t, bank.topic(*t))).collect();
+    tokio::task::spawn_blocking(move || {
+        let client = rdkafka::producer::Producer::client(&producer);
+        let timeout = Duration::from_secs(10);
+        let mut held = BTreeMap::new();
+        for (table, topic) in topics {
+            let meta = client.fetch_metadata(Some(&topic), timeout)?;
+            let mut n = 0;
+            for t in meta.topics().iter().filter(|t| t.error().is_none()) {
+                for p in t.partitions() {
+                    n += client.fetch_watermarks(&topic, p.id(), timeout)?.1.max(0);
+                }
+            }
+            held.insert(table, n);
+        }
+        Ok::<_, rdkafka::error::KafkaError>(held)
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("cannot read the topics' offsets: {e}"))
+}
+
+/// A second run on the same topics continues after the first (new ids, later positions)
+/// instead of replaying its ids and LSNs, and says so.
+async fn continue_after_existing(producer: &FutureProducer, bank: &mut Bank) -> anyhow::Result<()> {
+    let held = existing_records(producer, bank).await?;
+    let total: i64 = held.values().sum();
+    if total > 0 {
+        bank.start_after(&held);
+        let (customer, account, transaction, lsn) = bank.starts();
+        eprintln!(
+            "generate: the topics already hold {total} records: continuing after them with new \
+             customers from id {customer}, accounts from {account}, transactions from \
+             {transaction} and LSNs from {:X}/{:X} (a new --topic-prefix starts afresh)",
+            lsn >> 32,
+            lsn & 0xffff_ffff
+        );
+    }
+    Ok(())
 }
 
 fn print_report(p: &Produced, target: Option<f64>) {
