@@ -162,11 +162,24 @@ pub async fn next_offset(
     topic: &str,
     partition: i32,
 ) -> Result<Option<i64>, CommitLogError> {
+    Ok(last_record(store, root, topic, partition)
+        .await?
+        .map(|rec| rec.end + 1))
+}
+
+/// The newest commit record of a partition, if any.
+pub async fn last_record(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<CommitRecord>, CommitLogError> {
     let Some(last) = starts(store, root, topic, partition).await?.last().copied() else {
         return Ok(None);
     };
-    let rec = read(store, &layout::commit_record(root, topic, partition, last)).await?;
-    Ok(Some(rec.end + 1))
+    Ok(Some(
+        read(store, &layout::commit_record(root, topic, partition, last)).await?,
+    ))
 }
 
 /// The whole chain of a partition, checked.

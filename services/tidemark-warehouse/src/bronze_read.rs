@@ -82,18 +82,16 @@ pub async fn records_from(
     from: i64,
     max: usize,
 ) -> Result<Vec<CommitRecord>, ReadError> {
-    let dir = layout::log_dir(root, topic, partition);
-    let after = layout::commit_record(root, topic, partition, from - 1);
-    let mut starts: Vec<i64> = store
-        .list_with_offset(Some(&dir), &after)
-        .map_ok(|m| m.location.filename().and_then(layout::parse_commit_name))
-        .try_collect::<Vec<_>>()
-        .await?
-        .into_iter()
-        .flatten()
-        .filter(|s| *s >= from)
-        .collect();
-    starts.sort_unstable();
+    let starts = starts_from(store, root, topic, partition, from).await?;
+    if starts.is_empty() {
+        // Nothing starts at or after `from`: only the last record can still hold it (a
+        // position inside a range); an idle partition costs one listing, not its whole log.
+        return Ok(commit_log::last_record(store, root, topic, partition)
+            .await?
+            .filter(|r| r.end >= from)
+            .into_iter()
+            .collect());
+    }
     // A position inside a range (not left by this merger) needs the record that holds it.
     if starts.first() != Some(&from) {
         let chain = commit_log::read_chain(store, root, topic, partition).await?;
@@ -115,6 +113,30 @@ pub async fn records_from(
         out.push(rec);
     }
     Ok(out)
+}
+
+/// Start offsets of the commit records of a partition that start at `from` or later, sorted.
+/// Lists only names after `from` (the names sort by offset).
+pub async fn starts_from(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+    from: i64,
+) -> Result<Vec<i64>, ReadError> {
+    let dir = layout::log_dir(root, topic, partition);
+    let after = layout::commit_record(root, topic, partition, from - 1);
+    let mut starts: Vec<i64> = store
+        .list_with_offset(Some(&dir), &after)
+        .map_ok(|m| m.location.filename().and_then(layout::parse_commit_name))
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .filter(|s| *s >= from)
+        .collect();
+    starts.sort_unstable();
+    Ok(starts)
 }
 
 /// How to read images.

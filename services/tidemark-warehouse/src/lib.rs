@@ -22,6 +22,8 @@ pub mod apply;
 pub mod bronze_read;
 pub mod cell;
 pub mod change;
+pub mod freshness;
+pub mod heartbeat_read;
 pub mod history;
 pub mod lineage;
 pub mod merger;

@@ -19,6 +19,7 @@ use tracing::Instrument as _;
 use crate::apply::{Applied, ApplyError, Context, TableBatch, apply};
 use crate::bronze_read::{ReadError, ReadOptions, read_file, records_from};
 use crate::change::Columns;
+use crate::freshness::{self, HeartbeatLog};
 use crate::spec::TableSpec;
 use crate::sql::claims::{self, Refusal};
 use crate::sql::conn::Pool;
@@ -96,6 +97,15 @@ pub struct Merger {
     stopped: BTreeMap<String, String>,
     /// MySQL lineage segments, loaded each cycle.
     lineages: crate::lineage::Lineages,
+    /// Per heartbeat partition: where to read on from.
+    heartbeat_next: BTreeMap<(String, i32), i64>,
+    /// Per connector: the heartbeats read.
+    heartbeats: BTreeMap<String, HeartbeatLog>,
+    /// Per partition: when its newest commit record seen landed (ms).
+    last_commit_ms: BTreeMap<(String, i32), i64>,
+    /// Topics whose bronze this cycle did not read to the end (budget, problem).
+    behind: BTreeSet<String>,
+    started_ms: i64,
 }
 
 impl Merger {
@@ -129,6 +139,11 @@ impl Merger {
             opts,
             stopped: BTreeMap::new(),
             lineages: Default::default(),
+            heartbeat_next: BTreeMap::new(),
+            heartbeats: BTreeMap::new(),
+            last_commit_ms: BTreeMap::new(),
+            behind: BTreeSet::new(),
+            started_ms: chrono::Utc::now().timestamp_millis(),
         })
     }
 
@@ -185,8 +200,13 @@ impl Merger {
         let mut order: Vec<&String> = by_topic.keys().collect();
         order.sort_by_key(|t| (rank(&specs[*t]), (*t).clone()));
 
+        // Heartbeats are read before any table's bronze is listed (see `freshness`).
+        let cycle_start_ms = chrono::Utc::now().timestamp_millis();
+        self.read_heartbeats(&by_topic).await?;
+        self.behind.clear();
         let mut stats = CycleStats::default();
-        for topic in order {
+        for topic in &order {
+            let topic: &String = topic;
             let spec = &specs[topic];
             if self.stopped.contains_key(topic)
                 || (!spec.configured && !self.opts.unconfigured_topics)
@@ -282,7 +302,91 @@ impl Merger {
             }
             stats.tables.insert(spec.name.clone(), applied);
         }
+        self.heartbeat_freshness(&specs, &by_topic, &order, cycle_start_ms);
         Ok(stats)
+    }
+
+    /// Reads the heartbeats each connector's partitions landed since the last cycle.
+    async fn read_heartbeats(
+        &mut self,
+        by_topic: &BTreeMap<String, Vec<i32>>,
+    ) -> Result<(), MergeError> {
+        let prefix = self.config.kafka.heartbeat_topic_prefix.clone();
+        for (topic, partitions) in by_topic {
+            let Some(connector) = freshness::connector_of(&prefix, topic) else {
+                continue;
+            };
+            for p in partitions {
+                let key = (topic.clone(), *p);
+                let from = self.heartbeat_next.get(&key).copied();
+                let read = crate::heartbeat_read::newest_after;
+                match read(self.store.as_ref(), &self.root, topic, *p, from).await {
+                    Ok(Some((next, hb))) => {
+                        self.heartbeat_next.insert(key, next);
+                        if let Some(h) = hb {
+                            self.heartbeats
+                                .entry(connector.to_owned())
+                                .or_default()
+                                .push(h);
+                        }
+                    }
+                    Ok(None) => {}
+                    // Freshness is a hint: an unreadable heartbeat only leaves it as it was.
+                    Err(e) if e.is_data() => {
+                        tracing::warn!(topic, partition = p, error = %e, "cannot read heartbeats")
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tables merged to the end of a quiet bronze are as fresh as their connector's heartbeat.
+    fn heartbeat_freshness(
+        &mut self,
+        specs: &BTreeMap<String, TableSpec>,
+        by_topic: &BTreeMap<String, Vec<i32>>,
+        order: &[&String],
+        cycle_start_ms: i64,
+    ) {
+        if self.heartbeats.is_empty() {
+            return;
+        }
+        let quiet_ms =
+            (self.config.bronze.max_age_ms + self.config.merge.interval_ms) as i64 + 2_000;
+        let heartbeats: BTreeMap<String, freshness::Heartbeat> = self
+            .heartbeats
+            .iter_mut()
+            .filter_map(|(c, log)| Some((c.clone(), log.usable(cycle_start_ms - quiet_ms)?)))
+            .collect();
+        for topic in order {
+            let spec = &specs[*topic];
+            if self.stopped.contains_key(*topic)
+                || !spec.configured && !self.opts.unconfigured_topics
+            {
+                continue;
+            }
+            let Some(hb) = freshness::heartbeat_for(topic, &heartbeats) else {
+                continue;
+            };
+            let last: Vec<i64> = by_topic[*topic]
+                .iter()
+                .map(|p| {
+                    let key = ((*topic).clone(), *p);
+                    self.last_commit_ms
+                        .get(&key)
+                        .copied()
+                        .unwrap_or(self.started_ms)
+                })
+                .collect();
+            let merged = !self.behind.contains(*topic);
+            if let Some(ts) =
+                freshness::complete_through(hb, merged, &last, cycle_start_ms, quiet_ms)
+            {
+                metrics::source_complete_through(&spec.name, ts);
+            }
+        }
     }
 
     /// Acts on a claim that does not let this merger apply `spec`'s batch.
@@ -353,6 +457,7 @@ impl Merger {
         let budget = self.opts.max_batch_rows.max(1);
         for &p in partitions {
             if changes.len() >= budget || problem.is_some() {
+                self.behind.insert(spec.topic.clone());
                 break;
             }
             let expected = positions.get(&(spec.topic.clone(), p)).copied();
@@ -385,9 +490,22 @@ impl Merger {
                 ));
                 break;
             }
+            if records.len() >= 256 {
+                self.behind.insert(spec.topic.clone());
+            }
+            for rec in &records {
+                if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&rec.committed_at) {
+                    let e = self
+                        .last_commit_ms
+                        .entry((spec.topic.clone(), p))
+                        .or_default();
+                    *e = (*e).max(at.timestamp_millis());
+                }
+            }
             let mut next = None;
             'records: for rec in records {
                 if changes.len() >= budget {
+                    self.behind.insert(spec.topic.clone());
                     break;
                 }
                 for f in rec.files.iter().filter(|f| f.table == spec.topic) {
@@ -443,6 +561,9 @@ impl Merger {
                 "source position went backwards while source time moved forward (a failover or RESET MASTER?): later changes order after the earlier ones"
             );
             metrics::position_regression(&spec.name);
+        }
+        if problem.is_some() {
+            self.behind.insert(spec.topic.clone());
         }
         let batch = match problem {
             Some(p) => Err(p),

@@ -388,6 +388,21 @@ pub fn batch_merged(b: &BatchMerged<'_>) {
     refresh_freshness();
 }
 
+/// The warehouse holds every change of `table` up to source time `ts_ms` (a heartbeat showed
+/// its source quiet): freshness counts from there even when no change was applied.
+pub fn source_complete_through(table: &str, ts_ms: i64) {
+    if !on() {
+        return;
+    }
+    {
+        let m = global();
+        let mut map = m.newest_applied.lock().unwrap_or_else(|e| e.into_inner());
+        let e = map.entry(table.to_owned()).or_insert(ts_ms);
+        *e = (*e).max(ts_ms);
+    }
+    refresh_freshness();
+}
+
 /// Recomputes every table's freshness from the newest applied source time.
 fn refresh_freshness() {
     let m = global();

@@ -1,0 +1,78 @@
+//! The newest Debezium heartbeat of a heartbeat partition in bronze (see [`crate::freshness`]).
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tidemark_bronze::commit_log::{self, CommitRecord};
+use tidemark_bronze::layout::TableDir;
+
+use crate::bronze_read::{ReadError, records_from, starts_from};
+use crate::freshness::Heartbeat;
+
+/// The newest heartbeat committed at or after offset `from` (the whole log's newest when `from`
+/// is `None`), with the offset to look from next time; `None` when nothing new was committed.
+pub async fn newest_after(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+    from: Option<i64>,
+) -> Result<Option<(i64, Option<Heartbeat>)>, ReadError> {
+    let last = match from {
+        None => commit_log::last_record(store, root, topic, partition).await?,
+        Some(f) => match starts_from(store, root, topic, partition, f).await?.last() {
+            // Only the newest record matters; its start is aligned, so it alone is read.
+            Some(last) => records_from(store, root, topic, partition, *last, 1)
+                .await?
+                .pop(),
+            None => None,
+        },
+    };
+    let Some(rec) = last else { return Ok(None) };
+    Ok(Some((rec.end + 1, heartbeat_of(store, &rec).await?)))
+}
+
+/// The newest source time among a commit record's heartbeat rows, and when it landed.
+async fn heartbeat_of(
+    store: &dyn ObjectStore,
+    rec: &CommitRecord,
+) -> Result<Option<Heartbeat>, ReadError> {
+    let Ok(landed) = chrono::DateTime::parse_from_rfc3339(&rec.committed_at) else {
+        return Ok(None);
+    };
+    let mut newest: Option<i64> = None;
+    let dir = TableDir::Heartbeats.name();
+    for f in rec.files.iter().filter(|f| f.table == dir) {
+        let path = Path::from(f.path.as_str());
+        let bytes = store.get(&path).await?.bytes().await?;
+        let perr = |source| ReadError::Parquet {
+            path: f.path.clone(),
+            source,
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(perr)?
+            .build()
+            .map_err(perr)?;
+        for batch in reader {
+            let batch = batch.map_err(|e| perr(e.into()))?;
+            let Some(col) = batch.column_by_name("ts_ms") else {
+                continue;
+            };
+            let Some(ts) = col.as_primitive_opt::<Int64Type>() else {
+                continue;
+            };
+            let max = (0..ts.len())
+                .filter(|i| ts.is_valid(*i))
+                .map(|i| ts.value(i))
+                .max();
+            newest = newest.max(max);
+        }
+    }
+    Ok(newest.map(|ts_ms| Heartbeat {
+        ts_ms,
+        landed_ms: landed.timestamp_millis(),
+    }))
+}
