@@ -201,7 +201,7 @@ pub const CATALOGUE: &[MetricDoc] = &[
         FRESHNESS,
         Gauge,
         &["table"],
-        "Now minus the newest source commit time applied to the warehouse.",
+        "Now minus the newest source time through which the warehouse holds every change (the newest change applied, or a heartbeat of a quiet source).",
     ),
     m(
         END_TO_END,
