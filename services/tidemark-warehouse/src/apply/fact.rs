@@ -42,8 +42,10 @@ pub(super) fn unique_col(spec: &TableSpec) -> &'static str {
 
 /// Points `<ref>_sk` of the facts selected by `select_tail` (a `FROM`/`JOIN`/`WHERE` over the
 /// fact table aliased `f2`) at the dimension version valid at each fact's source time; a fact
-/// older than every version gets the earliest one. Set-based: candidates join the dimension,
-/// a window ranks each fact's versions, the update takes the first.
+/// no version is valid for (older than every version, or in a deleted stretch) gets the
+/// earliest one. Each fact is two index lookups on the dimension's `(key, valid_from)`: the
+/// newest version that started by then (valid if it had not ended), else the first one. The
+/// cost does not grow with the key's history.
 pub(super) fn resolve_sql(
     fact_table: &str,
     unique: &str,
@@ -54,11 +56,13 @@ pub(super) fn resolve_sql(
 ) -> String {
     let (r, k, u) = (quote(ref_col), quote(dim_key), quote(unique));
     format!(
-        "WITH cand AS (SELECT f2.{u} AS id, f2.{r} AS r, f2._source_ts AS ts FROM {fact_table} AS f2 {select_tail}), \
-         ranked AS (SELECT cand.id AS id, d.sk AS sk, ROW_NUMBER() OVER (PARTITION BY cand.id ORDER BY \
-         CASE WHEN d.valid_from <= cand.ts AND (d.valid_to IS NULL OR cand.ts < d.valid_to) THEN 0 ELSE 1 END, \
-         d.valid_from, d.version) AS rn FROM cand JOIN {dim_table} AS d ON d.{k} = cand.r) \
-         UPDATE {fact_table} AS f SET {} = ranked.sk FROM ranked WHERE ranked.rn = 1 AND f.{u} = ranked.id",
+        "UPDATE {fact_table} AS f SET {} = COALESCE(\
+         (SELECT CASE WHEN d.valid_to IS NULL OR f._source_ts < d.valid_to THEN d.sk END \
+          FROM {dim_table} AS d WHERE d.{k} = f.{r} AND d.valid_from <= f._source_ts \
+          ORDER BY d.valid_from DESC, d.version DESC LIMIT 1), \
+         (SELECT d.sk FROM {dim_table} AS d WHERE d.{k} = f.{r} \
+          ORDER BY d.valid_from, d.version LIMIT 1)) \
+         WHERE f.{u} IN (SELECT f2.{u} FROM {fact_table} AS f2 {select_tail})",
         quote(&format!("{ref_col}_sk")),
     )
 }
