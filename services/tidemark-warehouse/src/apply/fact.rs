@@ -40,12 +40,26 @@ pub(super) fn unique_col(spec: &TableSpec) -> &'static str {
     if spec.upsert { "_key" } else { "_event_id" }
 }
 
-/// Points `<ref>_sk` of the facts selected by `select_tail` (a `FROM`/`JOIN`/`WHERE` over the
-/// fact table aliased `f2`) at the dimension version valid at each fact's source time; a fact
-/// no version is valid for (older than every version, or in a deleted stretch) gets the
-/// earliest one. Each fact is two index lookups on the dimension's `(key, valid_from)`: the
-/// newest version that started by then (valid if it had not ended), else the first one. The
+/// The surrogate key of the dimension version valid at a fact's source time, for a fact row
+/// aliased `f`; a fact no version is valid for (older than every version, or in a deleted
+/// stretch) gets the earliest one. Two index lookups on the dimension's `(key, valid_from)`:
+/// the newest version that started by then (if it had not ended), else the first one. The
 /// cost does not grow with the key's history.
+fn sk_expr(f: &str, ref_col: &str, dim_table: &str, dim_key: &str) -> String {
+    let (r, k) = (quote(ref_col), quote(dim_key));
+    format!(
+        "COALESCE(\
+         (SELECT CASE WHEN d.valid_to IS NULL OR {f}._source_ts < d.valid_to THEN d.sk END \
+          FROM {dim_table} AS d WHERE d.{k} = {f}.{r} AND d.valid_from <= {f}._source_ts \
+          ORDER BY d.valid_from DESC, d.version DESC LIMIT 1), \
+         (SELECT d.sk FROM {dim_table} AS d WHERE d.{k} = {f}.{r} \
+          ORDER BY d.valid_from, d.version LIMIT 1))"
+    )
+}
+
+/// Points `<ref>_sk` of the facts selected by `select_tail` (a `FROM`/`JOIN`/`WHERE` over the
+/// fact table aliased `f2`) at the version [`sk_expr`] finds: re-pointing facts after a
+/// dimension's versions moved, and upserted facts.
 pub(super) fn resolve_sql(
     fact_table: &str,
     unique: &str,
@@ -54,18 +68,18 @@ pub(super) fn resolve_sql(
     dim_key: &str,
     select_tail: &str,
 ) -> String {
-    let (r, k, u) = (quote(ref_col), quote(dim_key), quote(unique));
+    let u = quote(unique);
     format!(
-        "UPDATE {fact_table} AS f SET {} = COALESCE(\
-         (SELECT CASE WHEN d.valid_to IS NULL OR f._source_ts < d.valid_to THEN d.sk END \
-          FROM {dim_table} AS d WHERE d.{k} = f.{r} AND d.valid_from <= f._source_ts \
-          ORDER BY d.valid_from DESC, d.version DESC LIMIT 1), \
-         (SELECT d.sk FROM {dim_table} AS d WHERE d.{k} = f.{r} \
-          ORDER BY d.valid_from, d.version LIMIT 1)) \
+        "UPDATE {fact_table} AS f SET {} = {} \
          WHERE f.{u} IN (SELECT f2.{u} FROM {fact_table} AS f2 {select_tail})",
         quote(&format!("{ref_col}_sk")),
+        sk_expr("f", ref_col, dim_table, dim_key),
     )
 }
+
+/// A reference registered with its dimension: the fact column, and the dimension table and key
+/// column when this batch refers to a key (else the dimension may not exist yet).
+type Resolvable = (String, Option<(String, String)>);
 
 pub(super) async fn apply(
     tx: &mut Tx,
@@ -114,8 +128,14 @@ pub(super) async fn apply(
         .map(|(n, t)| (n.clone(), types.get(n).copied().unwrap_or(*t)))
         .collect();
 
+    // References first (inferred members, facts already stored re-pointed), so the new facts
+    // find the versions they point at when they are written.
+    let (referenced, resolvable) = register_references(tx, ctx, spec, &types, keyed).await?;
     let written = if spec.upsert {
-        super::silver_write::write_keyed(tx, ctx, &table, &value_cols, keyed, "tm_fact").await?
+        let n = super::silver_write::write_keyed(tx, ctx, &table, &value_cols, keyed, "tm_fact")
+            .await?;
+        point_upserted(tx, spec, &table, &resolvable, keyed).await?;
+        n
     } else {
         let mut stage_cols = meta_columns();
         stage_cols.push(("_event_id".into(), ColType::Text));
@@ -152,11 +172,20 @@ pub(super) async fn apply(
         tx.stage("tm_fact", &stage_cols, &rows).await?;
         let list = col_list(stage_cols.iter().map(|(n, _)| n.as_str()));
         let now = literal(&crate::bronze_read::ts_ms_text(ctx.now_ms));
+        // Surrogate keys are found as the rows are written: no UPDATE of rows just inserted.
+        let (mut sk_cols, mut sk_vals) = (String::new(), String::new());
+        for (col, (dim_table, dim_key)) in resolvable
+            .iter()
+            .filter_map(|(c, d)| Some((c, d.as_ref()?)))
+        {
+            sk_cols.push_str(&format!(", {}", quote(&format!("{col}_sk"))));
+            sk_vals.push_str(&format!(", {}", sk_expr("s", col, dim_table, dim_key)));
+        }
         let n = tx
             .exec(
                 &format!(
-                    "INSERT INTO {table} ({list}, _merged_at) SELECT {list}, {now} FROM {} WHERE true \
-                     ON CONFLICT (_event_id) DO NOTHING",
+                    "INSERT INTO {table} ({list}{sk_cols}, _merged_at) SELECT {list}{sk_vals}, {now} \
+                     FROM {} AS s WHERE true ON CONFLICT (_event_id) DO NOTHING",
                     quote("tm_fact")
                 ),
                 &[],
@@ -166,11 +195,20 @@ pub(super) async fn apply(
         n
     };
 
-    // References: inferred members first, then point the new facts at their versions.
+    Ok((written, referenced))
+}
+
+/// Registers this batch's references with their dimensions (inferred members for keys not seen
+/// yet); returns the dimensions' stats and the references new facts can be pointed through.
+async fn register_references(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    types: &BTreeMap<String, ColType>,
+    keyed: &[Keyed<'_>],
+) -> Result<(Vec<(String, super::DimStats)>, Vec<Resolvable>), ApplyError> {
     let mut referenced = Vec::new();
-    if !spec.references.is_empty() {
-        stage_fact_keys(tx, spec, keyed).await?;
-    }
+    let mut resolvable = Vec::new();
     for (col, dim_topic) in &spec.references {
         let Some(dim) = ctx.specs.get(dim_topic) else {
             continue;
@@ -218,32 +256,44 @@ pub(super) async fn apply(
                 other => other,
             })?;
         referenced.push((dim.name.clone(), st));
-        let u = unique_col(spec);
-        let tail = format!(
-            "WHERE f2.{} IN (SELECT {} FROM {})",
-            quote(u),
-            quote(u),
-            quote(FACT_KEYS)
-        );
-        // A reference set to NULL (an upserted row) points at no version.
+        let dim_table = any_ref.then(|| (ctx.target.dim(&dim.name), dim_key.clone()));
+        resolvable.push((col.clone(), dim_table));
+    }
+    Ok((referenced, resolvable))
+}
+
+/// Points the references of the rows an upsert wrote (new or updated) at their versions; a
+/// reference set to NULL points at no version.
+async fn point_upserted(
+    tx: &mut Tx,
+    spec: &TableSpec,
+    table: &str,
+    resolvable: &[Resolvable],
+    keyed: &[Keyed<'_>],
+) -> Result<(), sqlx::Error> {
+    if resolvable.is_empty() {
+        return Ok(());
+    }
+    stage_fact_keys(tx, spec, keyed).await?;
+    let u = quote(unique_col(spec));
+    let keys = quote(FACT_KEYS);
+    for (col, dim) in resolvable {
         tx.exec(
             &format!(
-                "UPDATE {table} SET {} = NULL WHERE {} IS NULL AND {} IN (SELECT {} FROM {})",
+                "UPDATE {table} SET {} = NULL WHERE {} IS NULL AND {u} IN (SELECT {u} FROM {keys})",
                 quote(&format!("{col}_sk")),
                 quote(col),
-                quote(u),
-                quote(u),
-                quote(FACT_KEYS)
             ),
             &[],
         )
         .await?;
-        if any_ref {
-            let sql = resolve_sql(&table, u, col, &ctx.target.dim(&dim.name), dim_key, &tail);
+        if let Some((dim_table, dim_key)) = dim {
+            let tail = format!("WHERE f2.{u} IN (SELECT {u} FROM {keys})");
+            let sql = resolve_sql(table, unique_col(spec), col, dim_table, dim_key, &tail);
             tx.exec(&sql, &[]).await?;
         }
     }
-    Ok((written, referenced))
+    Ok(())
 }
 
 /// Sets each fact column that arrived as a TOAST placeholder to the value in force at the
