@@ -512,8 +512,13 @@ pub(super) async fn reference(
     ctx: Context<'_>,
     dim: &TableSpec,
     key: (String, ColType),
-    refs: BTreeMap<String, i64>,
+    mut refs: BTreeMap<String, i64>,
 ) -> Result<DimStats, ApplyError> {
+    let covered = covered_keys(tx, ctx, dim, &key.0, &refs).await?;
+    refs.retain(|k, _| !covered.contains(k));
+    if refs.is_empty() {
+        return Ok(DimStats::default());
+    }
     let entries = refs
         .into_iter()
         .map(|(k, ts)| {
@@ -532,6 +537,43 @@ pub(super) async fn reference(
         })
         .collect();
     Ok(apply(tx, ctx, dim, &[key], &[], entries).await?.0)
+}
+
+/// The referenced keys whose history a reference cannot change: a real (not inferred) version
+/// had started by the reference's time. Only the others need their history (inferred members),
+/// so a batch of facts on known keys reads no change log.
+async fn covered_keys(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    dim: &TableSpec,
+    key_col: &str,
+    refs: &BTreeMap<String, i64>,
+) -> Result<std::collections::BTreeSet<String>, sqlx::Error> {
+    let table = ctx.target.dim(&dim.name);
+    // A dimension not made yet covers nothing.
+    if refs.is_empty() || !super::fact::has_column(tx, ctx, &table, key_col).await? {
+        return Ok(Default::default());
+    }
+    let rows: Vec<Vec<Cell>> = refs
+        .iter()
+        .map(|(k, ts)| vec![Cell::Text(k.clone()), ts_cell(*ts)])
+        .collect();
+    let cols = [
+        ("k".to_owned(), ColType::Text),
+        ("ts".to_owned(), ColType::TimestampTz),
+    ];
+    tx.stage("tm_refs", &cols, &rows).await?;
+    let found = tx
+        .fetch(
+            &format!(
+                "SELECT DISTINCT s.k FROM {} AS s JOIN {table} AS d ON d._key = s.k \
+                 AND NOT d.is_inferred AND d.valid_from <= s.ts",
+                quote("tm_refs")
+            ),
+            &[],
+        )
+        .await?;
+    Ok(found.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect())
 }
 
 /// Log entries written before decimals were canonical hash like the new ones.
