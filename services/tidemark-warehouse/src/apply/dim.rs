@@ -573,7 +573,10 @@ async fn covered_keys(
             &[],
         )
         .await?;
-    Ok(found.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect())
+    Ok(found
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect())
 }
 
 /// Log entries written before decimals were canonical hash like the new ones.
