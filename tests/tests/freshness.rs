@@ -4,11 +4,10 @@
 //! `tidemark run` → bronze on files → SQLite.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tidemark_e2e::kafka::Kafka;
-use tidemark_e2e::merge_scenario::tidemark_bin;
+use tidemark_e2e::process::Tidemark;
 use tidemark_e2e::run_setup::free_port;
 use tidemark_e2e::stream::{Record, RecordKind, generate};
 
@@ -49,6 +48,7 @@ fn heartbeat(ts_ms: i64) -> Record {
         key: Some(br#"{"serverName":"bank"}"#.to_vec()),
         value: Some(value.to_string().into_bytes()),
         timestamp_ms: ts_ms,
+        // Only tests that count changes read `kind`; a heartbeat is none.
         kind: RecordKind::Tombstone,
     }
 }
@@ -80,17 +80,7 @@ async fn heartbeats_keep_a_quiet_merged_table_fresh() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = config(dir.path(), &kafka.bootstrap(), port);
-    let mut child = Command::new(tidemark_bin())
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "--log-level",
-            "warn",
-            "run",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let run = Tidemark::start(&cfg, &["--log-level", "warn", "run"]);
     // Changes from 2023: both tables are years behind once they are merged.
     let mut records = generate(WITH_HEARTBEATS, 2, 300, true, 3);
     records.extend(generate(WITHOUT, 2, 300, true, 4));
@@ -110,8 +100,7 @@ async fn heartbeats_keep_a_quiet_merged_table_fresh() {
             break;
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    run.terminate();
     let fresh = seen.get("accounts").copied();
     assert!(
         fresh.is_some_and(|f| f < 10.0),

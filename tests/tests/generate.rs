@@ -56,18 +56,20 @@ fn parse(stdout: &str) -> Report {
 }
 
 fn generate(args: &[&str]) -> Report {
+    generate_and_say(args).0
+}
+
+/// The report, and what `generate` said on stderr.
+fn generate_and_say(args: &[&str]) -> (Report, String) {
     let out = Command::new(tidemark_bin())
         .arg("generate")
         .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "generate failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse(&stdout)
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "generate failed:\n{stdout}\n{stderr}");
+    (parse(&stdout), stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,23 +208,10 @@ async fn a_second_run_on_the_same_topics_continues_after_the_first() {
     let topics: Vec<String> = TABLES.iter().map(|t| format!("bank.public.{t}")).collect();
     let kafka = Kafka::start(&topics.iter().map(|t| (t.as_str(), 2)).collect::<Vec<_>>());
     let bootstrap = kafka.bootstrap();
-    let args = ["--events", "1500", "--rate", "0", "--customers", "30"];
     let run = |b: String| {
         tokio::task::spawn_blocking(move || {
-            let out = Command::new(tidemark_bin())
-                .args(["generate", "--bootstrap-servers", &b])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (
-                parse(&String::from_utf8_lossy(&out.stdout)),
-                String::from_utf8_lossy(&out.stderr).to_string(),
-            )
+            let args = ["--bootstrap-servers", &b, "--events", "1500", "--rate", "0"];
+            generate_and_say(&[&args[..], &["--customers", "30"]].concat())
         })
     };
     let (first, first_err) = run(bootstrap.clone()).await.unwrap();

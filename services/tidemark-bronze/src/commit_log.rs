@@ -51,6 +51,13 @@ pub struct CommitRecord {
 }
 
 impl CommitRecord {
+    /// When the record was committed (ms since the epoch), if its time parses.
+    pub fn committed_at_ms(&self) -> Option<i64> {
+        chrono::DateTime::parse_from_rfc3339(&self.committed_at)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    }
+
     /// Offsets inside the range that Kafka never delivered: legitimate on compacted topics
     /// and for transaction markers, a broker fault elsewhere. Flagged, never hidden.
     pub fn holes(&self) -> u64 {

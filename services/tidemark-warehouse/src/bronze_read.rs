@@ -168,6 +168,23 @@ pub async fn read_file(
     opts: &ReadOptions,
     checksum: Option<&str>,
 ) -> Result<FileChanges, ReadError> {
+    let mut out = FileChanges::default();
+    for batch in file_batches(store, path, checksum).await? {
+        read_batch(&batch, from, opts, &mut out).map_err(|problem| ReadError::Shape {
+            path: path.to_owned(),
+            problem,
+        })?;
+    }
+    Ok(out)
+}
+
+/// The record batches of a committed bronze file, its bytes checked against the commit
+/// record's `checksum` first.
+pub async fn file_batches(
+    store: &dyn ObjectStore,
+    path: &str,
+    checksum: Option<&str>,
+) -> Result<Vec<RecordBatch>, ReadError> {
     let bytes = store.get(&layout::stored_path(path)).await?.bytes().await?;
     if let Some(expected) = checksum {
         let actual = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
@@ -183,19 +200,12 @@ pub async fn read_file(
         path: path.to_owned(),
         source,
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(perr)?
         .build()
-        .map_err(perr)?;
-    let mut out = FileChanges::default();
-    for batch in reader {
-        let batch = batch.map_err(|e| perr(e.into()))?;
-        read_batch(&batch, from, opts, &mut out).map_err(|problem| ReadError::Shape {
-            path: path.to_owned(),
-            problem,
-        })?;
-    }
-    Ok(out)
+        .map_err(perr)?
+        .map(|b| b.map_err(|e| perr(e.into())))
+        .collect()
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, String> {

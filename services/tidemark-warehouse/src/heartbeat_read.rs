@@ -1,15 +1,13 @@
 //! The newest Debezium heartbeat of a heartbeat partition in bronze (see [`crate::freshness`]).
 
-use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use object_store::ObjectStore;
 use object_store::path::Path;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tidemark_bronze::commit_log::{self, CommitRecord};
 use tidemark_bronze::layout::TableDir;
 
-use crate::bronze_read::{ReadError, records_from, starts_from};
+use crate::bronze_read::{ReadError, file_batches, records_from, starts_from};
 use crate::freshness::Heartbeat;
 
 /// The newest heartbeat committed at or after offset `from` (the whole log's newest when `from`
@@ -40,39 +38,19 @@ async fn heartbeat_of(
     store: &dyn ObjectStore,
     rec: &CommitRecord,
 ) -> Result<Option<Heartbeat>, ReadError> {
-    let Ok(landed) = chrono::DateTime::parse_from_rfc3339(&rec.committed_at) else {
+    let Some(landed_ms) = rec.committed_at_ms() else {
         return Ok(None);
     };
     let mut newest: Option<i64> = None;
     let dir = TableDir::Heartbeats.name();
     for f in rec.files.iter().filter(|f| f.table == dir) {
-        let path = Path::from(f.path.as_str());
-        let bytes = store.get(&path).await?.bytes().await?;
-        let perr = |source| ReadError::Parquet {
-            path: f.path.clone(),
-            source,
-        };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(perr)?
-            .build()
-            .map_err(perr)?;
-        for batch in reader {
-            let batch = batch.map_err(|e| perr(e.into()))?;
-            let Some(col) = batch.column_by_name("ts_ms") else {
-                continue;
-            };
-            let Some(ts) = col.as_primitive_opt::<Int64Type>() else {
-                continue;
-            };
-            let max = (0..ts.len())
-                .filter(|i| ts.is_valid(*i))
-                .map(|i| ts.value(i))
-                .max();
-            newest = newest.max(max);
+        for batch in file_batches(store, &f.path, Some(&f.checksum)).await? {
+            let ts = batch
+                .column_by_name("ts_ms")
+                .and_then(|c| c.as_primitive_opt::<Int64Type>());
+            let Some(ts) = ts else { continue };
+            newest = newest.max(ts.iter().flatten().max());
         }
     }
-    Ok(newest.map(|ts_ms| Heartbeat {
-        ts_ms,
-        landed_ms: landed.timestamp_millis(),
-    }))
+    Ok(newest.map(|ts_ms| Heartbeat { ts_ms, landed_ms }))
 }

@@ -27,6 +27,9 @@ use crate::sql::ledger::{self, LedgerError};
 use crate::sql::names::Target;
 use crate::sql::schema::bootstrap;
 
+/// Commit records read per partition per cycle; a partition with more is behind.
+const RECORDS_PER_READ: usize = 256;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
     #[error(transparent)]
@@ -208,14 +211,7 @@ impl Merger {
         for topic in &order {
             let topic: &String = topic;
             let spec = &specs[topic];
-            if self.stopped.contains_key(topic)
-                || (!spec.configured && !self.opts.unconfigured_topics)
-                || self
-                    .opts
-                    .only_topics
-                    .as_ref()
-                    .is_some_and(|only| !only.contains(topic))
-            {
+            if self.skips(topic, spec) {
                 continue;
             }
             // Claims first: a table taken over or held elsewhere is settled even when idle.
@@ -306,6 +302,18 @@ impl Merger {
         Ok(stats)
     }
 
+    /// Whether this merger leaves `topic` alone: stopped, not configured, or not among
+    /// `only_topics`.
+    fn skips(&self, topic: &str, spec: &TableSpec) -> bool {
+        self.stopped.contains_key(topic)
+            || (!spec.configured && !self.opts.unconfigured_topics)
+            || self
+                .opts
+                .only_topics
+                .as_ref()
+                .is_some_and(|only| !only.contains(topic))
+    }
+
     /// Reads the heartbeats each connector's partitions landed since the last cycle.
     async fn read_heartbeats(
         &mut self,
@@ -362,9 +370,7 @@ impl Merger {
             .collect();
         for topic in order {
             let spec = &specs[*topic];
-            if self.stopped.contains_key(*topic)
-                || !spec.configured && !self.opts.unconfigured_topics
-            {
+            if self.skips(topic, spec) {
                 continue;
             }
             let Some(hb) = freshness::heartbeat_for(topic, &heartbeats) else {
@@ -468,7 +474,7 @@ impl Merger {
                 &spec.topic,
                 p,
                 from,
-                256,
+                RECORDS_PER_READ,
             )
             .await
             {
@@ -490,17 +496,15 @@ impl Merger {
                 ));
                 break;
             }
-            if records.len() >= 256 {
+            if records.len() >= RECORDS_PER_READ {
                 self.behind.insert(spec.topic.clone());
             }
-            for rec in &records {
-                if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&rec.committed_at) {
-                    let e = self
-                        .last_commit_ms
-                        .entry((spec.topic.clone(), p))
-                        .or_default();
-                    *e = (*e).max(at.timestamp_millis());
-                }
+            if let Some(at) = records.iter().filter_map(|r| r.committed_at_ms()).max() {
+                let e = self
+                    .last_commit_ms
+                    .entry((spec.topic.clone(), p))
+                    .or_default();
+                *e = (*e).max(at);
             }
             let mut next = None;
             'records: for rec in records {
