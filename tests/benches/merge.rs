@@ -7,6 +7,13 @@
 //! 400) versions is merged, and 50,000 facts referencing it at random times are timed alone;
 //! on PostgreSQL next to a hand-written floor over the same rows on the same server (stage the
 //! facts with one UNNEST insert, then one INSERT … SELECT with an index lookup per fact).
+//!
+//! Then the SCD2 steps, each timed alone on every backend and, on PostgreSQL, next to the
+//! hand-written floor of `tidemark_e2e::scd2_floor` applied to the same changes in batches of the
+//! same size: a snapshot of `TIDEMARK_BENCH_ROWS` (default 1,000,000) rows, 1% and 10% of them
+//! changed, 5 rounds of 100,000 changes on 200 hot keys (history grows by 500 versions per key
+//! and round), and an empty cycle. `TIDEMARK_BENCH_STEPS` picks sections (default
+//! `backlog,facts,scd2`).
 
 use std::time::Instant;
 
@@ -14,6 +21,7 @@ use serde_json::json;
 use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, change};
 use tidemark_e2e::merge_scenario::{Rng, TABLES};
+use tidemark_e2e::scd2_floor::{CustomerChange, Floor};
 use tidemark_warehouse::merger::{MergeOptions, Merger};
 use tidemark_warehouse::sql::conn::Pool;
 
@@ -210,44 +218,253 @@ async fn pg_floor(url: &str, facts: &[(i64, i64, i64, i64)]) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// One backend's merger in the SCD2 steps.
+struct Contender {
+    name: &'static str,
+    merger: Merger,
+}
+
+/// The changes of the SCD2 steps, in source order.
+struct Steps {
+    rng: Rng,
+    seq: u64,
+}
+
+impl Steps {
+    fn next(&mut self, id: i64, tier: String) -> CustomerChange {
+        self.seq += 1;
+        CustomerChange {
+            id,
+            lsn: 1_000_000_000 + self.seq * 8,
+            ts_ms: DEEP_T0 + self.seq as i64,
+            tier,
+            city: format!("c{}", self.rng.next(50)),
+        }
+    }
+
+    fn snapshot(&mut self, rows: usize) -> Vec<CustomerChange> {
+        (0..rows as i64)
+            .map(|id| self.next(id, "t0".into()))
+            .collect()
+    }
+
+    /// `n` distinct keys of `rows`, each changed once.
+    fn changed(&mut self, rows: usize, n: usize, step: &str) -> Vec<CustomerChange> {
+        let stride = (rows / n.max(1)).max(1);
+        let offset = self.rng.next(stride as u64) as usize;
+        (0..n)
+            .map(|i| self.next(((i * stride + offset) % rows) as i64, format!("{step}-{i}")))
+            .collect()
+    }
+
+    /// `n` changes spread over `keys` hot keys, every one a new version.
+    fn hot(&mut self, keys: u64, n: usize, round: usize) -> Vec<CustomerChange> {
+        (0..n)
+            .map(|i| {
+                let id = self.rng.next(keys) as i64;
+                self.next(id, format!("r{round}-{i}"))
+            })
+            .collect()
+    }
+}
+
+/// Lands `changes`, then times each contender's merge of them and the floor's.
+async fn step(
+    label: &str,
+    bronze: &mut BronzeFixture,
+    contenders: &mut [Contender],
+    floor: Option<&mut Floor>,
+    changes: &[CustomerChange],
+    op: &str,
+    batch: usize,
+) -> Vec<f64> {
+    let records: Vec<_> = changes.iter().map(|c| c.record(op)).collect();
+    for chunk in records.chunks(5000) {
+        bronze.land("bank.public.customers", 0, chunk).await;
+    }
+    let n = changes.len() as f64;
+    let mut line = format!("{label:<22} {:>9}", changes.len());
+    let mut secs = Vec::new();
+    for c in contenders.iter_mut() {
+        let t = Instant::now();
+        let stats = c.merger.catch_up().await.expect("merge");
+        let s = t.elapsed().as_secs_f64();
+        assert_eq!(
+            stats.changes() as usize,
+            changes.len(),
+            "{} merged it all",
+            c.name
+        );
+        line.push_str(&format!("  {:>8}: {:>7.0}/s", c.name, n / s));
+        secs.push(s);
+    }
+    if let Some(f) = floor {
+        let s = f.apply(changes, batch).await;
+        let pg = secs.last().copied().unwrap_or(f64::NAN);
+        line.push_str(&format!("  floor: {:>7.0}/s  ratio {:.2}", n / s, pg / s));
+    }
+    println!("{line}");
+    secs
+}
+
+async fn scd2_steps(rows: usize, batch: usize, dir: &std::path::Path) {
+    let mut config = Config::from_toml_and_env(TABLES, std::iter::empty()).expect("config");
+    config.merge.max_batch_rows = batch;
+    let mut bronze = BronzeFixture::new();
+    let mut pools = vec![(
+        "sqlite",
+        Pool::connect(&format!("sqlite://{}/steps.db", dir.display()), None)
+            .await
+            .expect("sqlite"),
+    )];
+    let pg_url = tidemark_e2e::postgres::fresh_database().await;
+    if let Some(url) = &pg_url {
+        pools.push(("postgres", Pool::connect(url, None).await.expect("pg")));
+    }
+    let mut contenders = Vec::new();
+    for (name, pool) in pools {
+        let opts = MergeOptions::from_config(&config);
+        let merger = Merger::with(
+            pool,
+            bronze.store.clone(),
+            bronze.root.clone(),
+            &config,
+            opts,
+        )
+        .await
+        .expect("merger");
+        contenders.push(Contender { name, merger });
+    }
+    let mut floor = match &pg_url {
+        Some(url) => Some(Floor::connect(url).await),
+        None => None,
+    };
+    println!(
+        "SCD2 steps: {rows} rows, batch {batch} (changes/s; ratio = postgres time / floor time)"
+    );
+    let mut steps = Steps {
+        rng: Rng(11),
+        seq: 0,
+    };
+    let snapshot = steps.snapshot(rows);
+    step(
+        "snapshot",
+        &mut bronze,
+        &mut contenders,
+        floor.as_mut(),
+        &snapshot,
+        "r",
+        batch,
+    )
+    .await;
+    drop(snapshot);
+    for pct in [1, 10] {
+        let changes = steps.changed(rows, rows * pct / 100, &format!("p{pct}"));
+        let label = format!("{pct}% of rows changed");
+        step(
+            &label,
+            &mut bronze,
+            &mut contenders,
+            floor.as_mut(),
+            &changes,
+            "u",
+            batch,
+        )
+        .await;
+    }
+    let mut rounds = Vec::new();
+    for round in 1..=5 {
+        let changes = steps.hot(200, 100_000, round);
+        let label = format!("hot keys, round {round}");
+        rounds.push(
+            step(
+                &label,
+                &mut bronze,
+                &mut contenders,
+                floor.as_mut(),
+                &changes,
+                "u",
+                batch,
+            )
+            .await,
+        );
+    }
+    for (i, c) in contenders.iter().enumerate() {
+        println!(
+            "{:>8}: last hot round / first = {:.2}",
+            c.name,
+            rounds[4][i] / rounds[0][i]
+        );
+    }
+    for c in contenders.iter_mut() {
+        let t = Instant::now();
+        c.merger.cycle().await.expect("empty cycle");
+        println!(
+            "{:>8}: empty cycle {:.1} ms",
+            c.name,
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    if let Some(f) = floor.as_mut() {
+        println!("floor versions: {}", f.versions().await);
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let events = env("TIDEMARK_BENCH_EVENTS", 200_000);
     let batch = env("TIDEMARK_BENCH_BATCH", 50_000);
+    let sections = std::env::var("TIDEMARK_BENCH_STEPS").unwrap_or("backlog,facts,scd2".into());
+    let wants = |s: &str| sections.split(',').any(|x| x.trim() == s);
     rt.block_on(async {
-        let (bronze, nc, nf) = backlog(events).await;
-        println!("backlog: {nc} customer changes, {nf} facts; batch {batch}");
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}/bench.db", dir.path().display());
+        if wants("backlog") {
+            backlog_section(events, batch, dir.path()).await;
+        }
+        if wants("facts") {
+            facts_section(dir.path()).await;
+        }
+        if wants("scd2") {
+            scd2_steps(env("TIDEMARK_BENCH_ROWS", 1_000_000), batch, dir.path()).await;
+        }
+    });
+}
+
+async fn backlog_section(events: usize, batch: usize, dir: &std::path::Path) {
+    let (bronze, nc, nf) = backlog(events).await;
+    println!("backlog: {nc} customer changes, {nf} facts; batch {batch}");
+    let url = format!("sqlite://{}/bench.db", dir.display());
+    bench(
+        "sqlite",
+        Pool::connect(&url, None).await.expect("sqlite"),
+        &bronze,
+        batch,
+        nc + nf,
+    )
+    .await;
+    if std::env::var_os("TIDEMARK_TEST_PG_URL").is_some() {
+        let url = tidemark_e2e::postgres::fresh_database().await.expect("pg");
         bench(
-            "sqlite",
-            Pool::connect(&url, None).await.expect("sqlite"),
+            "postgres",
+            Pool::connect(&url, None).await.expect("pg"),
             &bronze,
             batch,
             nc + nf,
         )
         .await;
-        if std::env::var_os("TIDEMARK_TEST_PG_URL").is_some() {
-            let url = tidemark_e2e::postgres::fresh_database().await.expect("pg");
-            bench(
-                "postgres",
-                Pool::connect(&url, None).await.expect("pg"),
-                &bronze,
-                batch,
-                nc + nf,
-            )
-            .await;
-        } else {
-            println!("  postgres  skipped: set TIDEMARK_TEST_PG_URL=postgres://user@host:port");
-        }
-        let versions = env("TIDEMARK_BENCH_VERSIONS", 400) as u64;
-        let deep = format!("sqlite://{}/deep.db", dir.path().display());
-        let sqlite = Pool::connect(&deep, None).await.expect("sqlite");
-        deep_history("sqlite", sqlite, None, versions).await;
-        if std::env::var_os("TIDEMARK_TEST_PG_URL").is_some() {
-            let url = tidemark_e2e::postgres::fresh_database().await.expect("pg");
-            let pool = Pool::connect(&url, None).await.expect("pg");
-            deep_history("postgres", pool, Some(&url), versions).await;
-        }
-    });
+    } else {
+        println!("  postgres  skipped: set TIDEMARK_TEST_PG_URL=postgres://user@host:port");
+    }
+}
+
+async fn facts_section(dir: &std::path::Path) {
+    let versions = env("TIDEMARK_BENCH_VERSIONS", 400) as u64;
+    let deep = format!("sqlite://{}/deep.db", dir.display());
+    let sqlite = Pool::connect(&deep, None).await.expect("sqlite");
+    deep_history("sqlite", sqlite, None, versions).await;
+    if std::env::var_os("TIDEMARK_TEST_PG_URL").is_some() {
+        let url = tidemark_e2e::postgres::fresh_database().await.expect("pg");
+        let pool = Pool::connect(&url, None).await.expect("pg");
+        deep_history("postgres", pool, Some(&url), versions).await;
+    }
 }

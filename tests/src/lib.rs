@@ -9,6 +9,7 @@ pub mod process;
 pub mod proof;
 pub mod readers;
 pub mod run_setup;
+pub mod scd2_floor;
 pub mod stream;
 pub mod tls;
 pub mod warehouse;

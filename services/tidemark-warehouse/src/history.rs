@@ -92,6 +92,8 @@ pub struct Latest {
 pub struct History {
     pub versions: Vec<Version>,
     pub latest: Option<Latest>,
+    /// The last known full row after the newest change: what a newer change continues from.
+    pub state: Values,
 }
 
 /// One row of `gold.dim_<table>` for a key.
@@ -112,6 +114,15 @@ pub struct Version {
     pub values: Values,
 }
 
+/// The newest (real, current) version of a key, as far as newer changes need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub valid_from_ms: i64,
+    pub version: i64,
+    pub is_deleted: bool,
+    pub row_hash: String,
+}
+
 /// The versions of a key from all its log entries (any order; one entry per position).
 /// `tracked` says which columns make versions.
 pub fn history(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> History {
@@ -125,62 +136,8 @@ pub fn history(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> History 
         .filter(|e| e.kind == EntryKind::Ref)
         .map(|e| e.ts_ms)
         .min();
-
-    // Last known full row, for TOAST placeholders and delete markers.
     let mut state = Values::new();
-    let mut out: Vec<Version> = Vec::new();
-    let mut latest = None;
-    for e in changes {
-        let (full, deleted) = match e.kind {
-            EntryKind::Delete => {
-                let mut v = state.clone();
-                if v.is_empty() {
-                    v = e.image.values.clone();
-                }
-                (v, true)
-            }
-            _ => (resolve(&e.image, &state), false),
-        };
-        if !deleted {
-            state = full.clone();
-        }
-        latest = Some(Latest {
-            values: full.clone(),
-            deleted,
-            pos: e.pos.clone(),
-            ts_ms: e.ts_ms,
-            op: e.op,
-            partition: e.partition,
-            offset: e.offset,
-        });
-        let values: Values = full.into_iter().filter(|(k, _)| tracked(k)).collect();
-        let hash = row_hash(&values);
-        if let Some(last) = out.last()
-            && last.row_hash == hash
-            && last.is_deleted == deleted
-        {
-            continue;
-        }
-        let valid_from_ms = out
-            .last()
-            .map_or(e.ts_ms, |last| e.ts_ms.max(last.valid_from_ms));
-        out.push(Version {
-            start_pos: e.pos.clone(),
-            valid_from_ms,
-            valid_to_ms: None,
-            version: 0,
-            is_current: false,
-            is_deleted: deleted,
-            is_inferred: false,
-            row_hash: hash,
-            values,
-        });
-    }
-    for i in 0..out.len() {
-        out[i].version = i as i64 + 1;
-        out[i].valid_to_ms = out.get(i + 1).map(|n| n.valid_from_ms);
-        out[i].is_current = i + 1 == out.len();
-    }
+    let (mut out, latest) = extend(None, &mut state, &changes, tracked);
     // A fact saw the key before its first known version: an inferred member covers that time,
     // completed with the first version's values once it exists.
     if let Some(ref_ts) = first_ref
@@ -205,7 +162,76 @@ pub fn history(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> History 
     History {
         versions: out,
         latest,
+        state,
     }
+}
+
+/// The versions `changes` open after `head`: `changes` are sorted by position and all newer
+/// than the change `head` and `state` (the last known full row, updated in place) came from.
+/// The new versions are numbered after `head`, their validity chained, the last one current;
+/// `head` itself closes at the first one's `valid_from_ms`. [`history`] is this from nothing,
+/// so continuing a key's history gives the versions recomputing it would.
+pub fn extend(
+    head: Option<&Head>,
+    state: &mut Values,
+    changes: &[&LogEntry],
+    tracked: &dyn Fn(&str) -> bool,
+) -> (Vec<Version>, Option<Latest>) {
+    let mut out: Vec<Version> = Vec::new();
+    let mut latest = None;
+    let mut last = head.map(|h| (h.row_hash.clone(), h.is_deleted, h.valid_from_ms));
+    for e in changes {
+        let (full, deleted) = match e.kind {
+            EntryKind::Delete => {
+                let mut v = state.clone();
+                if v.is_empty() {
+                    v = e.image.values.clone();
+                }
+                (v, true)
+            }
+            _ => (resolve(&e.image, state), false),
+        };
+        if !deleted {
+            *state = full.clone();
+        }
+        latest = Some(Latest {
+            values: full.clone(),
+            deleted,
+            pos: e.pos.clone(),
+            ts_ms: e.ts_ms,
+            op: e.op,
+            partition: e.partition,
+            offset: e.offset,
+        });
+        let values: Values = full.into_iter().filter(|(k, _)| tracked(k)).collect();
+        let hash = row_hash(&values);
+        if let Some((h, d, _)) = &last
+            && *h == hash
+            && *d == deleted
+        {
+            continue;
+        }
+        let valid_from_ms = last.as_ref().map_or(e.ts_ms, |(_, _, f)| e.ts_ms.max(*f));
+        last = Some((hash.clone(), deleted, valid_from_ms));
+        out.push(Version {
+            start_pos: e.pos.clone(),
+            valid_from_ms,
+            valid_to_ms: None,
+            version: 0,
+            is_current: false,
+            is_deleted: deleted,
+            is_inferred: false,
+            row_hash: hash,
+            values,
+        });
+    }
+    let first = head.map_or(1, |h| h.version + 1);
+    for i in 0..out.len() {
+        out[i].version = first + i as i64;
+        out[i].valid_to_ms = out.get(i + 1).map(|n| n.valid_from_ms);
+        out[i].is_current = i + 1 == out.len();
+    }
+    (out, latest)
 }
 
 /// An image with its unavailable (TOAST) columns taken from the last known row.
@@ -327,5 +353,65 @@ mod tests {
         assert!(v[0].is_inferred && !v[0].is_current);
         assert_eq!(v[0].values.get("x"), Some(&Cell::Int(3)));
         assert_eq!((v[0].valid_from_ms, v[0].valid_to_ms), (5, Some(10)));
+    }
+
+    /// A random log of one key: upserts and deletes, some with a placeholder for `x`.
+    fn arb_log() -> impl proptest::strategy::Strategy<Value = Vec<LogEntry>> {
+        use proptest::prelude::*;
+        proptest::collection::vec((0u8..4, 0i64..3, 0i64..40, 0u8..3), 1..24).prop_map(|steps| {
+            steps
+                .into_iter()
+                .enumerate()
+                .map(|(i, (what, x, dt, note))| {
+                    let mut e = up(
+                        &format!("{i:04}"),
+                        100 + i as i64 * 10 - dt,
+                        x,
+                        &"ab"[..note as usize % 2],
+                    );
+                    match what {
+                        0 => {
+                            e.kind = EntryKind::Delete;
+                            e.op = Op::Delete;
+                        }
+                        1 => {
+                            e.image.values.remove("x");
+                            e.image.unavailable.insert("x".into());
+                        }
+                        _ => {}
+                    }
+                    e
+                })
+                .collect()
+        })
+    }
+
+    proptest::proptest! {
+        /// The incremental path's rule: continuing a history from its newest version and state
+        /// gives exactly the versions and latest row that recomputing the whole log gives.
+        #[test]
+        fn continuing_equals_recomputing(log in arb_log(), cut in 0usize..24) {
+            let cut = cut.min(log.len());
+            let whole = history(&log, &tracked);
+            let before = history(&log[..cut], &tracked);
+            let head = before.versions.last().map(|v| Head {
+                valid_from_ms: v.valid_from_ms,
+                version: v.version,
+                is_deleted: v.is_deleted,
+                row_hash: v.row_hash.clone(),
+            });
+            let mut state = before.state.clone();
+            let rest: Vec<&LogEntry> = log[cut..].iter().collect();
+            let (new, latest) = extend(head.as_ref(), &mut state, &rest, &tracked);
+            let mut versions = before.versions.clone();
+            if let (Some(last), Some(first)) = (versions.last_mut(), new.first()) {
+                last.valid_to_ms = Some(first.valid_from_ms);
+                last.is_current = false;
+            }
+            versions.extend(new);
+            proptest::prop_assert_eq!(&versions, &whole.versions);
+            proptest::prop_assert_eq!(latest.or(before.latest), whole.latest);
+            proptest::prop_assert_eq!(state, whole.state);
+        }
     }
 }

@@ -48,7 +48,7 @@ pub async fn drop_tables(
     tx.commit().await
 }
 
-/// Drops a table's silver, gold and change log, its registry rows and its topic's ledger rows,
+/// Drops a table's silver, gold, change log and key states, its registry rows and its topic's ledger rows,
 /// inside the caller's transaction: it is rebuilt from the start of bronze.
 pub async fn drop_table(tx: &mut Tx, target: &Target, spec: &TableSpec) -> Result<(), sqlx::Error> {
     for table in [
@@ -56,6 +56,7 @@ pub async fn drop_table(tx: &mut Tx, target: &Target, spec: &TableSpec) -> Resul
         target.dim(&spec.name),
         target.fact(&spec.name),
         target.changes(&spec.name),
+        target.dim_state(&spec.name),
     ] {
         tx.exec(&format!("DROP TABLE IF EXISTS {table}"), &[])
             .await?;

@@ -1,17 +1,20 @@
 //! `gold.dim_<table>`: SCD2 versions. Every change of a dimension key goes into the key's change
-//! log (`tidemark.changes_<table>`, one row per source position, so redeliveries are dropped);
-//! the versions of each touched key are recomputed from its whole log ([`crate::history`]) and
-//! only the rows that differ are written. Facts that point at a touched key are re-resolved.
+//! log (`tidemark.changes_<table>`, one row per source position, so redeliveries are dropped),
+//! and each key's newest position and last full row into `tidemark.state_<table>`. Changes
+//! newer than a key's state continue its history from the current version; a late change
+//! recomputes the key from its whole log ([`super::dim_plan`] plans both as values). Facts
+//! whose version moved are re-pointed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value as Json;
 use tidemark_core::mapping::ColType;
 
+use super::dim_plan::{KeyState, Plan, Row, Stored, can_continue, sorted_new};
 use super::{ApplyError, Context, Keyed, col_list, fetch_in, ms_of, parse_bool, ts_cell};
 use crate::cell::{Cell, Values, values_from_json, values_to_json};
 use crate::change::{Image, Op};
-use crate::history::{EntryKind, Latest, LogEntry, Version, history};
+use crate::history::{EntryKind, Latest, LogEntry};
 use crate::spec::TableSpec;
 use crate::sql::conn::Tx;
 use crate::sql::names::quote;
@@ -138,28 +141,24 @@ fn log_def(ctx: Context<'_>, spec: &TableSpec) -> TableDef {
     }
 }
 
-/// One stored version's identity and state.
-#[derive(Debug, Clone, PartialEq)]
-struct Stored {
-    sk: i64,
-    version: i64,
-    valid_from_ms: i64,
-    valid_to_ms: Option<i64>,
-    is_current: bool,
-    is_deleted: bool,
-    is_inferred: bool,
-    row_hash: String,
-}
-
-impl Stored {
-    fn same_as(&self, v: &Version) -> bool {
-        self.version == v.version
-            && self.valid_from_ms == v.valid_from_ms
-            && self.valid_to_ms == v.valid_to_ms
-            && self.is_current == v.is_current
-            && self.is_deleted == v.is_deleted
-            && self.is_inferred == v.is_inferred
-            && self.row_hash == v.row_hash
+/// Per key: its last applied position and last known full row (what newer changes continue
+/// from, so they need neither the key's log nor its older versions).
+fn state_def(ctx: Context<'_>, spec: &TableSpec) -> TableDef {
+    let dim = ctx.target.dim(&spec.name);
+    TableDef {
+        name: ctx.target.dim_state(&spec.name),
+        fixed: vec![
+            "_key TEXT NOT NULL PRIMARY KEY".into(),
+            "pos TEXT NOT NULL".into(),
+            "vals TEXT NOT NULL".into(),
+        ],
+        columns: Vec::new(),
+        // Made with the state table, so dimensions created before it get the index too.
+        after_create: vec![format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {dim} (_key) WHERE is_current",
+            quote(&ctx.target.index_name(&dim, "current"))
+        )],
+        on_column: Vec::new(),
     }
 }
 
@@ -173,38 +172,199 @@ pub(super) async fn apply(
     tracked: &[(String, ColType)],
     new: BTreeMap<String, Vec<LogEntry>>,
 ) -> Result<(DimStats, BTreeMap<String, Latest>), ApplyError> {
-    let mut stats = DimStats::default();
     if new.is_empty() {
-        return Ok((stats, BTreeMap::new()));
+        return Ok((DimStats::default(), BTreeMap::new()));
     }
     let key_names: Vec<String> = key.iter().map(|(n, _)| n.clone()).collect();
     let mut columns = key.to_vec();
     columns.extend(tracked.iter().cloned());
-    let log_table = ctx.target.changes(&spec.name);
-    let dim_table = ctx.target.dim(&spec.name);
+    let schema = |e| ApplyError::from_schema(&spec.name, e);
     ensure(tx, ctx.target, &log_def(ctx, spec))
         .await
-        .map_err(|e| ApplyError::from_schema(&spec.name, e))?;
+        .map_err(schema)?;
     let def = dim_def(ctx, tx, spec, columns, &key_names);
-    let types = ensure(tx, ctx.target, &def)
+    let types = ensure(tx, ctx.target, &def).await.map_err(schema)?;
+    ensure(tx, ctx.target, &state_def(ctx, spec))
         .await
-        .map_err(|e| ApplyError::from_schema(&spec.name, e))?;
+        .map_err(schema)?;
     let tracked_names: BTreeSet<String> = types
         .keys()
         .filter(|c| !key_names.contains(c))
         .cloned()
         .collect();
+    let is_tracked = |c: &str| tracked_names.contains(c);
 
-    // The logs of the touched keys.
+    let plan = plan(tx, ctx, spec, &types, new, &is_tracked).await?;
+    write(tx, ctx, spec, &key_names, &types, &plan).await?;
+    let mut stats = plan.stats;
+    if let [(key_col, key_ty)] = key {
+        stats.facts_resolved +=
+            repoint_facts(tx, ctx, spec, (key_col, *key_ty), &plan.repoint).await?;
+    }
+    Ok((stats, plan.latest))
+}
+
+/// Reads what each key's route needs and plans the batch.
+async fn plan(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    types: &BTreeMap<String, ColType>,
+    new: BTreeMap<String, Vec<LogEntry>>,
+    tracked: &dyn Fn(&str) -> bool,
+) -> Result<Plan, ApplyError> {
+    let mut plan = Plan::default();
     let keys: BTreeSet<String> = new.keys().cloned().collect();
+    tx.stage(
+        "tm_dim_touch",
+        &[("k".into(), ColType::Text)],
+        &keys
+            .iter()
+            .map(|k| vec![Cell::Text(k.clone())])
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+    let mut states = read_states(tx, ctx, spec, types).await?;
+    let mut current = read_current(tx, ctx, spec).await?;
+    let mut recompute: BTreeMap<String, Vec<LogEntry>> = BTreeMap::new();
+    for (k, entries) in new {
+        let entries = sorted_new(entries, &mut plan.stats);
+        let c = current.remove(&k);
+        let s = states.remove(&k);
+        if can_continue(&entries, c.as_ref(), s.as_ref()) {
+            plan.continue_key(&k, c.as_ref(), s, entries, tracked);
+        } else {
+            recompute.insert(k, entries);
+        }
+    }
+    if recompute.is_empty() {
+        return Ok(plan);
+    }
+    let keys: BTreeSet<String> = recompute.keys().cloned().collect();
+    let mut logs = read_logs(tx, ctx, spec, types, &keys).await?;
+    let mut stored = read_versions(tx, ctx, spec, &keys).await?;
+    for (k, entries) in recompute {
+        let log = logs.remove(&k).unwrap_or_default();
+        let versions = stored.remove(&k).unwrap_or_default();
+        plan.recompute_key(&k, log, versions, entries, tracked);
+    }
+    Ok(plan)
+}
+
+/// Key states of the staged keys (`tm_dim_touch`).
+async fn read_states(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    types: &BTreeMap<String, ColType>,
+) -> Result<BTreeMap<String, KeyState>, sqlx::Error> {
     let sql = format!(
-        "SELECT _key, pos, {}, kind, vals, unavail, {}, {} FROM {log_table} WHERE _key",
+        "SELECT s._key, s.pos, s.vals FROM {} AS s JOIN {} AS t ON t.k = s._key",
+        ctx.target.dim_state(&spec.name),
+        quote("tm_dim_touch")
+    );
+    Ok(tx
+        .fetch(&sql, &[])
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let mut r = r.into_iter();
+            let (k, pos, vals) = (r.next()??, r.next()??, r.next()??);
+            let values = canonical_decimals(values_from_json(&vals), types);
+            Some((k, KeyState { pos, values }))
+        })
+        .collect())
+}
+
+/// The columns [`parse_stored`] reads, for a dimension aliased `d`.
+fn stored_cols(tx: &Tx) -> String {
+    format!(
+        "{}, d._key, d._start_pos, {}, {}, {}, {}, {}, {}, d.row_hash",
+        tx.text("d.sk"),
+        tx.text("d.version"),
+        tx.text(&ms_of(tx.backend(), "d.valid_from")),
+        tx.text(&ms_of(tx.backend(), "d.valid_to")),
+        tx.text("d.is_current"),
+        tx.text("d.is_deleted"),
+        tx.text("d.is_inferred"),
+    )
+}
+
+/// `(key, start position, version)` of a row read with [`stored_cols`].
+fn parse_stored(r: &[Option<String>]) -> Option<(String, String, Stored)> {
+    let num = |i: usize| r[i].as_deref().and_then(|s| s.parse::<i64>().ok());
+    let stored = Stored {
+        sk: num(0)?,
+        version: num(3).unwrap_or(0),
+        valid_from_ms: num(4).unwrap_or(0),
+        valid_to_ms: num(5),
+        is_current: parse_bool(r[6].as_deref()),
+        is_deleted: parse_bool(r[7].as_deref()),
+        is_inferred: parse_bool(r[8].as_deref()),
+        row_hash: r[9].clone().unwrap_or_default(),
+    };
+    Some((r[1].clone()?, r[2].clone()?, stored))
+}
+
+/// Current versions of the staged keys (`tm_dim_touch`), through the partial index.
+async fn read_current(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+) -> Result<BTreeMap<String, Stored>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {} FROM {} AS d JOIN {} AS t ON t.k = d._key WHERE d.is_current",
+        stored_cols(tx),
+        ctx.target.dim(&spec.name),
+        quote("tm_dim_touch")
+    );
+    Ok(tx
+        .fetch(&sql, &[])
+        .await?
+        .iter()
+        .filter_map(|r| parse_stored(r))
+        .map(|(k, _, s)| (k, s))
+        .collect())
+}
+
+/// Every stored version of `keys`, by key and start position.
+async fn read_versions(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    keys: &BTreeSet<String>,
+) -> Result<BTreeMap<String, BTreeMap<String, Stored>>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {} FROM {} AS d WHERE d._key",
+        stored_cols(tx),
+        ctx.target.dim(&spec.name)
+    );
+    let mut out: BTreeMap<String, BTreeMap<String, Stored>> = BTreeMap::new();
+    for r in fetch_in(tx, &sql, keys).await? {
+        if let Some((k, start, s)) = parse_stored(&r) {
+            out.entry(k).or_default().insert(start, s);
+        }
+    }
+    Ok(out)
+}
+
+/// The whole change logs of `keys`.
+async fn read_logs(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    types: &BTreeMap<String, ColType>,
+    keys: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Vec<LogEntry>>, sqlx::Error> {
+    let sql = format!(
+        "SELECT _key, pos, {}, kind, vals, unavail, {}, {} FROM {} WHERE _key",
         tx.text("ts_ms"),
         tx.text("kafka_partition"),
-        tx.text("kafka_offset")
+        tx.text("kafka_offset"),
+        ctx.target.changes(&spec.name)
     );
     let mut logs: BTreeMap<String, Vec<LogEntry>> = BTreeMap::new();
-    for r in fetch_in(tx, &sql, &keys).await? {
+    for r in fetch_in(tx, &sql, keys).await? {
         let (Some(k), Some(pos), Some(ts), Some(kind)) = (&r[0], &r[1], &r[2], &r[3]) else {
             continue;
         };
@@ -223,178 +383,28 @@ pub(super) async fn apply(
             image: Image {
                 values: canonical_decimals(
                     values_from_json(r[4].as_deref().unwrap_or("{}")),
-                    &types,
+                    types,
                 ),
                 unavailable,
             },
         });
     }
+    Ok(logs)
+}
 
-    // Merge the new entries; keep those that change something.
-    let mut log_writes: Vec<Vec<Cell>> = Vec::new();
-    let mut touched: BTreeSet<String> = BTreeSet::new();
-    for (k, entries) in new {
-        let log = logs.entry(k.clone()).or_default();
-        for e in entries {
-            if e.kind == EntryKind::Ref {
-                match log.iter_mut().find(|x| x.kind == EntryKind::Ref) {
-                    Some(x) if x.ts_ms <= e.ts_ms => continue,
-                    Some(x) => x.ts_ms = e.ts_ms,
-                    None => log.push(e.clone()),
-                }
-            } else if log
-                .iter()
-                .any(|x| x.pos == e.pos && x.kind != EntryKind::Ref)
-            {
-                stats.redelivered += 1;
-                continue;
-            } else {
-                if log
-                    .iter()
-                    .any(|x| x.kind != EntryKind::Ref && x.pos > e.pos)
-                {
-                    stats.late += 1;
-                }
-                log.push(e.clone());
-            }
-            touched.insert(k.clone());
-            log_writes.push(vec![
-                Cell::Text(k.clone()),
-                Cell::Text(e.pos.clone()),
-                Cell::Int(e.ts_ms),
-                Cell::Text(e.kind_code().into()),
-                Cell::Text(values_to_json(&e.image.values)),
-                Cell::Text(serde_json::to_string(&e.image.unavailable).unwrap_or_default()),
-                Cell::Int(e.partition.into()),
-                Cell::Int(e.offset),
-            ]);
-        }
-    }
-    if touched.is_empty() {
-        return Ok((stats, BTreeMap::new()));
-    }
-
-    // Stored versions of the touched keys.
-    let sql = format!(
-        "SELECT {}, _key, _start_pos, {}, {}, {}, {}, {}, {}, row_hash FROM {dim_table} WHERE _key",
-        tx.text("sk"),
-        tx.text("version"),
-        tx.text(&ms_of(tx.backend(), "valid_from")),
-        tx.text(&ms_of(tx.backend(), "valid_to")),
-        tx.text("is_current"),
-        tx.text("is_deleted"),
-        tx.text("is_inferred"),
-    );
-    let mut stored: BTreeMap<String, BTreeMap<String, Stored>> = BTreeMap::new();
-    for r in fetch_in(tx, &sql, &touched).await? {
-        let num = |i: usize| r[i].as_deref().and_then(|s| s.parse::<i64>().ok());
-        let (Some(sk), Some(k), Some(start)) = (num(0), &r[1], &r[2]) else {
-            continue;
-        };
-        stored.entry(k.clone()).or_default().insert(
-            start.clone(),
-            Stored {
-                sk,
-                version: num(3).unwrap_or(0),
-                valid_from_ms: num(4).unwrap_or(0),
-                valid_to_ms: num(5),
-                is_current: parse_bool(r[6].as_deref()),
-                is_deleted: parse_bool(r[7].as_deref()),
-                is_inferred: parse_bool(r[8].as_deref()),
-                row_hash: r[9].clone().unwrap_or_default(),
-            },
-        );
-    }
-
-    // Diff: rows to write (with their sk when they exist) and rows to remove.
-    let mut stage_cols: Vec<(String, ColType)> = VERSION_COLS
-        .iter()
-        .map(|(n, t)| ((*n).to_owned(), *t))
-        .collect();
-    let value_cols: Vec<(String, ColType)> = types.iter().map(|(n, t)| (n.clone(), *t)).collect();
-    stage_cols.extend(value_cols.iter().cloned());
-    let mut rows: Vec<Vec<Cell>> = Vec::new();
-    let mut removed: Vec<Vec<Cell>> = Vec::new();
-    let mut changed_from: Vec<Vec<Cell>> = Vec::new();
-    let is_tracked = |c: &str| tracked_names.contains(c);
-    let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
-    for k in &touched {
-        let h = history(&logs[k], &is_tracked);
-        if let Some(l) = h.latest {
-            latest.insert(k.clone(), l);
-        }
-        let computed = h.versions;
-        let mut old = stored.remove(k).unwrap_or_default();
-        let key_cells: Vec<Cell> = serde_json::from_str::<Vec<Json>>(k)
-            .unwrap_or_default()
-            .iter()
-            .map(Cell::from_json)
-            .collect();
-        let mut from: Option<i64> = None;
-        let first_changed = |from: &mut Option<i64>, ms: i64| {
-            *from = Some(from.map_or(ms, |f| f.min(ms)));
-        };
-        let earliest_new = computed.first().map(|v| v.start_pos.clone());
-        let earliest_old = old.keys().next().cloned();
-        for v in &computed {
-            let sk = match old.remove(&v.start_pos) {
-                Some(s) if s.same_as(v) => continue,
-                Some(s) => {
-                    stats.updated += 1;
-                    first_changed(&mut from, s.valid_from_ms);
-                    Some(s.sk)
-                }
-                None => {
-                    stats.opened += 1;
-                    if v.is_inferred {
-                        stats.inferred += 1;
-                    }
-                    None
-                }
-            };
-            first_changed(&mut from, v.valid_from_ms);
-            let mut cells = vec![
-                sk.map_or(Cell::Null, Cell::Int),
-                Cell::Text(k.clone()),
-                Cell::Text(v.start_pos.clone()),
-                ts_cell(v.valid_from_ms),
-                v.valid_to_ms.map_or(Cell::Null, ts_cell),
-                Cell::Bool(v.is_current),
-                Cell::Int(v.version),
-                Cell::Bool(v.is_deleted),
-                Cell::Bool(v.is_inferred),
-                Cell::Text(v.row_hash.clone()),
-            ];
-            for (n, t) in &value_cols {
-                let cell = match key_names.iter().position(|kn| kn == n) {
-                    Some(i) => key_cells.get(i).cloned().unwrap_or(Cell::Null),
-                    None => v.values.get(n).cloned().unwrap_or(Cell::Null),
-                };
-                cells.push(cell.coerce(*t));
-            }
-            rows.push(cells);
-        }
-        for (_, s) in old {
-            stats.removed += 1;
-            first_changed(&mut from, s.valid_from_ms);
-            removed.push(vec![Cell::Int(s.sk)]);
-        }
-        if let Some(mut f) = from {
-            // A change to the earliest row moves facts that predate every version.
-            if earliest_new != earliest_old
-                || computed.first().is_some_and(|v| v.valid_from_ms >= f)
-            {
-                f = i64::MIN;
-            }
-            if let [kc] = key_cells.as_slice() {
-                changed_from.push(vec![kc.clone(), ts_cell(f)]);
-            }
-        }
-    }
-
-    // Write: removals, updates in place, new rows, the log.
-    if !removed.is_empty() {
-        tx.stage("tm_dim_del", &[("sk".into(), ColType::Int64)], &removed)
+/// Writes the plan: removals, closes, versions (in place and new), the log, the key states.
+async fn write(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    key_names: &[String],
+    types: &BTreeMap<String, ColType>,
+    plan: &Plan,
+) -> Result<(), sqlx::Error> {
+    let dim_table = ctx.target.dim(&spec.name);
+    if !plan.removed.is_empty() {
+        let rows: Vec<Vec<Cell>> = plan.removed.iter().map(|sk| vec![Cell::Int(*sk)]).collect();
+        tx.stage("tm_dim_del", &[("sk".into(), ColType::Int64)], &rows)
             .await?;
         tx.exec(
             &format!(
@@ -405,13 +415,63 @@ pub(super) async fn apply(
         )
         .await?;
     }
-    if !rows.is_empty() {
-        tx.stage("tm_dim", &stage_cols, &rows).await?;
-        let settable: Vec<&str> = stage_cols
+    if !plan.closes.is_empty() {
+        let rows: Vec<Vec<Cell>> = plan
+            .closes
             .iter()
-            .map(|(n, _)| n.as_str())
-            .filter(|n| *n != "sk")
+            .map(|(sk, to)| vec![Cell::Int(*sk), ts_cell(*to)])
             .collect();
+        let cols = [
+            ("sk".to_owned(), ColType::Int64),
+            ("valid_to".to_owned(), ColType::TimestampTz),
+        ];
+        tx.stage("tm_dim_close", &cols, &rows).await?;
+        tx.exec(
+            &format!(
+                "UPDATE {dim_table} AS d SET valid_to = s.valid_to, is_current = false \
+                 FROM {} AS s WHERE d.sk = s.sk",
+                quote("tm_dim_close")
+            ),
+            &[],
+        )
+        .await?;
+    }
+    write_versions(tx, &dim_table, key_names, types, &plan.rows).await?;
+    write_log(tx, ctx, spec, &plan.log).await?;
+    write_states(tx, ctx, spec, &plan.states).await
+}
+
+/// Stages the plan's versions; updates those with a surrogate key in place, inserts the others.
+async fn write_versions(
+    tx: &mut Tx,
+    dim_table: &str,
+    key_names: &[String],
+    types: &BTreeMap<String, ColType>,
+    rows: &[Row],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut stage_cols: Vec<(String, ColType)> = VERSION_COLS
+        .iter()
+        .map(|(n, t)| ((*n).to_owned(), *t))
+        .collect();
+    stage_cols.extend(types.iter().map(|(n, t)| (n.clone(), *t)));
+    let mut cells = Vec::with_capacity(rows.len());
+    let mut key_cells: (String, Vec<Cell>) = (String::new(), Vec::new());
+    for r in rows {
+        if key_cells.0 != r.key {
+            key_cells = (r.key.clone(), key_values(&r.key));
+        }
+        cells.push(version_cells(r, &key_cells.1, key_names, types));
+    }
+    tx.stage("tm_dim", &stage_cols, &cells).await?;
+    let settable: Vec<&str> = stage_cols
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| *n != "sk")
+        .collect();
+    if rows.iter().any(|r| r.sk.is_some()) {
         let sets = settable
             .iter()
             .map(|n| format!("{} = s.{}", quote(n), quote(n)))
@@ -425,16 +485,82 @@ pub(super) async fn apply(
             &[],
         )
         .await?;
-        let list = col_list(settable.iter().copied());
-        tx.exec(
-            &format!(
-                "INSERT INTO {dim_table} ({list}) SELECT {list} FROM {} WHERE sk IS NULL",
-                quote("tm_dim")
-            ),
-            &[],
-        )
-        .await?;
     }
+    let list = col_list(settable.iter().copied());
+    tx.exec(
+        &format!(
+            "INSERT INTO {dim_table} ({list}) SELECT {list} FROM {} WHERE sk IS NULL",
+            quote("tm_dim")
+        ),
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The business key's values from the key text.
+fn key_values(key: &str) -> Vec<Cell> {
+    serde_json::from_str::<Vec<Json>>(key)
+        .unwrap_or_default()
+        .iter()
+        .map(Cell::from_json)
+        .collect()
+}
+
+/// A version's staged row ([`VERSION_COLS`], then every column of the dimension).
+fn version_cells(
+    r: &Row,
+    key_cells: &[Cell],
+    key_names: &[String],
+    types: &BTreeMap<String, ColType>,
+) -> Vec<Cell> {
+    let v = &r.version;
+    let mut cells = vec![
+        r.sk.map_or(Cell::Null, Cell::Int),
+        Cell::Text(r.key.clone()),
+        Cell::Text(v.start_pos.clone()),
+        ts_cell(v.valid_from_ms),
+        v.valid_to_ms.map_or(Cell::Null, ts_cell),
+        Cell::Bool(v.is_current),
+        Cell::Int(v.version),
+        Cell::Bool(v.is_deleted),
+        Cell::Bool(v.is_inferred),
+        Cell::Text(v.row_hash.clone()),
+    ];
+    for (n, t) in types {
+        let cell = match key_names.iter().position(|kn| kn == n) {
+            Some(i) => key_cells.get(i).cloned().unwrap_or(Cell::Null),
+            None => v.values.get(n).cloned().unwrap_or(Cell::Null),
+        };
+        cells.push(cell.coerce(*t));
+    }
+    cells
+}
+
+async fn write_log(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    log: &[(String, LogEntry)],
+) -> Result<(), sqlx::Error> {
+    if log.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Vec<Cell>> = log
+        .iter()
+        .map(|(k, e)| {
+            vec![
+                Cell::Text(k.clone()),
+                Cell::Text(e.pos.clone()),
+                Cell::Int(e.ts_ms),
+                Cell::Text(e.kind_code().into()),
+                Cell::Text(values_to_json(&e.image.values)),
+                Cell::Text(serde_json::to_string(&e.image.unavailable).unwrap_or_default()),
+                Cell::Int(e.partition.into()),
+                Cell::Int(e.offset),
+            ]
+        })
+        .collect();
     let log_cols: Vec<(String, ColType)> = [
         ("_key", ColType::Text),
         ("pos", ColType::Text),
@@ -448,61 +574,114 @@ pub(super) async fn apply(
     .into_iter()
     .map(|(n, t)| (n.to_owned(), t))
     .collect();
-    tx.stage("tm_log", &log_cols, &log_writes).await?;
+    tx.stage("tm_log", &log_cols, &rows).await?;
     tx.exec(
         &format!(
-            "INSERT INTO {log_table} (_key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset) \
+            "INSERT INTO {} (_key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset) \
              SELECT _key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset FROM {} WHERE true \
              ON CONFLICT (_key, pos) DO UPDATE SET ts_ms = excluded.ts_ms",
+            ctx.target.changes(&spec.name),
             quote("tm_log")
         ),
         &[],
     )
     .await?;
+    Ok(())
+}
 
-    // Facts pointing at keys whose versions moved.
-    if let [(key_col, key_ty)] = key
-        && !changed_from.is_empty()
-    {
-        let facts: Vec<(&TableSpec, &String)> = ctx
-            .specs
-            .values()
-            .filter(|s| s.is_fact())
-            .flat_map(|s| {
-                s.references
-                    .iter()
-                    .filter(|(_, dim)| **dim == spec.topic)
-                    .map(move |(col, _)| (s, col))
-            })
-            .collect();
-        if !facts.is_empty() {
-            tx.stage(
-                "tm_dim_keys",
-                &[
-                    ("k".into(), *key_ty),
-                    ("from_ts".into(), ColType::TimestampTz),
-                ],
-                &changed_from,
-            )
-            .await?;
-        }
-        for (fact, col) in facts {
-            let fact_table = ctx.target.fact(&fact.name);
-            // A fact table not made yet, or whose reference so far was only NULL.
-            if !super::fact::has_column(tx, ctx, &fact_table, col).await? {
-                continue;
-            }
-            let tail = format!(
-                "JOIN {} AS s ON s.k = f2.{} WHERE f2._source_ts >= s.from_ts",
-                quote("tm_dim_keys"),
-                quote(col)
-            );
-            let u = super::fact::unique_col(fact);
-            let sql = super::fact::resolve_sql(&fact_table, u, col, &dim_table, key_col, &tail);
-            stats.facts_resolved += tx.exec(&sql, &[]).await?;
+async fn write_states(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    states: &[(String, KeyState)],
+) -> Result<(), sqlx::Error> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Vec<Cell>> = states
+        .iter()
+        .map(|(k, s)| {
+            vec![
+                Cell::Text(k.clone()),
+                Cell::Text(s.pos.clone()),
+                Cell::Text(values_to_json(&s.values)),
+            ]
+        })
+        .collect();
+    let cols: Vec<(String, ColType)> = ["_key", "pos", "vals"]
+        .into_iter()
+        .map(|n| (n.to_owned(), ColType::Text))
+        .collect();
+    tx.stage("tm_dim_state", &cols, &rows).await?;
+    tx.exec(
+        &format!(
+            "INSERT INTO {} (_key, pos, vals) SELECT _key, pos, vals FROM {} WHERE true \
+             ON CONFLICT (_key) DO UPDATE SET pos = excluded.pos, vals = excluded.vals",
+            ctx.target.dim_state(&spec.name),
+            quote("tm_dim_state")
+        ),
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Re-points the facts of every fact table referencing this dimension, for the keys and times
+/// whose versions moved; returns the facts updated.
+async fn repoint_facts(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    (key_col, key_ty): (&str, ColType),
+    repoint: &[(String, i64)],
+) -> Result<u64, sqlx::Error> {
+    let facts: Vec<(&TableSpec, &String)> = ctx
+        .specs
+        .values()
+        .filter(|s| s.is_fact())
+        .flat_map(|s| {
+            s.references
+                .iter()
+                .filter(|(_, dim)| **dim == spec.topic)
+                .map(move |(col, _)| (s, col))
+        })
+        .collect();
+    let mut made = Vec::new();
+    for (fact, col) in facts {
+        let fact_table = ctx.target.fact(&fact.name);
+        // A fact table not made yet, or whose reference so far was only NULL.
+        if super::fact::has_column(tx, ctx, &fact_table, col).await? {
+            made.push((fact, col, fact_table));
         }
     }
-    Ok((stats, latest))
+    if made.is_empty() || repoint.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<Vec<Cell>> = repoint
+        .iter()
+        .filter_map(|(k, from)| match key_values(k).as_slice() {
+            [kc] => Some(vec![kc.clone(), ts_cell(*from)]),
+            _ => None,
+        })
+        .collect();
+    let cols = [
+        ("k".into(), key_ty),
+        ("from_ts".into(), ColType::TimestampTz),
+    ];
+    tx.stage("tm_dim_keys", &cols, &rows).await?;
+    let dim_table = ctx.target.dim(&spec.name);
+    let mut resolved = 0;
+    for (fact, col, fact_table) in made {
+        let tail = format!(
+            "JOIN {} AS s ON s.k = f2.{} WHERE f2._source_ts >= s.from_ts",
+            quote("tm_dim_keys"),
+            quote(col)
+        );
+        let u = super::fact::unique_col(fact);
+        let sql = super::fact::resolve_sql(&fact_table, u, col, &dim_table, key_col, &tail);
+        resolved += tx.exec(&sql, &[]).await?;
+    }
+    Ok(resolved)
 }
 
 /// Registers that facts referenced `keys` (business key text → earliest fact time), creating

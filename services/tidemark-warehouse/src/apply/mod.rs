@@ -3,6 +3,7 @@
 //! temporary table and changes the warehouse with a few set-based statements.
 
 mod dim;
+mod dim_plan;
 mod fact;
 mod silver_write;
 

@@ -131,6 +131,11 @@ impl Target {
         self.table("tidemark", &format!("changes_{table}"))
     }
 
+    /// Each dimension key's newest position and last known row (internal).
+    pub fn dim_state(&self, table: &str) -> String {
+        self.table("tidemark", &format!("state_{table}"))
+    }
+
     pub fn ledger(&self) -> String {
         self.table("tidemark", "ledger")
     }

@@ -1,0 +1,381 @@
+//! A dimension batch planned as values, without a database: which versions to close, insert,
+//! update or remove, what goes into the change log and the key states, and from when facts
+//! must be re-pointed.
+//!
+//! Two routes per key, with the same result ([`crate::history::extend`] is what
+//! [`crate::history::history`] folds with):
+//! - **continue**: every new change is newer than the key's last applied one; the history goes
+//!   on from the current version and the key's state (its last known full row). The cost does
+//!   not depend on how much history the key has.
+//! - **recompute**: a late or redelivered change, a fact reference, or a key stored before key
+//!   states existed: the key's whole log is read and its versions recomputed and diffed.
+
+use std::collections::BTreeMap;
+
+use super::DimStats;
+use crate::cell::Values;
+use crate::history::{EntryKind, Head, Latest, LogEntry, Version, extend, history};
+
+/// One stored version's identity and state.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Stored {
+    pub sk: i64,
+    pub version: i64,
+    pub valid_from_ms: i64,
+    pub valid_to_ms: Option<i64>,
+    pub is_current: bool,
+    pub is_deleted: bool,
+    pub is_inferred: bool,
+    pub row_hash: String,
+}
+
+impl Stored {
+    fn same_as(&self, v: &Version) -> bool {
+        self.version == v.version
+            && self.valid_from_ms == v.valid_from_ms
+            && self.valid_to_ms == v.valid_to_ms
+            && self.is_current == v.is_current
+            && self.is_deleted == v.is_deleted
+            && self.is_inferred == v.is_inferred
+            && self.row_hash == v.row_hash
+    }
+
+    /// The version as newer changes continue from it.
+    pub fn head(&self) -> Head {
+        Head {
+            valid_from_ms: self.valid_from_ms,
+            version: self.version,
+            is_deleted: self.is_deleted,
+            row_hash: self.row_hash.clone(),
+        }
+    }
+}
+
+/// Where a key's change log stands: its newest applied position and the last known full row.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct KeyState {
+    pub pos: String,
+    pub values: Values,
+}
+
+/// A version to write: `sk` is set for a stored version updated in place.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Row {
+    pub sk: Option<i64>,
+    pub key: String,
+    pub version: Version,
+}
+
+/// Everything a dimension batch writes.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    pub stats: DimStats,
+    pub rows: Vec<Row>,
+    /// Current versions a newer one closes: `(sk, valid_to_ms)`.
+    pub closes: Vec<(i64, i64)>,
+    /// Surrogate keys of versions a late change made redundant.
+    pub removed: Vec<i64>,
+    /// Keys whose facts from a time on (ms; `i64::MIN` for all) may belong to another version.
+    pub repoint: Vec<(String, i64)>,
+    /// Change-log rows to write (a `Ref` row replaces the stored one).
+    pub log: Vec<(String, LogEntry)>,
+    pub states: Vec<(String, KeyState)>,
+    /// Silver's rows.
+    pub latest: BTreeMap<String, Latest>,
+}
+
+/// A key's new entries in position order, each position once (a change delivered twice in one
+/// batch counts as redelivered).
+pub(super) fn sorted_new(mut entries: Vec<LogEntry>, stats: &mut DimStats) -> Vec<LogEntry> {
+    entries.sort_by(|a, b| {
+        (a.kind == EntryKind::Ref)
+            .cmp(&(b.kind == EntryKind::Ref))
+            .then_with(|| a.pos.cmp(&b.pos))
+    });
+    let before = entries.len();
+    entries.dedup_by(|b, a| a.kind != EntryKind::Ref && b.kind != EntryKind::Ref && a.pos == b.pos);
+    stats.redelivered += (before - entries.len()) as u64;
+    entries
+}
+
+/// Whether a key's new entries can continue its history from `current` and `state`.
+pub(super) fn can_continue(
+    new: &[LogEntry],
+    current: Option<&Stored>,
+    state: Option<&KeyState>,
+) -> bool {
+    if new.iter().any(|e| e.kind == EntryKind::Ref) {
+        return false;
+    }
+    match (current, state) {
+        (None, None) => true,
+        (Some(c), Some(s)) => !c.is_inferred && new.first().is_some_and(|e| e.pos > s.pos),
+        _ => false,
+    }
+}
+
+impl Plan {
+    /// Continues a key's history with `new` (sorted, all newer than `state`; see
+    /// [`can_continue`]).
+    pub fn continue_key(
+        &mut self,
+        key: &str,
+        current: Option<&Stored>,
+        state: Option<KeyState>,
+        new: Vec<LogEntry>,
+        tracked: &dyn Fn(&str) -> bool,
+    ) {
+        let mut values = state.map(|s| s.values).unwrap_or_default();
+        let head = current.map(Stored::head);
+        let refs: Vec<&LogEntry> = new.iter().collect();
+        let (versions, latest) = extend(head.as_ref(), &mut values, &refs, tracked);
+        if let (Some(c), Some(first)) = (current, versions.first()) {
+            self.closes.push((c.sk, first.valid_from_ms));
+            self.stats.updated += 1;
+            self.repoint.push((key.to_owned(), first.valid_from_ms));
+        }
+        self.stats.opened += versions.len() as u64;
+        self.rows.extend(versions.into_iter().map(|version| Row {
+            sk: None,
+            key: key.to_owned(),
+            version,
+        }));
+        if let Some(l) = latest {
+            self.states.push((
+                key.to_owned(),
+                KeyState {
+                    pos: l.pos.clone(),
+                    values,
+                },
+            ));
+            self.latest.insert(key.to_owned(), l);
+        }
+        self.log
+            .extend(new.into_iter().map(|e| (key.to_owned(), e)));
+    }
+
+    /// Merges `new` into the key's whole `log`, recomputes its versions and diffs them with
+    /// the `stored` ones (by start position).
+    pub fn recompute_key(
+        &mut self,
+        key: &str,
+        mut log: Vec<LogEntry>,
+        mut stored: BTreeMap<String, Stored>,
+        new: Vec<LogEntry>,
+        tracked: &dyn Fn(&str) -> bool,
+    ) {
+        if !self.merge_into_log(key, &mut log, new) {
+            return;
+        }
+        let h = history(&log, tracked);
+        if let Some(l) = h.latest {
+            self.states.push((
+                key.to_owned(),
+                KeyState {
+                    pos: l.pos.clone(),
+                    values: h.state,
+                },
+            ));
+            self.latest.insert(key.to_owned(), l);
+        }
+        let computed = h.versions;
+        let earliest_new = computed.first().map(|v| v.start_pos.clone());
+        let earliest_old = stored.keys().next().cloned();
+        let mut from: Option<i64> = None;
+        let mut moved = |ms: i64| from = Some(from.map_or(ms, |f| f.min(ms)));
+        for v in &computed {
+            let sk = match stored.remove(&v.start_pos) {
+                Some(s) if s.same_as(v) => continue,
+                Some(s) => {
+                    self.stats.updated += 1;
+                    moved(s.valid_from_ms);
+                    Some(s.sk)
+                }
+                None => {
+                    self.stats.opened += 1;
+                    self.stats.inferred += u64::from(v.is_inferred);
+                    None
+                }
+            };
+            moved(v.valid_from_ms);
+            self.rows.push(Row {
+                sk,
+                key: key.to_owned(),
+                version: v.clone(),
+            });
+        }
+        for s in stored.into_values() {
+            self.stats.removed += 1;
+            moved(s.valid_from_ms);
+            self.removed.push(s.sk);
+        }
+        if let Some(mut f) = from {
+            // A change to the earliest row moves facts that predate every version.
+            if earliest_new != earliest_old
+                || computed.first().is_some_and(|v| v.valid_from_ms >= f)
+            {
+                f = i64::MIN;
+            }
+            self.repoint.push((key.to_owned(), f));
+        }
+    }
+
+    /// Adds the new entries that change something to `log` (and to the plan's log rows);
+    /// returns whether any did.
+    fn merge_into_log(&mut self, key: &str, log: &mut Vec<LogEntry>, new: Vec<LogEntry>) -> bool {
+        let mut touched = false;
+        for e in new {
+            if e.kind == EntryKind::Ref {
+                match log.iter_mut().find(|x| x.kind == EntryKind::Ref) {
+                    Some(x) if x.ts_ms <= e.ts_ms => continue,
+                    Some(x) => x.ts_ms = e.ts_ms,
+                    None => log.push(e.clone()),
+                }
+            } else if log
+                .iter()
+                .any(|x| x.pos == e.pos && x.kind != EntryKind::Ref)
+            {
+                self.stats.redelivered += 1;
+                continue;
+            } else {
+                if log
+                    .iter()
+                    .any(|x| x.kind != EntryKind::Ref && x.pos > e.pos)
+                {
+                    self.stats.late += 1;
+                }
+                log.push(e.clone());
+            }
+            touched = true;
+            self.log.push((key.to_owned(), e));
+        }
+        touched
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::cell::Cell;
+    use crate::change::{Image, Op};
+
+    fn up(pos: &str, ts: i64, x: i64) -> LogEntry {
+        LogEntry {
+            pos: pos.into(),
+            ts_ms: ts,
+            kind: EntryKind::Upsert,
+            op: Op::Update,
+            partition: 0,
+            offset: 0,
+            image: Image {
+                values: [("x".to_owned(), Cell::Int(x))].into(),
+                unavailable: BTreeSet::new(),
+            },
+        }
+    }
+
+    fn all(_: &str) -> bool {
+        true
+    }
+
+    fn stored(v: &Version, sk: i64) -> Stored {
+        Stored {
+            sk,
+            version: v.version,
+            valid_from_ms: v.valid_from_ms,
+            valid_to_ms: v.valid_to_ms,
+            is_current: v.is_current,
+            is_deleted: v.is_deleted,
+            is_inferred: v.is_inferred,
+            row_hash: v.row_hash.clone(),
+        }
+    }
+
+    #[test]
+    fn a_newer_change_closes_the_current_version_and_opens_one() {
+        let old = history(&[up("a", 10, 1)], &all);
+        let current = stored(&old.versions[0], 7);
+        let state = KeyState {
+            pos: "a".into(),
+            values: old.state,
+        };
+        let new = vec![up("b", 20, 2), up("c", 30, 2)];
+        assert!(can_continue(&new, Some(&current), Some(&state)));
+        let mut plan = Plan::default();
+        plan.continue_key("k", Some(&current), Some(state), new, &all);
+        assert_eq!(plan.closes, vec![(7, 20)]);
+        assert_eq!(
+            plan.rows.len(),
+            1,
+            "the unchanged second change opens nothing"
+        );
+        let v = &plan.rows[0].version;
+        assert_eq!((v.version, v.valid_from_ms, v.is_current), (2, 20, true));
+        assert_eq!(plan.repoint, vec![("k".to_owned(), 20)]);
+        assert_eq!(plan.states[0].1.pos, "c");
+        assert_eq!(plan.log.len(), 2);
+    }
+
+    #[test]
+    fn late_redelivered_and_referenced_keys_are_recomputed() {
+        let old = history(&[up("b", 10, 1)], &all);
+        let current = stored(&old.versions[0], 1);
+        let state = KeyState {
+            pos: "b".into(),
+            values: old.state,
+        };
+        assert!(!can_continue(
+            &[up("a", 5, 3)],
+            Some(&current),
+            Some(&state)
+        ));
+        assert!(!can_continue(
+            &[up("b", 10, 1)],
+            Some(&current),
+            Some(&state)
+        ));
+        assert!(
+            !can_continue(&[up("c", 20, 3)], Some(&current), None),
+            "stored before key states"
+        );
+        assert!(can_continue(&[up("c", 20, 3)], None, None), "a new key");
+        let mut r = up("", 1, 0);
+        r.kind = EntryKind::Ref;
+        assert!(!can_continue(&[r], None, None));
+    }
+
+    #[test]
+    fn a_late_change_splices_into_the_stored_versions() {
+        let log = vec![up("a", 10, 1), up("c", 30, 2)];
+        let old = history(&log, &all);
+        let stored: BTreeMap<String, Stored> = old
+            .versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.start_pos.clone(), stored(v, i as i64 + 1)))
+            .collect();
+        let mut plan = Plan::default();
+        plan.recompute_key("k", log, stored, vec![up("b", 20, 5)], &all);
+        assert_eq!(plan.stats.late, 1);
+        assert_eq!(plan.stats.opened, 1);
+        // The first version changed (it ends earlier): facts before it may point at it too.
+        assert_eq!(plan.repoint, vec![("k".to_owned(), i64::MIN)]);
+        assert!(plan.closes.is_empty());
+    }
+
+    #[test]
+    fn a_change_twice_in_one_batch_counts_once() {
+        let mut stats = DimStats::default();
+        let new = sorted_new(
+            vec![up("b", 20, 2), up("a", 10, 1), up("b", 20, 2)],
+            &mut stats,
+        );
+        assert_eq!(
+            new.iter().map(|e| e.pos.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(stats.redelivered, 1);
+    }
+}
