@@ -271,11 +271,12 @@ impl Tx {
         })
     }
 
-    /// The placeholder of the `n`th bind (1-based).
+    /// The placeholder of the `n`th bind (1-based). Numbered on both backends, so a statement
+    /// may use one bind twice (a bare `?` would take the next bind, and bind NULL past the end).
     pub fn param(&self, n: usize) -> String {
         match self {
             Tx::Postgres(_) => format!("${n}"),
-            Tx::Sqlite(_) => "?".into(),
+            Tx::Sqlite(_) => format!("?{n}"),
         }
     }
 
@@ -418,5 +419,25 @@ pub fn ms_of(backend: Backend, col: &str) -> String {
         Backend::Sqlite => format!(
             "(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) * 1000 + CAST(substr({col}, 21, 3) AS INTEGER))"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_placeholder_used_twice_binds_the_same_value() {
+        let pool = Pool::connect("sqlite::memory:", None).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        let (p1, p2) = (tx.param(1), tx.param(2));
+        let rows = tx
+            .fetch(
+                &format!("SELECT {p1} || {p2} || {p1}"),
+                &[Cell::Text("a".into()), Cell::Text("b".into())],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![vec![Some("aba".to_owned())]]);
     }
 }
