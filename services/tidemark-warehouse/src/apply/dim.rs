@@ -144,7 +144,6 @@ fn log_def(ctx: Context<'_>, spec: &TableSpec) -> TableDef {
 /// Per key: its last applied position and last known full row (what newer changes continue
 /// from, so they need neither the key's log nor its older versions).
 fn state_def(ctx: Context<'_>, spec: &TableSpec) -> TableDef {
-    let dim = ctx.target.dim(&spec.name);
     TableDef {
         name: ctx.target.dim_state(&spec.name),
         fixed: vec![
@@ -153,11 +152,7 @@ fn state_def(ctx: Context<'_>, spec: &TableSpec) -> TableDef {
             "vals TEXT NOT NULL".into(),
         ],
         columns: Vec::new(),
-        // Made with the state table, so dimensions created before it get the index too.
-        after_create: vec![format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {dim} (_key) WHERE is_current",
-            quote(&ctx.target.index_name(&dim, "current"))
-        )],
+        after_create: Vec::new(),
         on_column: Vec::new(),
     }
 }
@@ -306,17 +301,20 @@ fn parse_stored(r: &[Option<String>]) -> Option<(String, String, Stored)> {
     Some((r[1].clone()?, r[2].clone()?, stored))
 }
 
-/// Current versions of the staged keys (`tm_dim_touch`), through the partial index.
+/// Current versions of the staged keys (`tm_dim_touch`): a key's current version is its
+/// newest start position (the inferred member's is the smallest), one probe of the
+/// `(_key, _start_pos)` index per key.
 async fn read_current(
     tx: &mut Tx,
     ctx: Context<'_>,
     spec: &TableSpec,
 ) -> Result<BTreeMap<String, Stored>, sqlx::Error> {
     let sql = format!(
-        "SELECT {} FROM {} AS d JOIN {} AS t ON t.k = d._key WHERE d.is_current",
+        "SELECT {} FROM {dim} AS d WHERE d.is_current AND d.sk IN (SELECT (SELECT d2.sk FROM \
+         {dim} AS d2 WHERE d2._key = t.k ORDER BY d2._start_pos DESC LIMIT 1) FROM {} AS t)",
         stored_cols(tx),
-        ctx.target.dim(&spec.name),
-        quote("tm_dim_touch")
+        quote("tm_dim_touch"),
+        dim = ctx.target.dim(&spec.name),
     );
     Ok(tx
         .fetch(&sql, &[])
@@ -465,13 +463,18 @@ async fn write_versions(
         }
         cells.push(version_cells(r, &key_cells.1, key_names, types));
     }
-    tx.stage("tm_dim", &stage_cols, &cells).await?;
+    let in_place = rows.iter().any(|r| r.sk.is_some());
+    if in_place {
+        tx.stage("tm_dim", &stage_cols, &cells).await?;
+    } else {
+        tx.stage_scan("tm_dim", &stage_cols, &cells).await?;
+    }
     let settable: Vec<&str> = stage_cols
         .iter()
         .map(|(n, _)| n.as_str())
         .filter(|n| *n != "sk")
         .collect();
-    if rows.iter().any(|r| r.sk.is_some()) {
+    if in_place {
         let sets = settable
             .iter()
             .map(|n| format!("{} = s.{}", quote(n), quote(n)))
@@ -574,7 +577,7 @@ async fn write_log(
     .into_iter()
     .map(|(n, t)| (n.to_owned(), t))
     .collect();
-    tx.stage("tm_log", &log_cols, &rows).await?;
+    tx.stage_scan("tm_log", &log_cols, &rows).await?;
     tx.exec(
         &format!(
             "INSERT INTO {} (_key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset) \
@@ -612,7 +615,7 @@ async fn write_states(
         .into_iter()
         .map(|n| (n.to_owned(), ColType::Text))
         .collect();
-    tx.stage("tm_dim_state", &cols, &rows).await?;
+    tx.stage_scan("tm_dim_state", &cols, &rows).await?;
     tx.exec(
         &format!(
             "INSERT INTO {} (_key, pos, vals) SELECT _key, pos, vals FROM {} WHERE true \

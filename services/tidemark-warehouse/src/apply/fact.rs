@@ -169,7 +169,7 @@ pub(super) async fn apply(
                 cells
             })
             .collect();
-        tx.stage("tm_fact", &stage_cols, &rows).await?;
+        tx.stage_scan("tm_fact", &stage_cols, &rows).await?;
         let list = col_list(stage_cols.iter().map(|(n, _)| n.as_str()));
         let now = literal(&crate::bronze_read::ts_ms_text(ctx.now_ms));
         // Surrogate keys are found as the rows are written: no UPDATE of rows just inserted.

@@ -138,7 +138,7 @@ pub(crate) async fn upsert_rows(
     let now = literal(&crate::bronze_read::ts_ms_text(ctx.now_ms));
     let mut written = 0;
     for ((keep_all, keep), cells) in groups {
-        tx.stage(stage_name, &staged_cols, &cells).await?;
+        tx.stage_scan(stage_name, &staged_cols, &cells).await?;
         let sets: Vec<String> = staged_cols
             .iter()
             .map(|(n, _)| n.as_str())

@@ -296,12 +296,34 @@ impl Tx {
         }
     }
 
-    /// Creates temporary table `name` with `cols` and loads `rows` into it, set-based.
+    /// Creates temporary table `name` with `cols` and loads `rows` into it, set-based, with
+    /// statistics for the planner: for a stage that is joined.
     pub async fn stage(
         &mut self,
         name: &str,
         cols: &[(String, ColType)],
         rows: &[Vec<Cell>],
+    ) -> Result<(), sqlx::Error> {
+        self.load_stage(name, cols, rows, true).await
+    }
+
+    /// [`Tx::stage`] for a stage that is only read through once (`INSERT … SELECT`): no
+    /// statistics, which cost as much as a second load.
+    pub async fn stage_scan(
+        &mut self,
+        name: &str,
+        cols: &[(String, ColType)],
+        rows: &[Vec<Cell>],
+    ) -> Result<(), sqlx::Error> {
+        self.load_stage(name, cols, rows, false).await
+    }
+
+    async fn load_stage(
+        &mut self,
+        name: &str,
+        cols: &[(String, ColType)],
+        rows: &[Vec<Cell>],
+        analyze: bool,
     ) -> Result<(), sqlx::Error> {
         let backend = self.backend();
         let col_defs = cols
@@ -354,7 +376,7 @@ impl Tx {
                 copy.finish().await?;
                 // Temporary tables have no statistics; without them the planner picks nested
                 // loops over large stages.
-                if rows.len() > 500 {
+                if analyze && rows.len() > 500 {
                     sqlx::query(&format!("ANALYZE {}", quote(name)))
                         .execute(&mut **tx)
                         .await?;
