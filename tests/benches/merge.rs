@@ -13,7 +13,8 @@
 //! same size: a snapshot of `TIDEMARK_BENCH_ROWS` (default 1,000,000) rows, 1% and 10% of them
 //! changed, 5 rounds of 100,000 changes on 200 hot keys (history grows by 500 versions per key
 //! and round), and an empty cycle. `TIDEMARK_BENCH_STEPS` picks sections (default
-//! `backlog,facts,scd2`).
+//! `backlog,facts,scd2`), `TIDEMARK_BENCH_BACKENDS` the SCD2 steps' backends (default
+//! `sqlite,postgres`).
 
 use std::time::Instant;
 
@@ -24,6 +25,10 @@ use tidemark_e2e::merge_scenario::{Rng, TABLES};
 use tidemark_e2e::scd2_floor::{CustomerChange, Floor};
 use tidemark_warehouse::merger::{MergeOptions, Merger};
 use tidemark_warehouse::sql::conn::Pool;
+
+// The allocator the `tidemark` binary runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -311,13 +316,16 @@ async fn scd2_steps(rows: usize, batch: usize, dir: &std::path::Path) {
     let mut config = Config::from_toml_and_env(TABLES, std::iter::empty()).expect("config");
     config.merge.max_batch_rows = batch;
     let mut bronze = BronzeFixture::new();
-    let mut pools = vec![(
-        "sqlite",
-        Pool::connect(&format!("sqlite://{}/steps.db", dir.display()), None)
-            .await
-            .expect("sqlite"),
-    )];
-    let pg_url = tidemark_e2e::postgres::fresh_database().await;
+    let backends = std::env::var("TIDEMARK_BENCH_BACKENDS").unwrap_or("sqlite,postgres".into());
+    let mut pools = Vec::new();
+    if backends.contains("sqlite") {
+        let url = format!("sqlite://{}/steps.db", dir.display());
+        pools.push(("sqlite", Pool::connect(&url, None).await.expect("sqlite")));
+    }
+    let pg_url = match backends.contains("postgres") {
+        true => tidemark_e2e::postgres::fresh_database().await,
+        false => None,
+    };
     if let Some(url) = &pg_url {
         pools.push(("postgres", Pool::connect(url, None).await.expect("pg")));
     }

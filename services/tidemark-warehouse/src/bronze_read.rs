@@ -15,7 +15,7 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_schema::{DataType, Field, TimeUnit};
-use chrono::{DateTime, NaiveDate, NaiveTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path;
@@ -443,10 +443,42 @@ fn timestamp_text(v: i64, unit: TimeUnit, tz: bool) -> String {
         TimeUnit::Nanosecond => (v.div_euclid(1_000_000_000), v.rem_euclid(1_000_000_000)),
     };
     match DateTime::from_timestamp(secs, nanos as u32) {
+        Some(d) if (0..=9999).contains(&d.year()) && nanos < 1_000_000_000 => {
+            fixed_width_text(&d.naive_utc(), tz)
+        }
         Some(d) if tz => d.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string(),
         Some(d) => d.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
         None => String::new(),
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff[+00:00]` written digit by digit: what `format` gives for years
+/// 0–9999, without parsing a format string per value (every staged row has timestamps).
+fn fixed_width_text(d: &chrono::NaiveDateTime, tz: bool) -> String {
+    use chrono::Timelike;
+    fn digits(out: &mut String, v: u32, width: u32) {
+        for i in (0..width).rev() {
+            out.push(char::from(b'0' + (v / 10u32.pow(i) % 10) as u8));
+        }
+    }
+    let mut out = String::with_capacity(32);
+    digits(&mut out, d.year() as u32, 4);
+    out.push('-');
+    digits(&mut out, d.month(), 2);
+    out.push('-');
+    digits(&mut out, d.day(), 2);
+    out.push(' ');
+    digits(&mut out, d.hour(), 2);
+    out.push(':');
+    digits(&mut out, d.minute(), 2);
+    out.push(':');
+    digits(&mut out, d.second(), 2);
+    out.push('.');
+    digits(&mut out, d.nanosecond() / 1000, 6);
+    if tz {
+        out.push_str("+00:00");
+    }
+    out
 }
 
 /// A timestamp in milliseconds as the warehouse's `timestamptz` text.
@@ -652,5 +684,31 @@ mod tests {
             timestamp_text(i64::MAX, TimeUnit::Microsecond, true),
             "infinity"
         );
+    }
+
+    #[test]
+    fn fixed_width_timestamps_match_the_formatted_ones() {
+        for v in [
+            0i64,
+            1,
+            -1,
+            1_700_000_000_123_456,
+            253_402_300_799_999_999,
+            -62_135_596_800_000_000,
+        ] {
+            for tz in [false, true] {
+                let d = DateTime::from_timestamp(
+                    v.div_euclid(1_000_000),
+                    (v.rem_euclid(1_000_000) * 1000) as u32,
+                )
+                .unwrap();
+                let want = if tz {
+                    d.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
+                } else {
+                    d.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+                };
+                assert_eq!(timestamp_text(v, TimeUnit::Microsecond, tz), want, "{v}");
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value as Json;
-use tidemark_core::mapping::ColType;
+use tidemark_core::mapping::{Backend, ColType};
 
 use super::dim_plan::{KeyState, Plan, Row, Stored, can_continue, sorted_new};
 use super::{ApplyError, Context, Keyed, col_list, fetch_in, ms_of, parse_bool, ts_cell};
@@ -309,13 +309,24 @@ async fn read_current(
     ctx: Context<'_>,
     spec: &TableSpec,
 ) -> Result<BTreeMap<String, Stored>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {} FROM {dim} AS d WHERE d.is_current AND d.sk IN (SELECT (SELECT d2.sk FROM \
-         {dim} AS d2 WHERE d2._key = t.k ORDER BY d2._start_pos DESC LIMIT 1) FROM {} AS t)",
-        stored_cols(tx),
+    let (dim, touch, cols) = (
+        ctx.target.dim(&spec.name),
         quote("tm_dim_touch"),
-        dim = ctx.target.dim(&spec.name),
+        stored_cols(tx),
     );
+    let newest = "ORDER BY d._start_pos DESC LIMIT 1";
+    // PostgreSQL hashes an `IN` list and scans the whole dimension; a lateral probe per key
+    // walks the index. SQLite has no LATERAL and looks an `IN` list up by rowid.
+    let sql = match tx.backend() {
+        Backend::Postgres => format!(
+            "SELECT {cols} FROM {touch} AS t CROSS JOIN LATERAL (SELECT * FROM {dim} AS d \
+             WHERE d._key = t.k {newest}) AS d WHERE d.is_current"
+        ),
+        Backend::Sqlite => format!(
+            "SELECT {cols} FROM {dim} AS d WHERE d.is_current AND d.sk IN (SELECT (SELECT d.sk \
+             FROM {dim} AS d WHERE d._key = t.k {newest}) FROM {touch} AS t)"
+        ),
+    };
     Ok(tx
         .fetch(&sql, &[])
         .await?
