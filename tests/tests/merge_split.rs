@@ -163,3 +163,190 @@ async fn merge_processes_split_tables_and_never_apply_twice() {
         "overlapping mergers never apply twice"
     );
 }
+
+/// `tidemark merge` running continuously on `config`.
+fn merge_running(config: &Path) -> std::process::Child {
+    Command::new(tidemark_bin())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--log-level",
+            "info",
+            "merge",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// Unexpired leases: group → holder's process id.
+async fn live_leases(url: &str) -> std::collections::BTreeMap<String, u32> {
+    let pool = Pool::connect(url, None).await.unwrap();
+    // Not there until a merger has bootstrapped the warehouse.
+    let made = rows(&pool, "SELECT to_regclass('tidemark.leases')::text").await;
+    if made[0][0].is_none() {
+        pool.close().await;
+        return Default::default();
+    }
+    let out = rows(
+        &pool,
+        "SELECT grp, holder FROM tidemark.leases \
+         WHERE expires_ms > (extract(epoch from clock_timestamp()) * 1000)::bigint",
+    )
+    .await
+    .into_iter()
+    .filter_map(|r| {
+        let pid = r[1].as_deref()?.split('/').nth(1)?.parse().ok()?;
+        Some((r[0].clone()?, pid))
+    })
+    .collect();
+    pool.close().await;
+    out
+}
+
+async fn ledger_text(url: &str) -> Vec<Vec<Option<String>>> {
+    let pool = Pool::connect(url, None).await.unwrap();
+    let out = rows(
+        &pool,
+        "SELECT topic, part::text, next_offset::text, updated_at FROM tidemark.ledger ORDER BY 1, 2",
+    )
+    .await;
+    pool.close().await;
+    out
+}
+
+async fn wait_for<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: impl FnMut() -> F,
+) -> std::time::Duration {
+    let t = std::time::Instant::now();
+    while !check().await {
+        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    t.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_mergers_share_the_tables_through_leases() {
+    let Some(single) = tidemark_e2e::postgres::fresh_database().await else {
+        return;
+    };
+    let shared = tidemark_e2e::postgres::fresh_database().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bronze_dir = dir.path().join("bronze");
+    std::fs::create_dir_all(&bronze_dir).unwrap();
+    let mut bronze = BronzeFixture::on_disk(&bronze_dir);
+    fill(&mut bronze, 7).await;
+    let mut tables = TABLES.to_owned();
+    tables.push_str("[[tables]]\nsource = \"bank.public.branches\"\nkey = [\"id\"]\n");
+    for p in 0..2 {
+        let recs: Vec<_> = (0..300)
+            .map(|i| {
+                let id = p * 1000 + i;
+                let row = json!({"id": id, "name": format!("b{id}")});
+                change("c", &json!(id), None, Some(row), 100 + id as u64, 1000)
+            })
+            .collect();
+        bronze.land("bank.public.branches", p, &recs).await;
+    }
+    let one = config(dir.path(), "one", &bronze_dir, &single, &tables, false);
+    let out = done(merge_once(&one));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = state(&single).await;
+
+    // Small batches and a short lease, so the run is long enough to kill and stop mergers in.
+    let path = dir.path().join("shared.toml");
+    let text = std::fs::read_to_string(config(
+        dir.path(),
+        "x",
+        &bronze_dir,
+        &shared,
+        &tables,
+        false,
+    ))
+    .unwrap()
+    .replace(
+        "max_batch_rows = 200",
+        "max_batch_rows = 40\ninterval_ms = 100\nlease_ms = 3000",
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut mergers: Vec<_> = (0..3).map(|_| merge_running(&path)).collect();
+    let pids: Vec<u32> = mergers.iter().map(|c| c.id()).collect();
+    // Two groups (customers with transactions, branches) for three mergers: two hold one each.
+    wait_for(
+        "the groups are spread",
+        std::time::Duration::from_secs(30),
+        || async {
+            let l = live_leases(&shared).await;
+            l.len() == 2 && l.values().collect::<std::collections::BTreeSet<_>>().len() == 2
+        },
+    )
+    .await;
+    let held = live_leases(&shared).await;
+    // Kill one holder, stop the other; the third (idle so far) must take both groups.
+    let holders: Vec<usize> = (0..3)
+        .filter(|i| held.values().any(|p| *p == pids[*i]))
+        .collect();
+    let (killed, stopped) = (holders[0], holders[1]);
+    let survivor = (0..3).find(|i| !holders.contains(i)).unwrap();
+    signal(&mergers[killed], "-KILL");
+    mergers[killed].wait().unwrap();
+    signal(&mergers[stopped], "-STOP");
+    let moved = wait_for(
+        "the survivor holds every group",
+        std::time::Duration::from_secs(20),
+        || async {
+            let l = live_leases(&shared).await;
+            l.len() == 2 && l.values().all(|p| *p == pids[survivor])
+        },
+    )
+    .await;
+    eprintln!("groups moved to the survivor in {moved:?} (lease 3 s)");
+    assert!(
+        moved < std::time::Duration::from_secs(15),
+        "within the lease and a cycle: {moved:?}"
+    );
+    wait_for(
+        "the survivor finishes the tables",
+        std::time::Duration::from_secs(180),
+        || async { state(&shared).await == want },
+    )
+    .await;
+
+    // The stopped merger resumes: its leases are gone, it writes nothing.
+    let ledger = ledger_text(&shared).await;
+    signal(&mergers[stopped], "-CONT");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(
+        ledger_text(&shared).await,
+        ledger,
+        "the resumed merger applies nothing"
+    );
+    assert_eq!(
+        state(&shared).await,
+        want,
+        "every table merged exactly once"
+    );
+    for (i, m) in mergers.iter_mut().enumerate() {
+        if i != killed {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
+    }
+}

@@ -23,6 +23,7 @@ use crate::freshness::{self, HeartbeatLog};
 use crate::spec::TableSpec;
 use crate::sql::claims::{self, Refusal};
 use crate::sql::conn::Pool;
+use crate::sql::leases::{self, Leases};
 use crate::sql::ledger::{self, LedgerError};
 use crate::sql::names::Target;
 use crate::sql::schema::bootstrap;
@@ -109,6 +110,10 @@ pub struct Merger {
     /// Topics whose bronze this cycle did not read to the end (budget, problem).
     behind: BTreeSet<String>,
     started_ms: i64,
+    /// The table groups this merger holds.
+    leases: Leases,
+    /// Each table's group (a dimension with its facts), from the last cycle.
+    groups: BTreeMap<String, String>,
 }
 
 impl Merger {
@@ -147,6 +152,8 @@ impl Merger {
             last_commit_ms: BTreeMap::new(),
             behind: BTreeSet::new(),
             started_ms: chrono::Utc::now().timestamp_millis(),
+            leases: Leases::new(config.merge.lease_ms),
+            groups: BTreeMap::new(),
         })
     }
 
@@ -203,6 +210,17 @@ impl Merger {
         let mut order: Vec<&String> = by_topic.keys().collect();
         order.sort_by_key(|t| (rank(&specs[*t]), (*t).clone()));
 
+        let groups = leases::groups(&specs);
+        let wanted: BTreeSet<String> = order
+            .iter()
+            .filter(|t| !self.skips(t, &specs[**t]))
+            .filter_map(|t| groups.get(&specs[*t].name).cloned())
+            .collect();
+        self.groups = groups;
+        self.leases
+            .settle(&self.pool, &self.target, &wanted)
+            .await?;
+
         // Heartbeats are read before any table's bronze is listed (see `freshness`).
         let cycle_start_ms = chrono::Utc::now().timestamp_millis();
         self.read_heartbeats(&by_topic).await?;
@@ -211,9 +229,10 @@ impl Merger {
         for topic in &order {
             let topic: &String = topic;
             let spec = &specs[topic];
-            if self.skips(topic, spec) {
+            if self.skips(topic, spec) || !self.holds(spec) {
                 continue;
             }
+            let group = self.groups[&spec.name].clone();
             // Claims first: a table taken over or held elsewhere is settled even when idle.
             if let Some((held_topic, role)) = held.get(&spec.name)
                 && let Err(refusal) = claims::judge(spec, &spec.role(), held_topic, role)
@@ -275,6 +294,12 @@ impl Merger {
                     continue;
                 }
             };
+            // The fence: a merger that lost this group meanwhile (paused, cut off) applies nothing.
+            if !self.leases.fence(&mut tx, &self.target, &group).await? {
+                tx.rollback().await?;
+                self.leases.lost(&group);
+                continue;
+            }
             for (partition, (expected, next)) in &moves {
                 ledger::advance(&mut tx, &self.target, topic, *partition, *expected, *next).await?;
             }
@@ -300,6 +325,13 @@ impl Merger {
         }
         self.heartbeat_freshness(&specs, &by_topic, &order, cycle_start_ms);
         Ok(stats)
+    }
+
+    /// Whether this merger holds the lease of `spec`'s group this cycle.
+    fn holds(&self, spec: &TableSpec) -> bool {
+        self.groups
+            .get(&spec.name)
+            .is_some_and(|g| self.leases.holds(g))
     }
 
     /// Whether this merger leaves `topic` alone: stopped, not configured, or not among
@@ -370,7 +402,7 @@ impl Merger {
             .collect();
         for topic in order {
             let spec = &specs[*topic];
-            if self.skips(topic, spec) {
+            if self.skips(topic, spec) || !self.holds(spec) {
                 continue;
             }
             let Some(hb) = freshness::heartbeat_for(topic, &heartbeats) else {

@@ -234,6 +234,9 @@ pub struct MergeConfig {
     /// Also merge bronze topics that no `[[tables]]` entry names, into silver (false: only the
     /// configured tables; set it on every merger but one when several share a warehouse).
     pub unconfigured_topics: bool,
+    /// How long a merger's hold on its tables lasts without renewal, ms: when several mergers
+    /// share a warehouse, the tables of one that stops move to the others after this.
+    pub lease_ms: u64,
 }
 
 impl Default for MergeConfig {
@@ -242,6 +245,7 @@ impl Default for MergeConfig {
             interval_ms: 1_000,
             max_batch_rows: 50_000,
             unconfigured_topics: true,
+            lease_ms: 10_000,
         }
     }
 }

@@ -298,6 +298,13 @@ impl Config {
                 "use a pause in ms, e.g. 1000",
             );
         }
+        if self.merge.lease_ms < 1_000 {
+            err(
+                "merge.lease_ms",
+                format!("is {} ms", self.merge.lease_ms),
+                "use at least 1000 (10000 by default): a merger renews its leases every cycle",
+            );
+        }
         if self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
             err(
                 "metrics.listen",

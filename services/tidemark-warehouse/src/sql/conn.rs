@@ -31,7 +31,13 @@ pub enum Tx {
 /// PostgreSQL options: the URL (with its `sslmode`, `sslrootcert`, … parameters), then the
 /// `[warehouse]` keys on top. Sessions run in UTC so timestamps render unambiguously.
 fn pg_options(config: &WarehouseConfig) -> Result<PgConnectOptions, sqlx::Error> {
-    let mut opts = PgConnectOptions::from_str(&config.url)?.options([("timezone", "UTC")]);
+    // A merger's transactions never wait on anything but the warehouse: one left open (its
+    // process paused or cut off) is ended by the server, so its locks do not stall the mergers
+    // that took its tables over.
+    let mut opts = PgConnectOptions::from_str(&config.url)?.options([
+        ("timezone", "UTC"),
+        ("idle_in_transaction_session_timeout", "10s"),
+    ]);
     if let Some(p) = &config.password {
         opts = opts.password(p.expose());
     }

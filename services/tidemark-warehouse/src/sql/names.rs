@@ -145,6 +145,16 @@ impl Target {
         self.table("tidemark", "tables")
     }
 
+    /// Which merger holds each table group, with its fencing token (internal).
+    pub fn leases(&self) -> String {
+        self.table("tidemark", "leases")
+    }
+
+    /// The mergers seen recently, for their shares of the groups (internal).
+    pub fn mergers(&self) -> String {
+        self.table("tidemark", "mergers")
+    }
+
     /// MySQL lineage segments (internal).
     pub fn segments(&self) -> String {
         self.table("tidemark", "source_segments")

@@ -64,6 +64,7 @@ pub async fn bootstrap(tx: &mut Tx, target: &Target) -> Result<(), sqlx::Error> 
     .await?;
     super::claims::bootstrap(tx, target).await?;
     super::segments::bootstrap(tx, target).await?;
+    super::leases::bootstrap(tx, target).await?;
     stamp_format(tx, target).await
 }
 
