@@ -290,6 +290,7 @@ fn parse_stored(r: &[Option<String>]) -> Option<(String, String, Stored)> {
     let num = |i: usize| r[i].as_deref().and_then(|s| s.parse::<i64>().ok());
     let stored = Stored {
         sk: num(0)?,
+        start_pos: r[2].clone()?,
         version: num(3).unwrap_or(0),
         valid_from_ms: num(4).unwrap_or(0),
         valid_to_ms: num(5),

@@ -20,6 +20,7 @@ use crate::history::{EntryKind, Head, Latest, LogEntry, Version, extend, history
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Stored {
     pub sk: i64,
+    pub start_pos: String,
     pub version: i64,
     pub valid_from_ms: i64,
     pub valid_to_ms: Option<i64>,
@@ -109,7 +110,11 @@ pub(super) fn can_continue(
     }
     match (current, state) {
         (None, None) => true,
-        (Some(c), Some(s)) => !c.is_inferred && new.first().is_some_and(|e| e.pos > s.pos),
+        // A state older than the current version was left by a merger that did not keep
+        // states: recompute.
+        (Some(c), Some(s)) => {
+            !c.is_inferred && s.pos >= c.start_pos && new.first().is_some_and(|e| e.pos > s.pos)
+        }
         _ => false,
     }
 }
@@ -283,6 +288,7 @@ mod tests {
     fn stored(v: &Version, sk: i64) -> Stored {
         Stored {
             sk,
+            start_pos: v.start_pos.clone(),
             version: v.version,
             valid_from_ms: v.valid_from_ms,
             valid_to_ms: v.valid_to_ms,

@@ -70,7 +70,9 @@ pub async fn bootstrap(tx: &mut Tx, target: &Target) -> Result<(), sqlx::Error> 
 
 /// The format of the warehouse tables tidemark manages (ledger, claims, registry, silver and
 /// gold columns) that this binary writes and the newest it runs against.
-pub const WAREHOUSE_FORMAT: u32 = 1;
+/// 2: dimension key states (`tidemark.state_<t>`) and merger leases; a version-1 warehouse is
+/// upgraded in place (keys without a state recompute once from their log).
+pub const WAREHOUSE_FORMAT: u32 = 2;
 
 /// Records the format in `tidemark.meta` on first use; refuses a warehouse a newer tidemark
 /// stamped, whose tables this binary could misread or damage.
@@ -101,6 +103,14 @@ async fn stamp_format(tx: &mut Tx, target: &Target) -> Result<(), sqlx::Error> {
         .and_then(|r| r[0].as_deref())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    if found < WAREHOUSE_FORMAT {
+        // Older binaries refuse the warehouse from now on: they would not keep the new tables.
+        tx.exec(
+            &format!("UPDATE {meta} SET value = {p1} WHERE name = 'warehouse_format'"),
+            &[Cell::Text(WAREHOUSE_FORMAT.to_string())],
+        )
+        .await?;
+    }
     if found > WAREHOUSE_FORMAT {
         return Err(sqlx::Error::Configuration(
             format!(
