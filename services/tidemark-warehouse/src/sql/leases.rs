@@ -3,9 +3,10 @@
 //! A group is a dimension with the facts that reference it (they are applied in order within
 //! one merger), or a table alone ([`groups`]). `tidemark.leases` says which merger holds each
 //! group until when, with a fencing token that grows with every change of holder;
-//! `tidemark.mergers` lists the mergers seen recently, which decides each one's fair share.
-//! Every cycle a merger renews what it holds, gives back what is over its share and takes
-//! free or expired groups up to it ([`Leases::settle`]). Times are the warehouse's clock.
+//! `tidemark.mergers` lists the mergers seen recently with the groups each wants (its config),
+//! from which every merger computes the same assignment ([`assign`]). Every cycle a merger
+//! renews what it holds, gives back what is no longer assigned to it and takes the free or
+//! expired groups that are ([`Leases::settle`]). Times are the warehouse's clock.
 //!
 //! Fencing: a batch's transaction renews its group's lease under the token the merger acquired
 //! it with, after the rows and before the ledger ([`Leases::fence`]); a merger that was paused
@@ -52,9 +53,26 @@ pub fn groups(specs: &BTreeMap<String, TableSpec>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Each live merger's share of `groups`: all of them split as evenly as can be.
-pub fn share(groups: usize, live: usize) -> usize {
-    groups.div_ceil(live.max(1))
+/// Which live merger should hold each group, from what each wants (its configured tables): a
+/// group goes to the merger wanting it that has the fewest so far (ties by id), so mergers with
+/// the same config split evenly and one configured alone for a table gets it. Every merger
+/// computes the same answer from the same `tidemark.mergers`.
+pub fn assign(live: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, String> {
+    let groups: BTreeSet<&String> = live.values().flatten().collect();
+    let mut load: BTreeMap<&String, usize> = live.keys().map(|m| (m, 0)).collect();
+    let mut out = BTreeMap::new();
+    for g in groups {
+        let pick = live
+            .iter()
+            .filter(|(_, w)| w.contains(g))
+            .map(|(m, _)| m)
+            .min_by_key(|m| (load[m], (*m).clone()));
+        if let Some(m) = pick {
+            *load.get_mut(m).expect("a live merger") += 1;
+            out.insert(g.clone(), m.clone());
+        }
+    }
+    out
 }
 
 /// This process's name in `tidemark.leases`: host, process id and a random part (a restarted
@@ -116,7 +134,8 @@ pub async fn bootstrap(tx: &mut Tx, target: &Target) -> Result<(), sqlx::Error> 
             target.leases()
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {} (id TEXT NOT NULL PRIMARY KEY, seen_ms BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {} (id TEXT NOT NULL PRIMARY KEY, seen_ms BIGINT NOT NULL, \
+             wants TEXT NOT NULL)",
             target.mergers()
         ),
     ] {
@@ -158,7 +177,8 @@ impl Leases {
         }
     }
 
-    /// Renews, gives back and takes groups so this merger holds its share of `wanted`.
+    /// Renews, gives back and takes groups so this merger holds the groups of `wanted` (the ones
+    /// its config merges) that the assignment gives it.
     pub async fn settle(
         &mut self,
         pool: &Pool,
@@ -167,13 +187,15 @@ impl Leases {
     ) -> Result<(), sqlx::Error> {
         let mut tx = pool.begin().await?;
         let now = now_ms(tx.backend());
-        let p1 = tx.param(1);
+        let (p1, p2) = (tx.param(1), tx.param(2));
+        let wants = serde_json::to_string(wanted).unwrap_or_default();
         tx.exec(
             &format!(
-                "INSERT INTO {} (id, seen_ms) VALUES ({p1}, {now}) ON CONFLICT (id) DO UPDATE SET seen_ms = excluded.seen_ms",
+                "INSERT INTO {} (id, seen_ms, wants) VALUES ({p1}, {now}, {p2}) ON CONFLICT (id) \
+                 DO UPDATE SET seen_ms = excluded.seen_ms, wants = excluded.wants",
                 target.mergers()
             ),
-            &[Cell::Text(self.me.clone())],
+            &[Cell::Text(self.me.clone()), Cell::Text(wants)],
         )
         .await?;
         tx.exec(
@@ -184,19 +206,24 @@ impl Leases {
             &[Cell::Int(self.lease_ms)],
         )
         .await?;
-        let live = tx
+        let live: BTreeMap<String, BTreeSet<String>> = tx
             .fetch(
                 &format!(
-                    "SELECT id FROM {} WHERE seen_ms >= {now} - {p1}",
+                    "SELECT id, wants FROM {} WHERE seen_ms >= {now} - {p1}",
                     target.mergers()
                 ),
                 &[Cell::Int(self.lease_ms)],
             )
             .await?
             .into_iter()
-            .filter_map(|r| r.into_iter().next().flatten())
-            .filter(|id| *id == self.me || !died_here(id, &self.me))
-            .count();
+            .filter_map(|r| {
+                let id = r[0].clone()?;
+                let wants = serde_json::from_str(r[1].as_deref()?).unwrap_or_default();
+                Some((id, wants))
+            })
+            .filter(|(id, _)| *id == self.me || !died_here(id, &self.me))
+            .chain([(self.me.clone(), wanted.clone())])
+            .collect();
         let rows = tx
             .fetch(
                 &format!(
@@ -208,7 +235,12 @@ impl Leases {
             )
             .await?;
         tx.commit().await?;
-        let mut free: Vec<String> = wanted.iter().cloned().collect();
+        let assigned: BTreeSet<String> = assign(&live)
+            .into_iter()
+            .filter(|(_, m)| *m == self.me)
+            .map(|(g, _)| g)
+            .collect();
+        let mut free: Vec<String> = assigned.iter().cloned().collect();
         let mut mine = BTreeMap::new();
         for r in rows {
             let (Some(g), Some(holder), Some(token)) = (&r[0], &r[1], &r[2]) else {
@@ -227,28 +259,28 @@ impl Leases {
             }
         }
         self.held = mine;
-        let share = share(wanted.len(), live);
-        self.give_back(pool, target, share).await?;
+        self.give_back(pool, target, &assigned).await?;
         for g in free {
-            if self.held.len() >= share {
-                break;
-            }
             self.take(pool, target, &g).await?;
         }
         self.renew(pool, target).await
     }
 
-    /// Gives back the groups over `share` (the last ones), for mergers that joined.
+    /// Gives back the groups no longer assigned to this merger (another merger joined).
     async fn give_back(
         &mut self,
         pool: &Pool,
         target: &Target,
-        share: usize,
+        assigned: &BTreeSet<String>,
     ) -> Result<(), sqlx::Error> {
-        while self.held.len() > share {
-            let Some((g, token)) = self.held.pop_last() else {
-                break;
-            };
+        let extra: Vec<(String, i64)> = self
+            .held
+            .iter()
+            .filter(|(g, _)| !assigned.contains(*g))
+            .map(|(g, t)| (g.clone(), *t))
+            .collect();
+        for (g, token) in extra {
+            self.held.remove(&g);
             let mut tx = pool.begin().await?;
             let (p1, p2, p3) = (tx.param(1), tx.param(2), tx.param(3));
             tx.exec(
@@ -256,7 +288,11 @@ impl Leases {
                     "UPDATE {} SET expires_ms = 0 WHERE grp = {p1} AND holder = {p2} AND token = {p3}",
                     target.leases()
                 ),
-                &[Cell::Text(g.clone()), Cell::Text(self.me.clone()), Cell::Int(token)],
+                &[
+                    Cell::Text(g.clone()),
+                    Cell::Text(self.me.clone()),
+                    Cell::Int(token),
+                ],
             )
             .await?;
             tx.commit().await?;
@@ -411,8 +447,27 @@ source = "s.branches"
         let g = groups(&specs);
         assert_eq!(g["transactions"], g["customers"]);
         assert_ne!(g["branches"], g["customers"]);
-        assert_eq!(share(3, 2), 2);
-        assert_eq!(share(3, 0), 3);
+        let live = |ms: &[(&str, &[&str])]| -> BTreeMap<String, BTreeSet<String>> {
+            ms.iter()
+                .map(|(m, w)| (m.to_string(), w.iter().map(|g| g.to_string()).collect()))
+                .collect()
+        };
+        let same = assign(&live(&[
+            ("a", &["g1", "g2", "g3"]),
+            ("b", &["g1", "g2", "g3"]),
+        ]));
+        assert_eq!(same.values().filter(|m| *m == "a").count(), 2, "{same:?}");
+        assert_eq!(same.values().filter(|m| *m == "b").count(), 1, "{same:?}");
+        // Split by config: each merger gets what only it wants.
+        let split = assign(&live(&[("a", &["g1", "g2"]), ("b", &["g3"])]));
+        assert_eq!(
+            (
+                split["g1"].as_str(),
+                split["g2"].as_str(),
+                split["g3"].as_str()
+            ),
+            ("a", "a", "b")
+        );
     }
 
     #[test]
