@@ -151,6 +151,8 @@ pub struct Leases {
     lease_ms: i64,
     /// Held groups with the token they were acquired under.
     held: BTreeMap<String, i64>,
+    /// Wanted groups other mergers merge, as last logged.
+    elsewhere: usize,
 }
 
 impl Leases {
@@ -159,6 +161,7 @@ impl Leases {
             me: identity(),
             lease_ms: lease_ms as i64,
             held: BTreeMap::new(),
+            elsewhere: 0,
         }
     }
 
@@ -259,6 +262,18 @@ impl Leases {
             }
         }
         self.held = mine;
+        // Said when it changes, so `merge --once` that finds its tables taken says why it did
+        // nothing.
+        let elsewhere = wanted.len() - assigned.len();
+        if elsewhere != self.elsewhere {
+            self.elsewhere = elsewhere;
+            tracing::info!(
+                merger = %self.me,
+                groups = wanted.len(),
+                elsewhere,
+                "table groups held by other mergers on this warehouse"
+            );
+        }
         self.give_back(pool, target, &assigned).await?;
         for g in free {
             self.take(pool, target, &g).await?;
@@ -500,6 +515,7 @@ source = "s.branches"
                 me: l.me.clone(),
                 lease_ms: l.lease_ms,
                 held: l.held.clone(),
+                elsewhere: 0,
             };
             async move {
                 let mut tx = pool.begin().await.unwrap();
