@@ -326,19 +326,19 @@ impl Leases {
             tx.exec("SET LOCAL lock_timeout = '500ms'", &[]).await?;
         }
         let now = now_ms(backend);
-        let (p1, p2, p3) = (tx.param(1), tx.param(2), tx.param(3));
+        let (p1, p2, p3, p4) = (tx.param(1), tx.param(2), tx.param(3), tx.param(4));
         let leases = target.leases();
         let current = tx
             .fetch(
-                &format!("SELECT holder, CASE WHEN expires_ms < {now} THEN '1' ELSE '0' END FROM {leases} WHERE grp = {p1}"),
+                &format!(
+                    "SELECT holder, CASE WHEN expires_ms < {now} THEN '1' ELSE '0' END, {} \
+                     FROM {leases} WHERE grp = {p1}",
+                    tx.text("token")
+                ),
                 &[Cell::Text(group.to_owned())],
             )
-            .await;
-        let current = match current {
-            Ok(c) => c,
-            Err(e) if lock_timeout(&e) => return Ok(()),
-            Err(e) => return Err(e),
-        };
+            .await?;
+        let seen: Option<i64> = current.first().and_then(|r| r[2].as_deref()?.parse().ok());
         let takeable = match current.first() {
             None => true,
             Some(r) => {
@@ -351,47 +351,83 @@ impl Leases {
         if !takeable {
             return Ok(());
         }
+        // Compare-and-set on the token seen: of two mergers taking one group at once, one wins.
         let sql = format!(
             "INSERT INTO {leases} (grp, holder, token, expires_ms) VALUES ({p1}, {p2}, 1, {now} + {p3}) \
              ON CONFLICT (grp) DO UPDATE SET holder = excluded.holder, token = {leases}.token + 1, \
-             expires_ms = excluded.expires_ms"
+             expires_ms = excluded.expires_ms WHERE {leases}.token = {p4}"
         );
         let binds = [
             Cell::Text(group.to_owned()),
             Cell::Text(self.me.clone()),
             Cell::Int(self.lease_ms),
+            Cell::Int(seen.unwrap_or(-1)),
         ];
         match tx.exec(&sql, &binds).await {
             Ok(_) => {}
             Err(e) if lock_timeout(&e) => return Ok(()),
             Err(e) => return Err(e),
         }
-        let token = tx
+        let want = seen.map_or(1, |t| t + 1);
+        let (q1, q2, q3) = (tx.param(1), tx.param(2), tx.param(3));
+        let won = !tx
             .fetch(
-                &format!("SELECT {} FROM {leases} WHERE grp = {p1}", tx.text("token")),
-                &[Cell::Text(group.to_owned())],
+                &format!(
+                    "SELECT grp FROM {leases} WHERE grp = {q1} AND holder = {q2} AND token = {q3}"
+                ),
+                &[
+                    Cell::Text(group.to_owned()),
+                    Cell::Text(self.me.clone()),
+                    Cell::Int(want),
+                ],
             )
             .await?
-            .first()
-            .and_then(|r| r[0].as_deref()?.parse::<i64>().ok());
+            .is_empty();
         tx.commit().await?;
-        if let Some(t) = token {
-            tracing::info!(group, merger = %self.me, token = t, "lease taken");
-            self.held.insert(group.to_owned(), t);
+        if won {
+            tracing::info!(group, merger = %self.me, token = want, "lease taken");
+            self.held.insert(group.to_owned(), want);
         }
         Ok(())
     }
 
-    /// Extends every held lease; forgets those whose token moved.
+    /// Extends every held lease in one transaction; forgets those whose token moved.
     async fn renew(&mut self, pool: &Pool, target: &Target) -> Result<(), sqlx::Error> {
-        let held: Vec<String> = self.held.keys().cloned().collect();
-        for g in held {
-            let mut tx = pool.begin().await?;
-            let ok = self.fence(&mut tx, target, &g).await?;
-            tx.commit().await?;
-            if !ok {
-                self.lost(&g);
-            }
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let mut tx = pool.begin().await?;
+        let now = now_ms(tx.backend());
+        let (p1, p2) = (tx.param(1), tx.param(2));
+        let leases = target.leases();
+        tx.exec(
+            &format!(
+                "UPDATE {leases} SET expires_ms = {now} + {p2} WHERE holder = {p1} AND expires_ms >= {now}"
+            ),
+            &[Cell::Text(self.me.clone()), Cell::Int(self.lease_ms)],
+        )
+        .await?;
+        let still: BTreeSet<(String, String)> = tx
+            .fetch(
+                &format!(
+                    "SELECT grp, {} FROM {leases} WHERE holder = {p1} AND expires_ms >= {now}",
+                    tx.text("token")
+                ),
+                &[Cell::Text(self.me.clone())],
+            )
+            .await?
+            .into_iter()
+            .filter_map(|r| Some((r[0].clone()?, r[1].clone()?)))
+            .collect();
+        tx.commit().await?;
+        let lost: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(g, t)| !still.contains(&((*g).clone(), t.to_string())))
+            .map(|(g, _)| g.clone())
+            .collect();
+        for g in lost {
+            self.lost(&g);
         }
         Ok(())
     }
