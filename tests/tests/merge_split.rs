@@ -33,7 +33,12 @@ fn config(
     path
 }
 
-fn merge_once(config: &Path) -> std::process::Child {
+/// `tidemark merge` on `config` with `args` (`--once`, or nothing to keep merging).
+fn merge_with(
+    config: &Path,
+    args: &[&str],
+    out: fn() -> std::process::Stdio,
+) -> std::process::Child {
     Command::new(tidemark_bin())
         .args([
             "--config",
@@ -41,12 +46,16 @@ fn merge_once(config: &Path) -> std::process::Child {
             "--log-level",
             "warn",
             "merge",
-            "--once",
         ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .args(args)
+        .stdout(out())
+        .stderr(out())
         .spawn()
         .unwrap()
+}
+
+fn merge_once(config: &Path) -> std::process::Child {
+    merge_with(config, &["--once"], std::process::Stdio::piped)
 }
 
 fn done(child: std::process::Child) -> Output {
@@ -166,18 +175,7 @@ async fn merge_processes_split_tables_and_never_apply_twice() {
 
 /// `tidemark merge` running continuously on `config`.
 fn merge_running(config: &Path) -> std::process::Child {
-    Command::new(tidemark_bin())
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--log-level",
-            "info",
-            "merge",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+    merge_with(config, &[], std::process::Stdio::null)
 }
 
 fn signal(child: &std::process::Child, sig: &str) {

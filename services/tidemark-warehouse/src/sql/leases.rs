@@ -369,11 +369,10 @@ impl Leases {
             Err(e) => return Err(e),
         }
         let want = seen.map_or(1, |t| t + 1);
-        let (q1, q2, q3) = (tx.param(1), tx.param(2), tx.param(3));
         let won = !tx
             .fetch(
                 &format!(
-                    "SELECT grp FROM {leases} WHERE grp = {q1} AND holder = {q2} AND token = {q3}"
+                    "SELECT grp FROM {leases} WHERE grp = {p1} AND holder = {p2} AND token = {p3}"
                 ),
                 &[
                     Cell::Text(group.to_owned()),
