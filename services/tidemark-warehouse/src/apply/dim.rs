@@ -1,6 +1,6 @@
 //! `gold.dim_<table>`: SCD2 versions. Every change of a dimension key goes into the key's change
-//! log (`tidemark.changes_<table>`, one row per source position, so redeliveries are dropped),
-//! and each key's newest position and last full row into `tidemark.state_<table>`. Changes
+//! log (`tidemark.changes_<table>`, one row per source position, so redeliveries are dropped);
+//! the key's state (its last full row) rides on its newest log row. Changes
 //! newer than a key's state continue its history from the current version; a late change
 //! recomputes the key from its whole log ([`super::dim_plan`] plans both as values). Facts
 //! whose version moved are re-pointed.
@@ -122,8 +122,8 @@ fn dim_def(
 }
 
 fn log_def(ctx: Context<'_>, spec: &TableSpec) -> TableDef {
+    let name = ctx.target.changes(&spec.name);
     TableDef {
-        name: ctx.target.changes(&spec.name),
         fixed: vec![
             "_key TEXT NOT NULL".into(),
             "pos TEXT NOT NULL".into(),
@@ -133,29 +133,24 @@ fn log_def(ctx: Context<'_>, spec: &TableSpec) -> TableDef {
             "unavail TEXT NOT NULL".into(),
             "kafka_partition INTEGER NOT NULL".into(),
             "kafka_offset BIGINT NOT NULL".into(),
-            "PRIMARY KEY (_key, pos)".into(),
         ],
-        columns: Vec::new(),
-        after_create: Vec::new(),
+        // A registered column, so a log made before key states lived in it gains it.
+        columns: vec![(STATE_COL.to_owned(), ColType::Text)],
+        // Logs made before that have this key as their primary key.
+        after_create: vec![format!(
+            "CREATE UNIQUE INDEX {} ON {name} (_key, pos)",
+            quote(&ctx.target.index_name(&name, "key_pos"))
+        )],
         on_column: Vec::new(),
+        name,
     }
 }
 
-/// Per key: its last applied position and last known full row (what newer changes continue
-/// from, so they need neither the key's log nor its older versions).
-fn state_def(ctx: Context<'_>, spec: &TableSpec) -> TableDef {
-    TableDef {
-        name: ctx.target.dim_state(&spec.name),
-        fixed: vec![
-            "_key TEXT NOT NULL PRIMARY KEY".into(),
-            "pos TEXT NOT NULL".into(),
-            "vals TEXT NOT NULL".into(),
-        ],
-        columns: Vec::new(),
-        after_create: Vec::new(),
-        on_column: Vec::new(),
-    }
-}
+/// The log column holding the key's state on the row of its position: the full row as JSON,
+/// [`SAME_AS_VALS`] when it is the row's own values, NULL on other rows and on rows written
+/// before states lived here (whose keys then recompute once).
+const STATE_COL: &str = "state_vals";
+const SAME_AS_VALS: &str = "=";
 
 /// Applies new log entries for keys of a dimension; `key` are its business key columns,
 /// `tracked` the columns seen in this batch that make versions.
@@ -179,9 +174,6 @@ pub(super) async fn apply(
         .map_err(schema)?;
     let def = dim_def(ctx, tx, spec, columns, &key_names);
     let types = ensure(tx, ctx.target, &def).await.map_err(schema)?;
-    ensure(tx, ctx.target, &state_def(ctx, spec))
-        .await
-        .map_err(schema)?;
     let tracked_names: BTreeSet<String> = types
         .keys()
         .filter(|c| !key_names.contains(c))
@@ -246,26 +238,40 @@ async fn plan(
     Ok(plan)
 }
 
-/// Key states of the staged keys (`tm_dim_touch`).
+/// Key states of the staged keys (`tm_dim_touch`): on each key's newest log row, one probe of
+/// the log's `(_key, pos)` key per key.
 async fn read_states(
     tx: &mut Tx,
     ctx: Context<'_>,
     spec: &TableSpec,
     types: &BTreeMap<String, ColType>,
 ) -> Result<BTreeMap<String, KeyState>, sqlx::Error> {
-    let sql = format!(
-        "SELECT s._key, s.pos, s.vals FROM {} AS s JOIN {} AS t ON t.k = s._key",
-        ctx.target.dim_state(&spec.name),
-        quote("tm_dim_touch")
+    let (log, touch, state) = (
+        ctx.target.changes(&spec.name),
+        quote("tm_dim_touch"),
+        quote(STATE_COL),
     );
+    let newest = "ORDER BY l.pos DESC LIMIT 1";
+    let sql = match tx.backend() {
+        Backend::Postgres => format!(
+            "SELECT t.k, l.pos, l.vals, l.{state} FROM {touch} AS t CROSS JOIN LATERAL \
+             (SELECT * FROM {log} AS l WHERE l._key = t.k {newest}) AS l WHERE l.{state} IS NOT NULL"
+        ),
+        Backend::Sqlite => format!(
+            "SELECT l._key, l.pos, l.vals, l.{state} FROM {log} AS l WHERE l.{state} IS NOT NULL \
+             AND l.rowid IN (SELECT (SELECT l.rowid FROM {log} AS l WHERE l._key = t.k {newest}) \
+             FROM {touch} AS t)"
+        ),
+    };
     Ok(tx
         .fetch(&sql, &[])
         .await?
         .into_iter()
         .filter_map(|r| {
             let mut r = r.into_iter();
-            let (k, pos, vals) = (r.next()??, r.next()??, r.next()??);
-            let values = canonical_decimals(values_from_json(&vals), types);
+            let (k, pos, vals, state) = (r.next()??, r.next()??, r.next()??, r.next()??);
+            let json = if state == SAME_AS_VALS { vals } else { state };
+            let values = canonical_decimals(values_from_json(&json), types);
             Some((k, KeyState { pos, values }))
         })
         .collect())
@@ -447,8 +453,7 @@ async fn write(
         .await?;
     }
     write_versions(tx, &dim_table, key_names, types, &plan.rows).await?;
-    write_log(tx, ctx, spec, &plan.log).await?;
-    write_states(tx, ctx, spec, &plan.states).await
+    write_log(tx, ctx, spec, &plan.log, &plan.states).await
 }
 
 /// Stages the plan's versions; updates those with a surrogate key in place, inserts the others.
@@ -557,10 +562,17 @@ async fn write_log(
     ctx: Context<'_>,
     spec: &TableSpec,
     log: &[(String, LogEntry)],
+    states: &[(String, KeyState)],
 ) -> Result<(), sqlx::Error> {
     if log.is_empty() {
         return Ok(());
     }
+    let states: BTreeMap<&str, &KeyState> = states.iter().map(|(k, s)| (k.as_str(), s)).collect();
+    let state_cell = |k: &str, e: &LogEntry| match states.get(k) {
+        Some(s) if s.pos == e.pos && s.values == e.image.values => Cell::Text(SAME_AS_VALS.into()),
+        Some(s) if s.pos == e.pos => Cell::Text(values_to_json(&s.values)),
+        _ => Cell::Null,
+    };
     let rows: Vec<Vec<Cell>> = log
         .iter()
         .map(|(k, e)| {
@@ -573,6 +585,7 @@ async fn write_log(
                 Cell::Text(serde_json::to_string(&e.image.unavailable).unwrap_or_default()),
                 Cell::Int(e.partition.into()),
                 Cell::Int(e.offset),
+                state_cell(k, e),
             ]
         })
         .collect();
@@ -585,6 +598,7 @@ async fn write_log(
         ("unavail", ColType::Text),
         ("kafka_partition", ColType::Int32),
         ("kafka_offset", ColType::Int64),
+        (STATE_COL, ColType::Text),
     ]
     .into_iter()
     .map(|(n, t)| (n.to_owned(), t))
@@ -592,48 +606,12 @@ async fn write_log(
     tx.stage_scan("tm_log", &log_cols, &rows).await?;
     tx.exec(
         &format!(
-            "INSERT INTO {} (_key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset) \
-             SELECT _key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset FROM {} WHERE true \
-             ON CONFLICT (_key, pos) DO UPDATE SET ts_ms = excluded.ts_ms",
+            "INSERT INTO {} (_key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset, {s}) \
+             SELECT _key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset, {s} FROM {} \
+             WHERE true ON CONFLICT (_key, pos) DO UPDATE SET ts_ms = excluded.ts_ms, {s} = excluded.{s}",
             ctx.target.changes(&spec.name),
-            quote("tm_log")
-        ),
-        &[],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn write_states(
-    tx: &mut Tx,
-    ctx: Context<'_>,
-    spec: &TableSpec,
-    states: &[(String, KeyState)],
-) -> Result<(), sqlx::Error> {
-    if states.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<Vec<Cell>> = states
-        .iter()
-        .map(|(k, s)| {
-            vec![
-                Cell::Text(k.clone()),
-                Cell::Text(s.pos.clone()),
-                Cell::Text(values_to_json(&s.values)),
-            ]
-        })
-        .collect();
-    let cols: Vec<(String, ColType)> = ["_key", "pos", "vals"]
-        .into_iter()
-        .map(|n| (n.to_owned(), ColType::Text))
-        .collect();
-    tx.stage_scan("tm_dim_state", &cols, &rows).await?;
-    tx.exec(
-        &format!(
-            "INSERT INTO {} (_key, pos, vals) SELECT _key, pos, vals FROM {} WHERE true \
-             ON CONFLICT (_key) DO UPDATE SET pos = excluded.pos, vals = excluded.vals",
-            ctx.target.dim_state(&spec.name),
-            quote("tm_dim_state")
+            quote("tm_log"),
+            s = quote(STATE_COL),
         ),
         &[],
     )

@@ -78,8 +78,10 @@ pub(super) struct Plan {
     pub removed: Vec<i64>,
     /// Keys whose facts from a time on (ms; `i64::MIN` for all) may belong to another version.
     pub repoint: Vec<(String, i64)>,
-    /// Change-log rows to write (a `Ref` row replaces the stored one).
+    /// Change-log rows to write (a `Ref` row replaces the stored one); every state's position
+    /// is among them.
     pub log: Vec<(String, LogEntry)>,
+    /// Each key's state, stored on the log row of its position.
     pub states: Vec<(String, KeyState)>,
     /// Silver's rows.
     pub latest: BTreeMap<String, Latest>,
@@ -174,6 +176,16 @@ impl Plan {
         }
         let h = history(&log, tracked);
         if let Some(l) = h.latest {
+            // The state lives on the log row of its position: an older newest row is written
+            // again to carry it.
+            let written = self.log.iter().rev().take_while(|(k, _)| k == key);
+            if !written.into_iter().any(|(_, e)| e.pos == l.pos)
+                && let Some(e) = log
+                    .iter()
+                    .find(|e| e.pos == l.pos && e.kind != EntryKind::Ref)
+            {
+                self.log.push((key.to_owned(), e.clone()));
+            }
             self.states.push((
                 key.to_owned(),
                 KeyState {
@@ -369,6 +381,23 @@ mod tests {
         // The first version changed (it ends earlier): facts before it may point at it too.
         assert_eq!(plan.repoint, vec![("k".to_owned(), i64::MIN)]);
         assert!(plan.closes.is_empty());
+    }
+
+    #[test]
+    fn a_late_change_rewrites_the_newest_log_row_with_the_state() {
+        let log = vec![up("a", 10, 1), up("c", 30, 2)];
+        let old = history(&log, &all);
+        let stored: BTreeMap<String, Stored> = old
+            .versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.start_pos.clone(), stored(v, i as i64 + 1)))
+            .collect();
+        let mut plan = Plan::default();
+        plan.recompute_key("k", log, stored, vec![up("b", 20, 5)], &all);
+        let logged: Vec<&str> = plan.log.iter().map(|(_, e)| e.pos.as_str()).collect();
+        assert_eq!(logged, ["b", "c"], "the state's row is written again");
+        assert_eq!(plan.states[0].1.pos, "c");
     }
 
     #[test]

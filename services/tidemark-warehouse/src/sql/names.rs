@@ -131,7 +131,8 @@ impl Target {
         self.table("tidemark", &format!("changes_{table}"))
     }
 
-    /// Each dimension key's newest position and last known row (internal).
+    /// Where format 2 kept dimension key states (now on the change log's rows): dropped with
+    /// its table.
     pub fn dim_state(&self, table: &str) -> String {
         self.table("tidemark", &format!("state_{table}"))
     }
