@@ -419,6 +419,7 @@ async fn scd2_steps(rows: usize, batch: usize, dir: &std::path::Path) {
 }
 
 fn main() {
+    tidemark_core::allocator::configure();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let events = env("TIDEMARK_BENCH_EVENTS", 200_000);
     let batch = env("TIDEMARK_BENCH_BATCH", 50_000);

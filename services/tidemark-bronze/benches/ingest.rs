@@ -314,6 +314,7 @@ fn ingest() {
 }
 
 fn main() {
+    tidemark_core::allocator::configure();
     // `cargo bench` passes --bench; the mode is the first other argument.
     let mode = std::env::args().nth(1).unwrap_or_default();
     match mode.as_str() {

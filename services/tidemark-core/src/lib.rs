@@ -13,12 +13,14 @@
 //! - [`config`]: the typed configuration (DESIGN §7).
 //! - [`metrics`]: the Prometheus metrics catalogue and the helpers that record them (DESIGN §6).
 //! - [`health`]: whether the process's loops make progress, for `/healthz` and `/readyz`.
+//! - [`allocator`]: how the binaries tune their allocator (mimalloc).
 //!
 //! Invariants:
 //! - Decoding never panics on input; every error is typed and carries the Kafka coordinates.
 //! - The TOAST placeholder never becomes a value: it is [`value::Value::Unavailable`].
 //! - A schema is parsed once per distinct text (JSON) or registry id (Avro).
 
+pub mod allocator;
 pub mod avro_schema;
 pub mod config;
 pub mod decode;

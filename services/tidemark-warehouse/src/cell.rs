@@ -190,13 +190,37 @@ pub fn row_hash<'a>(values: impl IntoIterator<Item = (&'a String, &'a Cell)>) ->
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&buf))
 }
 
-/// Values as a JSON object (the change log's `vals`).
+/// Values as a JSON object (the change log's `vals`), written straight from the cells.
 pub fn values_to_json(values: &Values) -> String {
-    let map: serde_json::Map<String, Json> = values
-        .iter()
-        .map(|(k, v)| (k.clone(), v.to_json()))
-        .collect();
-    Json::Object(map).to_string()
+    serde_json::to_string(&JsonValues(values)).expect("cells serialize")
+}
+
+/// [`Cell::to_json`]'s JSON of a row, without building a `serde_json::Value`.
+struct JsonValues<'a>(&'a Values);
+
+impl serde::Serialize for JsonValues<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, JsonCell(v))))
+    }
+}
+
+struct JsonCell<'a>(&'a Cell);
+
+impl serde::Serialize for JsonCell<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let (tag, text) = match self.0 {
+            Cell::Null => return s.serialize_unit(),
+            Cell::Bool(b) => return s.serialize_bool(*b),
+            Cell::Int(i) => return s.serialize_i64(*i),
+            Cell::Text(t) => return s.serialize_str(t),
+            Cell::Float(f) => ("f", float_text(*f)),
+            Cell::Bytes(b) => ("x", B64.encode(b)),
+        };
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(tag, &text)?;
+        m.end()
+    }
 }
 
 pub fn values_from_json(text: &str) -> Values {
@@ -269,6 +293,30 @@ pub fn infer(v: &Json) -> (Cell, Option<ColType>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_written_as_their_json_values_and_read_back() {
+        let values: Values = [
+            ("a", Cell::Null),
+            ("b", Cell::Bool(true)),
+            ("c", Cell::Int(-7)),
+            ("d", Cell::Float(1.5)),
+            ("e", Cell::Text("quote \" and \\ and \u{1}".into())),
+            ("f", Cell::Bytes(vec![0, 255])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let via_value = Json::Object(
+            values
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect(),
+        )
+        .to_string();
+        assert_eq!(values_to_json(&values), via_value);
+        assert_eq!(values_from_json(&values_to_json(&values)), values);
+    }
 
     #[test]
     fn decimals_have_one_text() {

@@ -178,33 +178,24 @@ pub fn extend(
     tracked: &dyn Fn(&str) -> bool,
 ) -> (Vec<Version>, Option<Latest>) {
     let mut out: Vec<Version> = Vec::new();
-    let mut latest = None;
     let mut last = head.map(|h| (h.row_hash.clone(), h.is_deleted, h.valid_from_ms));
+    // A delete's row (the state before it); an upsert's row becomes the state itself.
+    let mut deleted_row: Option<Values> = None;
     for e in changes {
-        let (full, deleted) = match e.kind {
-            EntryKind::Delete => {
-                let mut v = state.clone();
-                if v.is_empty() {
-                    v = e.image.values.clone();
-                }
-                (v, true)
-            }
-            _ => (resolve(&e.image, state), false),
-        };
-        if !deleted {
-            *state = full.clone();
+        let deleted = e.kind == EntryKind::Delete;
+        if deleted {
+            let v = if state.is_empty() {
+                e.image.values.clone()
+            } else {
+                state.clone()
+            };
+            deleted_row = Some(v);
+        } else {
+            *state = resolve(&e.image, state);
+            deleted_row = None;
         }
-        latest = Some(Latest {
-            values: full.clone(),
-            deleted,
-            pos: e.pos.clone(),
-            ts_ms: e.ts_ms,
-            op: e.op,
-            partition: e.partition,
-            offset: e.offset,
-        });
-        let values: Values = full.into_iter().filter(|(k, _)| tracked(k)).collect();
-        let hash = row_hash(&values);
+        let full = deleted_row.as_ref().unwrap_or(state);
+        let hash = row_hash(full.iter().filter(|(k, _)| tracked(k)));
         if let Some((h, d, _)) = &last
             && *h == hash
             && *d == deleted
@@ -222,9 +213,22 @@ pub fn extend(
             is_deleted: deleted,
             is_inferred: false,
             row_hash: hash,
-            values,
+            values: full
+                .iter()
+                .filter(|(k, _)| tracked(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         });
     }
+    let latest = changes.last().map(|e| Latest {
+        values: deleted_row.unwrap_or_else(|| state.clone()),
+        deleted: e.kind == EntryKind::Delete,
+        pos: e.pos.clone(),
+        ts_ms: e.ts_ms,
+        op: e.op,
+        partition: e.partition,
+        offset: e.offset,
+    });
     let first = head.map_or(1, |h| h.version + 1);
     for i in 0..out.len() {
         out[i].version = first + i as i64;

@@ -2,7 +2,8 @@
 //! (latest state per key) and gold (SCD2 dimensions, facts), exactly once.
 //!
 //! Layout: [`merger`] runs cycles (per table: claim, read a batch, apply, advance the ledger, in
-//! one transaction); [`bronze_read`] reads commit records and files back as [`change::Change`]s,
+//! one transaction); [`bronze_fetch`] reads a table's next batch (ahead of time while the
+//! one before applies); [`bronze_read`] reads commit records and files back as [`change::Change`]s,
 //! ordered by [`change::position_key`] (MySQL through the lineage segments of [`lineage`]);
 //! [`apply`] writes silver, dimensions and facts;
 //! [`history`] and [`silver`] are the pure rules; [`sql`] holds names, the two backends, the
@@ -19,6 +20,7 @@
 //!   their table; unreachable peers fail the cycle, which is retried.
 
 pub mod apply;
+pub mod bronze_fetch;
 pub mod bronze_read;
 pub mod cell;
 pub mod change;

@@ -17,7 +17,8 @@ use tidemark_core::metrics::{self, BatchMerged};
 use tracing::Instrument as _;
 
 use crate::apply::{Applied, ApplyError, Context, TableBatch, apply};
-use crate::bronze_read::{ReadError, ReadOptions, read_file, records_from};
+use crate::bronze_fetch::{Fetched, ReadAheads, Request, Starts, fetch};
+use crate::bronze_read::{ReadError, ReadOptions};
 use crate::change::Columns;
 use crate::freshness::{self, HeartbeatLog};
 use crate::spec::TableSpec;
@@ -28,8 +29,8 @@ use crate::sql::ledger::{self, LedgerError};
 use crate::sql::names::Target;
 use crate::sql::schema::bootstrap;
 
-/// Commit records read per partition per cycle; a partition with more is behind.
-const RECORDS_PER_READ: usize = 256;
+/// Per partition, the ledger position a batch read from and the one after it.
+type Moves = BTreeMap<i32, (Option<i64>, i64)>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -114,6 +115,10 @@ pub struct Merger {
     leases: Leases,
     /// Each table's group (a dimension with its facts), from the last cycle.
     groups: BTreeMap<String, String>,
+    /// The next batches of tables that are behind, read while the current ones apply.
+    ahead: ReadAheads,
+    /// Topics whose read-ahead this cycle started (the others' are dropped at its end).
+    reading_ahead: BTreeSet<String>,
 }
 
 impl Merger {
@@ -154,6 +159,8 @@ impl Merger {
             started_ms: chrono::Utc::now().timestamp_millis(),
             leases: Leases::new(config.merge.lease_ms),
             groups: BTreeMap::new(),
+            ahead: ReadAheads::default(),
+            reading_ahead: BTreeSet::new(),
         })
     }
 
@@ -324,6 +331,8 @@ impl Merger {
             stats.tables.insert(spec.name.clone(), applied);
         }
         self.heartbeat_freshness(&specs, &by_topic, &order, cycle_start_ms);
+        let started = std::mem::take(&mut self.reading_ahead);
+        self.ahead.retain(|t| started.contains(t));
         Ok(stats)
     }
 
@@ -481,111 +490,84 @@ impl Merger {
         spec: &TableSpec,
         partitions: &[i32],
         positions: &BTreeMap<(String, i32), i64>,
-    ) -> Result<
-        (
-            Result<TableBatch, String>,
-            BTreeMap<i32, (Option<i64>, i64)>,
-        ),
-        MergeError,
-    > {
+    ) -> Result<(Result<TableBatch, String>, Moves), MergeError> {
+        let starts: Starts = partitions
+            .iter()
+            .map(|p| (*p, positions.get(&(spec.topic.clone(), *p)).copied()))
+            .collect();
+        let req = Request {
+            topic: spec.topic.clone(),
+            starts,
+            budget: self.opts.max_batch_rows,
+        };
+        let fetched = match self.ahead.take(&req.topic, &req.starts).await {
+            Some(read) => read,
+            None => fetch(self.store.as_ref(), &self.root, &self.read_opts, &req).await?,
+        };
+        if fetched.behind && !fetched.has_problem() {
+            let next = Request {
+                starts: fetched.next_starts(&req.starts),
+                ..req.clone()
+            };
+            self.ahead.start(
+                self.store.clone(),
+                self.root.clone(),
+                self.read_opts.clone(),
+                next,
+            );
+            self.reading_ahead.insert(req.topic.clone());
+        }
+        Ok(self.assemble(spec, fetched))
+    }
+
+    /// A fetched batch as the table's changes (MySQL positions keyed through the lineage
+    /// segments), with the ledger moves it makes.
+    fn assemble(
+        &mut self,
+        spec: &TableSpec,
+        fetched: Fetched,
+    ) -> (Result<TableBatch, String>, Moves) {
         let mut changes = Vec::new();
         let mut columns = Columns::default();
         let mut moves = BTreeMap::new();
         let mut problem: Option<String> = None;
-        let budget = self.opts.max_batch_rows.max(1);
-        for &p in partitions {
-            if changes.len() >= budget || problem.is_some() {
-                self.behind.insert(spec.topic.clone());
-                break;
-            }
-            let expected = positions.get(&(spec.topic.clone(), p)).copied();
-            let from = expected.unwrap_or(0);
-            let records = match records_from(
-                self.store.as_ref(),
-                &self.root,
-                &spec.topic,
-                p,
-                from,
-                RECORDS_PER_READ,
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(e) if e.is_data() => {
-                    problem.get_or_insert(format!(
-                        "the commit log of {}/{p} cannot be read from offset {from}: {e}",
-                        spec.topic
-                    ));
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if let Some(gap) = chain_gap(expected, &records) {
-                problem.get_or_insert(format!(
-                    "offsets {}..={} of {}/{p} are in no commit record (a gap in bronze's chain; \
-                     `tidemark inspect bronze` shows it): the table's history would skip them",
-                    gap.0, gap.1, spec.topic
-                ));
-                break;
-            }
-            if records.len() >= RECORDS_PER_READ {
-                self.behind.insert(spec.topic.clone());
-            }
-            if let Some(at) = records.iter().filter_map(|r| r.committed_at_ms()).max() {
+        if fetched.behind {
+            self.behind.insert(spec.topic.clone());
+        }
+        for part in fetched.parts {
+            let p = part.partition;
+            if let Some(at) = part.committed_at_ms {
                 let e = self
                     .last_commit_ms
                     .entry((spec.topic.clone(), p))
                     .or_default();
                 *e = (*e).max(at);
             }
-            let mut next = None;
-            'records: for rec in records {
-                if changes.len() >= budget {
-                    self.behind.insert(spec.topic.clone());
-                    break;
+            for (path, fc) in part.files {
+                for s in &fc.skipped {
+                    tracing::warn!(table = spec.name, file = path, "{s}");
                 }
-                for f in rec.files.iter().filter(|f| f.table == spec.topic) {
-                    let read = read_file(
-                        self.store.as_ref(),
-                        &f.path,
-                        from,
-                        &self.read_opts,
-                        Some(&f.checksum),
-                    );
-                    let fc = match read.await {
-                        Ok(fc) => fc,
-                        Err(e) if e.is_data() => {
-                            problem.get_or_insert(format!(
-                                "offsets {}..={} of {}/{p}: {e}",
-                                rec.start, rec.end, spec.topic
-                            ));
-                            break 'records;
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                    for s in &fc.skipped {
-                        tracing::warn!(table = spec.name, file = f.path, "{s}");
-                    }
-                    for name in fc.columns.null_only() {
-                        columns.saw_null(name);
-                    }
-                    for (name, ty) in &fc.columns.0 {
-                        if let Err((a, b)) = columns.absorb(name, *ty) {
-                            problem.get_or_insert(format!(
-                                "column {name} changed type from {a} to {b} within bronze, which is not a safe widening; declare its type in [[tables]] columns"
-                            ));
-                        }
-                    }
-                    let base = changes.len();
-                    changes.extend(fc.changes);
-                    for (i, p) in &fc.mysql {
-                        changes[base + i].pos = self.lineages.key(p);
+                for name in fc.columns.null_only() {
+                    columns.saw_null(name);
+                }
+                for (name, ty) in &fc.columns.0 {
+                    if let Err((a, b)) = columns.absorb(name, *ty) {
+                        problem.get_or_insert(format!(
+                            "column {name} changed type from {a} to {b} within bronze, which is not a safe widening; declare its type in [[tables]] columns"
+                        ));
                     }
                 }
-                next = Some(rec.end + 1);
+                let base = changes.len();
+                changes.extend(fc.changes);
+                for (i, pos) in &fc.mysql {
+                    changes[base + i].pos = self.lineages.key(pos);
+                }
             }
-            if let Some(n) = next {
-                moves.insert(p, (expected, n));
+            if let Some(n) = part.next {
+                moves.insert(p, (part.expected, n));
+            }
+            if let Some(pr) = part.problem {
+                problem.get_or_insert(pr);
             }
         }
         for r in std::mem::take(&mut self.lineages.regressions) {
@@ -609,7 +591,7 @@ impl Merger {
                 changes,
             }),
         };
-        Ok((batch, moves))
+        (batch, moves)
     }
 
     /// Whether the target's ledger is empty (nothing was ever merged into it).
@@ -749,22 +731,6 @@ fn ranges(topic: &str, moves: &BTreeMap<i32, (Option<i64>, i64)>) -> String {
         })
         .collect();
     parts.join(", ")
-}
-
-/// The first offsets that `records` (a partition's commit records from [`records_from`]) leave
-/// out between the ledger position `from` (`None`: the chain's own start) and their last one.
-fn chain_gap(
-    from: Option<i64>,
-    records: &[tidemark_bronze::commit_log::CommitRecord],
-) -> Option<(i64, i64)> {
-    let mut expected = from.or_else(|| records.first().map(|r| r.start))?;
-    for r in records {
-        if r.start > expected {
-            return Some((expected, r.start - 1));
-        }
-        expected = expected.max(r.end + 1);
-    }
-    None
 }
 
 /// The metrics of one committed batch.

@@ -10,6 +10,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    tidemark_core::allocator::configure();
     // Bronze on local disk, dead letters (raw record bytes) and a SQLite warehouse hold source
     // data: files and directories tidemark creates are its user's only (0600/0700).
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));

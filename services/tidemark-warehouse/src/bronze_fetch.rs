@@ -1,0 +1,284 @@
+//! A table's next batch of bronze, read and decoded without touching the merger's state, so it
+//! can run ahead: while one batch applies, the next one of a table that is behind is already
+//! being read (the client decodes while the warehouse writes, instead of taking turns).
+//!
+//! A read-ahead is used only when it starts exactly where the ledger stands when its turn comes;
+//! otherwise (another merger moved the table, the batch before it failed) it is dropped and the
+//! batch read again. At most one read-ahead per table is in flight, so memory stays within one
+//! extra batch per table that is behind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::path::Path;
+use tidemark_bronze::commit_log::CommitRecord;
+
+use crate::bronze_read::{FileChanges, ReadError, ReadOptions, read_file, records_from};
+
+/// Commit records read per partition per batch; a partition with more is behind.
+pub const RECORDS_PER_READ: usize = 256;
+
+/// Where to read each partition of a topic from: the ledger's next offset (`None`: the start).
+pub type Starts = Vec<(i32, Option<i64>)>;
+
+/// What to read: a topic's partitions from their positions, up to a row budget.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub topic: String,
+    pub starts: Starts,
+    pub budget: usize,
+}
+
+/// A table's bronze from the ledger positions, read and decoded.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub parts: Vec<PartRead>,
+    /// Bronze goes on past what was read (the budget, the record limit or a problem).
+    pub behind: bool,
+}
+
+/// One partition's part of a batch.
+#[derive(Debug)]
+pub struct PartRead {
+    pub partition: i32,
+    /// The ledger position read from.
+    pub expected: Option<i64>,
+    /// When the newest commit record read landed (ms).
+    pub committed_at_ms: Option<i64>,
+    /// The files of the records read, in order.
+    pub files: Vec<(String, FileChanges)>,
+    /// The offset after the last record read whole.
+    pub next: Option<i64>,
+    /// Why this partition cannot be read on (the table stops).
+    pub problem: Option<String>,
+}
+
+impl Fetched {
+    /// Where the batch after this one starts.
+    pub fn next_starts(&self, starts: &Starts) -> Starts {
+        let next: BTreeMap<i32, i64> = self
+            .parts
+            .iter()
+            .filter_map(|p| p.next.map(|n| (p.partition, n)))
+            .collect();
+        starts
+            .iter()
+            .map(|(p, at)| (*p, next.get(p).copied().or(*at)))
+            .collect()
+    }
+
+    pub fn has_problem(&self) -> bool {
+        self.parts.iter().any(|p| p.problem.is_some())
+    }
+}
+
+/// Reads `req`: per partition, the commit records from its position and their files, until the
+/// budget is spent. Store outages are errors; unreadable data is a problem of its partition.
+pub async fn fetch(
+    store: &dyn ObjectStore,
+    root: &Path,
+    opts: &ReadOptions,
+    req: &Request,
+) -> Result<Fetched, ReadError> {
+    let mut out = Fetched::default();
+    let mut rows = 0usize;
+    let budget = req.budget.max(1);
+    for &(p, expected) in &req.starts {
+        if rows >= budget || out.has_problem() {
+            out.behind = true;
+            break;
+        }
+        let part = read_partition(store, root, opts, req, (p, expected), &mut rows).await?;
+        out.behind |= part.1;
+        out.parts.push(part.0);
+    }
+    out.behind |= out.has_problem();
+    Ok(out)
+}
+
+/// One partition from `expected`; also whether it has more than was read.
+async fn read_partition(
+    store: &dyn ObjectStore,
+    root: &Path,
+    opts: &ReadOptions,
+    req: &Request,
+    (p, expected): (i32, Option<i64>),
+    rows: &mut usize,
+) -> Result<(PartRead, bool), ReadError> {
+    let topic = req.topic.as_str();
+    let from = expected.unwrap_or(0);
+    let mut part = PartRead {
+        partition: p,
+        expected,
+        committed_at_ms: None,
+        files: Vec::new(),
+        next: None,
+        problem: None,
+    };
+    let records = match records_from(store, root, topic, p, from, RECORDS_PER_READ).await {
+        Ok(r) => r,
+        Err(e) if e.is_data() => {
+            part.problem = Some(format!(
+                "the commit log of {topic}/{p} cannot be read from offset {from}: {e}"
+            ));
+            return Ok((part, true));
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(gap) = chain_gap(expected, &records) {
+        part.problem = Some(format!(
+            "offsets {}..={} of {topic}/{p} are in no commit record (a gap in bronze's chain; \
+             `tidemark inspect bronze` shows it): the table's history would skip them",
+            gap.0, gap.1
+        ));
+        return Ok((part, true));
+    }
+    let mut behind = records.len() >= RECORDS_PER_READ;
+    part.committed_at_ms = records.iter().filter_map(|r| r.committed_at_ms()).max();
+    'records: for rec in records {
+        if *rows >= req.budget.max(1) {
+            behind = true;
+            break;
+        }
+        for f in rec.files.iter().filter(|f| f.table == topic) {
+            match read_file(store, &f.path, from, opts, Some(&f.checksum)).await {
+                Ok(fc) => {
+                    *rows += fc.changes.len();
+                    part.files.push((f.path.clone(), fc));
+                }
+                Err(e) if e.is_data() => {
+                    part.problem = Some(format!(
+                        "offsets {}..={} of {topic}/{p}: {e}",
+                        rec.start, rec.end
+                    ));
+                    break 'records;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        part.next = Some(rec.end + 1);
+    }
+    Ok((part, behind))
+}
+
+/// The first offsets after `from` that no record covers, if any.
+pub(crate) fn chain_gap(from: Option<i64>, records: &[CommitRecord]) -> Option<(i64, i64)> {
+    let mut expected = from.or_else(|| records.first().map(|r| r.start))?;
+    for r in records {
+        if r.start > expected {
+            return Some((expected, r.start - 1));
+        }
+        expected = expected.max(r.end + 1);
+    }
+    None
+}
+
+/// Read-aheads in flight, one per topic at most.
+#[derive(Debug, Default)]
+pub struct ReadAheads {
+    running: BTreeMap<String, (Starts, tokio::task::JoinHandle<Result<Fetched, ReadError>>)>,
+}
+
+impl ReadAheads {
+    /// Starts reading `req` in the background, replacing the topic's read-ahead.
+    pub fn start(
+        &mut self,
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        opts: ReadOptions,
+        req: Request,
+    ) {
+        let topic = req.topic.clone();
+        let starts = req.starts.clone();
+        let task = tokio::spawn(async move { fetch(store.as_ref(), &root, &opts, &req).await });
+        if let Some((_, old)) = self.running.insert(topic, (starts, task)) {
+            old.abort();
+        }
+    }
+
+    /// The topic's read-ahead when it starts at `starts` and found something. Otherwise the
+    /// batch is read again: a read-ahead from elsewhere is stale, one that failed may have met
+    /// an outage since gone, and one that found nothing may have run before bronze grew (taken,
+    /// it would make a cycle look idle while bronze holds more).
+    pub async fn take(&mut self, topic: &str, starts: &Starts) -> Option<Fetched> {
+        let (from, task) = self.running.remove(topic)?;
+        if &from != starts {
+            task.abort();
+            return None;
+        }
+        match task.await {
+            Ok(Ok(f)) if f.parts.iter().any(|p| p.next.is_some()) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Drops the read-aheads of topics not in `keep`.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.running.retain(|t, (_, task)| {
+            let k = keep(t);
+            if !k {
+                task.abort();
+            }
+            k
+        });
+    }
+}
+
+impl Drop for ReadAheads {
+    fn drop(&mut self) {
+        for (_, task) in self.running.values() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_ahead_that_found_nothing_or_starts_elsewhere_is_not_used() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let opts = ReadOptions {
+            unavailable_placeholder: "__debezium_unavailable_value".into(),
+        };
+        let req = Request {
+            topic: "t".into(),
+            starts: vec![(0, Some(5))],
+            budget: 10,
+        };
+        let mut ahead = ReadAheads::default();
+        ahead.start(store.clone(), Path::from("b"), opts.clone(), req.clone());
+        assert!(
+            ahead.take("t", &req.starts).await.is_none(),
+            "found nothing"
+        );
+        ahead.start(store, Path::from("b"), opts, req);
+        assert!(
+            ahead.take("t", &vec![(0, Some(6))]).await.is_none(),
+            "elsewhere"
+        );
+        assert!(ahead.running.is_empty());
+    }
+
+    #[test]
+    fn the_next_batch_starts_after_the_records_read() {
+        let fetched = Fetched {
+            parts: vec![PartRead {
+                partition: 1,
+                expected: Some(10),
+                committed_at_ms: None,
+                files: Vec::new(),
+                next: Some(20),
+                problem: None,
+            }],
+            behind: true,
+        };
+        let starts = vec![(0, Some(5)), (1, Some(10)), (2, None)];
+        assert_eq!(
+            fetched.next_starts(&starts),
+            vec![(0, Some(5)), (1, Some(20)), (2, None)]
+        );
+    }
+}
