@@ -671,7 +671,14 @@ async fn repoint_facts(
             quote(col)
         );
         let u = super::fact::unique_col(fact);
-        let sql = super::fact::resolve_sql(&fact_table, u, col, &dim_table, key_col, &tail);
+        super::fact::ensure_ref_time_index(tx, ctx, &fact_table, col).await?;
+        let sql = super::fact::resolve_sql(
+            tx.backend(),
+            &fact_table,
+            (u, col),
+            (&dim_table, key_col),
+            &tail,
+        );
         resolved += tx.exec(&sql, &[]).await?;
     }
     Ok(resolved)

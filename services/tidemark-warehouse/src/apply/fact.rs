@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use tidemark_core::mapping::ColType;
+use tidemark_core::mapping::{Backend, ColType};
 
 use super::silver_write::{meta_cells, meta_columns, table_def};
 use super::{ApplyError, Context, Keyed, col_list};
@@ -59,22 +59,58 @@ fn sk_expr(f: &str, ref_col: &str, dim_table: &str, dim_key: &str) -> String {
 
 /// Points `<ref>_sk` of the facts selected by `select_tail` (a `FROM`/`JOIN`/`WHERE` over the
 /// fact table aliased `f2`) at the version [`sk_expr`] finds: re-pointing facts after a
-/// dimension's versions moved, and upserted facts.
+/// dimension's versions moved, and upserted facts. Only facts whose version changes are written.
 pub(super) fn resolve_sql(
+    backend: Backend,
     fact_table: &str,
-    unique: &str,
-    ref_col: &str,
-    dim_table: &str,
-    dim_key: &str,
+    (unique, ref_col): (&str, &str),
+    (dim_table, dim_key): (&str, &str),
     select_tail: &str,
 ) -> String {
-    let u = quote(unique);
+    let (u, sk) = (quote(unique), quote(&format!("{ref_col}_sk")));
+    let differs = match backend {
+        Backend::Postgres => "IS DISTINCT FROM",
+        Backend::Sqlite => "IS NOT",
+    };
     format!(
-        "UPDATE {fact_table} AS f SET {} = {} \
-         WHERE f.{u} IN (SELECT f2.{u} FROM {fact_table} AS f2 {select_tail})",
-        quote(&format!("{ref_col}_sk")),
-        sk_expr("f", ref_col, dim_table, dim_key),
+        "UPDATE {fact_table} AS f SET {sk} = x.sk \
+         FROM (SELECT f2.{u} AS u, {} AS sk FROM {fact_table} AS f2 {select_tail}) AS x \
+         WHERE f.{u} = x.u AND f.{sk} {differs} x.sk",
+        sk_expr("f2", ref_col, dim_table, dim_key),
     )
+}
+
+/// The index re-pointing walks: a reference's facts from a time on.
+fn ref_time_index(ctx: Context<'_>, table: &str, ref_col: &str) -> (String, String) {
+    let name = ctx.target.index_name(table, &format!("{ref_col}_ts"));
+    let create = format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {table} ({}, _source_ts)",
+        quote(&name),
+        quote(ref_col)
+    );
+    (name, create)
+}
+
+/// Fact tables made before [`ref_time_index`] get it when their facts are first re-pointed
+/// (re-pointing a key's facts from a time on would otherwise read all of the key's facts).
+pub(super) async fn ensure_ref_time_index(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    table: &str,
+    ref_col: &str,
+) -> Result<(), sqlx::Error> {
+    let (name, create) = ref_time_index(ctx, table, ref_col);
+    let p1 = tx.param(1);
+    let exists = match tx.backend() {
+        Backend::Postgres => format!("SELECT indexname FROM pg_indexes WHERE indexname = {p1}"),
+        Backend::Sqlite => {
+            format!("SELECT name FROM sqlite_master WHERE type = 'index' AND name = {p1}")
+        }
+    };
+    if tx.fetch(&exists, &[Cell::Text(name)]).await?.is_empty() {
+        tx.exec(&create, &[]).await?;
+    }
+    Ok(())
 }
 
 /// A reference registered with its dimension: the fact column, and the dimension table and key
@@ -111,14 +147,8 @@ pub(super) async fn apply(
     let mut def = table_def(ctx, tx, &table, &cols, unique_col(spec));
     def.fixed.push("_event_id TEXT".into());
     for r in spec.references.keys() {
-        def.on_column.push((
-            r.clone(),
-            format!(
-                "CREATE INDEX {} ON {table} ({})",
-                quote(&ctx.target.index_name(&table, r)),
-                quote(r)
-            ),
-        ));
+        def.on_column
+            .push((r.clone(), ref_time_index(ctx, &table, r).1));
     }
     let types = ensure(tx, ctx.target, &def)
         .await
@@ -289,7 +319,13 @@ async fn point_upserted(
         .await?;
         if let Some((dim_table, dim_key)) = dim {
             let tail = format!("WHERE f2.{u} IN (SELECT {u} FROM {keys})");
-            let sql = resolve_sql(table, unique_col(spec), col, dim_table, dim_key, &tail);
+            let sql = resolve_sql(
+                tx.backend(),
+                table,
+                (unique_col(spec), col),
+                (dim_table, dim_key),
+                &tail,
+            );
             tx.exec(&sql, &[]).await?;
         }
     }
