@@ -665,21 +665,23 @@ async fn repoint_facts(
     let dim_table = ctx.target.dim(&spec.name);
     let mut resolved = 0;
     for (fact, col, fact_table) in made {
-        let tail = format!(
-            "JOIN {} AS s ON s.k = f2.{} WHERE f2._source_ts >= s.from_ts",
-            quote("tm_dim_keys"),
-            quote(col)
-        );
+        // Each key's facts from its time on, through the `(reference, _source_ts)` index (a
+        // join would read all of the key's facts, or scan the table).
+        let (stage, c) = (quote("tm_dim_keys"), quote(col));
+        let from = match tx.backend() {
+            Backend::Postgres => format!(
+                "FROM {stage} AS s CROSS JOIN LATERAL (SELECT * FROM {fact_table} AS f2 \
+                 WHERE f2.{c} = s.k AND f2._source_ts >= s.from_ts) AS f2"
+            ),
+            Backend::Sqlite => format!(
+                "FROM {stage} AS s JOIN {fact_table} AS f2 ON f2.{c} = s.k \
+                 AND f2._source_ts >= s.from_ts"
+            ),
+        };
         let u = super::fact::unique_col(fact);
         super::fact::ensure_ref_time_index(tx, ctx, &fact_table, col).await?;
-        let sql = super::fact::resolve_sql(
-            tx.backend(),
-            &fact_table,
-            (u, col),
-            (&dim_table, key_col),
-            &tail,
-        );
-        resolved += tx.exec(&sql, &[]).await?;
+        resolved +=
+            super::fact::resolve(tx, &fact_table, (u, col), (&dim_table, key_col), &from).await?;
     }
     Ok(resolved)
 }

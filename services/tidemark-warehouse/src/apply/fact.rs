@@ -57,27 +57,63 @@ fn sk_expr(f: &str, ref_col: &str, dim_table: &str, dim_key: &str) -> String {
     )
 }
 
-/// Points `<ref>_sk` of the facts selected by `select_tail` (a `FROM`/`JOIN`/`WHERE` over the
-/// fact table aliased `f2`) at the version [`sk_expr`] finds: re-pointing facts after a
-/// dimension's versions moved, and upserted facts. Only facts whose version changes are written.
-pub(super) fn resolve_sql(
-    backend: Backend,
+/// Points `<ref>_sk` of the facts `from` selects (a `FROM …` giving fact rows aliased `f2`) at
+/// the version [`sk_expr`] finds: re-pointing facts after a dimension's versions moved, and
+/// upserted facts. The facts whose version changes are found first and only they are written
+/// (usually none: one read through the index); returns how many.
+pub(super) async fn resolve(
+    tx: &mut Tx,
     fact_table: &str,
     (unique, ref_col): (&str, &str),
     (dim_table, dim_key): (&str, &str),
-    select_tail: &str,
-) -> String {
+    from: &str,
+) -> Result<u64, sqlx::Error> {
     let (u, sk) = (quote(unique), quote(&format!("{ref_col}_sk")));
-    let differs = match backend {
+    let differs = match tx.backend() {
         Backend::Postgres => "IS DISTINCT FROM",
         Backend::Sqlite => "IS NOT",
     };
-    format!(
-        "UPDATE {fact_table} AS f SET {sk} = x.sk \
-         FROM (SELECT f2.{u} AS u, {} AS sk FROM {fact_table} AS f2 {select_tail}) AS x \
-         WHERE f.{u} = x.u AND f.{sk} {differs} x.sk",
-        sk_expr("f2", ref_col, dim_table, dim_key),
+    let moved = tx
+        .fetch(
+            &format!(
+                "SELECT x.u, {} FROM (SELECT f2.{u} AS u, f2.{sk} AS old, {} AS sk {from}) AS x \
+                 WHERE x.old {differs} x.sk",
+                tx.text("x.sk"),
+                sk_expr("f2", ref_col, dim_table, dim_key),
+            ),
+            &[],
+        )
+        .await?;
+    if moved.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<Vec<Cell>> = moved
+        .into_iter()
+        .map(|r| {
+            let mut r = r.into_iter();
+            let key = r.next().flatten().map_or(Cell::Null, Cell::Text);
+            let sk = r.next().flatten().and_then(|v| v.parse().ok());
+            vec![key, sk.map_or(Cell::Null, Cell::Int)]
+        })
+        .collect();
+    let cols = [
+        ("u".to_owned(), ColType::Text),
+        ("sk".to_owned(), ColType::Int64),
+    ];
+    tx.stage("tm_repoint", &cols, &rows).await?;
+    if tx.backend() == Backend::Postgres {
+        // Even a few rows: without statistics the planner may hash the whole fact table.
+        tx.exec(&format!("ANALYZE {}", quote("tm_repoint")), &[])
+            .await?;
+    }
+    tx.exec(
+        &format!(
+            "UPDATE {fact_table} AS f SET {sk} = s.sk FROM {} AS s WHERE f.{u} = s.u",
+            quote("tm_repoint")
+        ),
+        &[],
     )
+    .await
 }
 
 /// The index re-pointing walks: a reference's facts from a time on.
@@ -318,15 +354,15 @@ async fn point_upserted(
         )
         .await?;
         if let Some((dim_table, dim_key)) = dim {
-            let tail = format!("WHERE f2.{u} IN (SELECT {u} FROM {keys})");
-            let sql = resolve_sql(
-                tx.backend(),
+            let from = format!("FROM {table} AS f2 WHERE f2.{u} IN (SELECT {u} FROM {keys})");
+            resolve(
+                tx,
                 table,
                 (unique_col(spec), col),
                 (dim_table, dim_key),
-                &tail,
-            );
-            tx.exec(&sql, &[]).await?;
+                &from,
+            )
+            .await?;
         }
     }
     Ok(())
