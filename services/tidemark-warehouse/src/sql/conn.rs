@@ -34,9 +34,12 @@ fn pg_options(config: &WarehouseConfig) -> Result<PgConnectOptions, sqlx::Error>
     // A merger's transactions never wait on anything but the warehouse: one left open (its
     // process paused or cut off) is ended by the server, so its locks do not stall the mergers
     // that took its tables over.
+    // JIT compiles a plan the planner thinks expensive (a correlated lookup per row of a large
+    // estimate) in ~300 ms, longer than the merger's statements take to run.
     let mut opts = PgConnectOptions::from_str(&config.url)?.options([
         ("timezone", "UTC"),
         ("idle_in_transaction_session_timeout", "10s"),
+        ("jit", "off"),
     ]);
     if let Some(p) = &config.password {
         opts = opts.password(p.expose());
