@@ -135,7 +135,8 @@ CREATE TABLE gold.fact_transactions (
     _toast text
 );
 CREATE UNIQUE INDEX fact_transactions_event ON gold.fact_transactions (_event_id);
-CREATE INDEX fact_transactions_account ON gold.fact_transactions (account_id);
+-- Re-pointing facts after a dimension change walks a key's facts from a time on.
+CREATE INDEX fact_transactions_account ON gold.fact_transactions (account_id, _source_ts);
 
 -- Transactions with the account version valid when they happened:
 -- SELECT t.id, t.amount, t.created_at, a.version, a.status
