@@ -84,7 +84,7 @@ async fn crash_and_compare(which: Which) {
             break;
         }
         let mut child = spawn_merge(&config_path, false);
-        tokio::time::sleep(Duration::from_millis(floor + rng.next(450))).await;
+        tokio::time::sleep(Duration::from_millis(floor + rng.next(floor.max(150)))).await;
         child.kill().expect("SIGKILL");
         child.wait().unwrap();
         let now = ledger_total().await;
@@ -94,7 +94,7 @@ async fn crash_and_compare(which: Which) {
         if now > last {
             kills_mid_run += 1;
             // Back to short runs once start-up gets through: a long window merges too much.
-            floor = (floor / 2).max(150);
+            floor = (floor / 2).max(40);
         } else {
             floor = (floor * 2).min(3000);
         }
