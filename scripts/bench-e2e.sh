@@ -72,22 +72,9 @@ interval_ms = 200
 [metrics]
 listen = "127.0.0.1:$MPORT"
 
-[[tables]]
-source = "bank.public.customers"
-kind = "dimension"
-key = ["id"]
-ignore_columns = ["updated_at"]
-
-[[tables]]
-source = "bank.public.accounts"
-kind = "dimension"
-key = ["id"]
-
-[[tables]]
-source = "bank.public.transactions"
-kind = "fact"
-references = { account_id = "bank.public.accounts" }
 EOF
+# The stack's tables (deploy/tidemark.toml): the bank stream's dimensions and fact.
+sed -n '/^\[\[tables\]\]/,$p' deploy/tidemark.toml >> "$WORK/tidemark.toml"
 
 # Topics first, so the run's subscription sees every partition from the start.
 "$BIN" generate -c "$WORK/tidemark.toml" --log-level warn --create-topics "$PARTITIONS" --format "${FORMAT:-json-schemaless}" \

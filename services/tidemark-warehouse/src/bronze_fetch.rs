@@ -178,6 +178,8 @@ pub(crate) fn chain_gap(from: Option<i64>, records: &[CommitRecord]) -> Option<(
 #[derive(Debug, Default)]
 pub struct ReadAheads {
     running: BTreeMap<String, (Starts, tokio::task::JoinHandle<Result<Fetched, ReadError>>)>,
+    /// Topics whose read-ahead started since the last [`ReadAheads::keep_started`].
+    started: std::collections::BTreeSet<String>,
 }
 
 impl ReadAheads {
@@ -192,6 +194,7 @@ impl ReadAheads {
         let topic = req.topic.clone();
         let starts = req.starts.clone();
         let task = tokio::spawn(async move { fetch(store.as_ref(), &root, &opts, &req).await });
+        self.started.insert(topic.clone());
         if let Some((_, old)) = self.running.insert(topic, (starts, task)) {
             old.abort();
         }
@@ -213,14 +216,16 @@ impl ReadAheads {
         }
     }
 
-    /// Drops the read-aheads of topics not in `keep`.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+    /// Drops the read-aheads not started since the last call (their tables were not merged:
+    /// stopped, or held by another merger).
+    pub fn keep_started(&mut self) {
+        let started = std::mem::take(&mut self.started);
         self.running.retain(|t, (_, task)| {
-            let k = keep(t);
-            if !k {
+            let keep = started.contains(t);
+            if !keep {
                 task.abort();
             }
-            k
+            keep
         });
     }
 }

@@ -117,8 +117,6 @@ pub struct Merger {
     groups: BTreeMap<String, String>,
     /// The next batches of tables that are behind, read while the current ones apply.
     ahead: ReadAheads,
-    /// Topics whose read-ahead this cycle started (the others' are dropped at its end).
-    reading_ahead: BTreeSet<String>,
 }
 
 impl Merger {
@@ -160,7 +158,6 @@ impl Merger {
             leases: Leases::new(config.merge.lease_ms),
             groups: BTreeMap::new(),
             ahead: ReadAheads::default(),
-            reading_ahead: BTreeSet::new(),
         })
     }
 
@@ -331,8 +328,7 @@ impl Merger {
             stats.tables.insert(spec.name.clone(), applied);
         }
         self.heartbeat_freshness(&specs, &by_topic, &order, cycle_start_ms);
-        let started = std::mem::take(&mut self.reading_ahead);
-        self.ahead.retain(|t| started.contains(t));
+        self.ahead.keep_started();
         Ok(stats)
     }
 
@@ -515,7 +511,6 @@ impl Merger {
                 self.read_opts.clone(),
                 next,
             );
-            self.reading_ahead.insert(req.topic.clone());
         }
         Ok(self.assemble(spec, fetched))
     }

@@ -238,31 +238,20 @@ async fn plan(
     Ok(plan)
 }
 
-/// Key states of the staged keys (`tm_dim_touch`): on each key's newest log row, one probe of
-/// the log's `(_key, pos)` key per key.
+/// Key states of the staged keys (`tm_dim_touch`), on each key's newest log row.
 async fn read_states(
     tx: &mut Tx,
     ctx: Context<'_>,
     spec: &TableSpec,
     types: &BTreeMap<String, ColType>,
 ) -> Result<BTreeMap<String, KeyState>, sqlx::Error> {
-    let (log, touch, state) = (
-        ctx.target.changes(&spec.name),
-        quote("tm_dim_touch"),
-        quote(STATE_COL),
+    let state = quote(STATE_COL);
+    let sql = newest_per_key(
+        tx.backend(),
+        (&ctx.target.changes(&spec.name), "l", "pos"),
+        &format!("l._key, l.pos, l.vals, l.{state}"),
+        &format!("l.{state} IS NOT NULL"),
     );
-    let newest = "ORDER BY l.pos DESC LIMIT 1";
-    let sql = match tx.backend() {
-        Backend::Postgres => format!(
-            "SELECT t.k, l.pos, l.vals, l.{state} FROM {touch} AS t CROSS JOIN LATERAL \
-             (SELECT * FROM {log} AS l WHERE l._key = t.k {newest}) AS l WHERE l.{state} IS NOT NULL"
-        ),
-        Backend::Sqlite => format!(
-            "SELECT l._key, l.pos, l.vals, l.{state} FROM {log} AS l WHERE l.{state} IS NOT NULL \
-             AND l.rowid IN (SELECT (SELECT l.rowid FROM {log} AS l WHERE l._key = t.k {newest}) \
-             FROM {touch} AS t)"
-        ),
-    };
     Ok(tx
         .fetch(&sql, &[])
         .await?
@@ -275,6 +264,30 @@ async fn read_states(
             Some((k, KeyState { pos, values }))
         })
         .collect())
+}
+
+/// `SELECT cols` of each staged key's (`tm_dim_touch`) newest row of `table` (aliased `a`, newest
+/// by `order`) where `filter` holds: one probe of the `(_key, order)` index per key.
+/// PostgreSQL hashes an `IN` list and scans the whole table; a lateral probe per key walks the
+/// index. SQLite has no LATERAL and looks an `IN` list up by rowid.
+fn newest_per_key(
+    backend: Backend,
+    (table, a, order): (&str, &str, &str),
+    cols: &str,
+    filter: &str,
+) -> String {
+    let touch = quote("tm_dim_touch");
+    let newest = format!("WHERE {a}._key = t.k ORDER BY {a}.{order} DESC LIMIT 1");
+    match backend {
+        Backend::Postgres => format!(
+            "SELECT {cols} FROM {touch} AS t CROSS JOIN LATERAL \
+             (SELECT * FROM {table} AS {a} {newest}) AS {a} WHERE {filter}"
+        ),
+        Backend::Sqlite => format!(
+            "SELECT {cols} FROM {table} AS {a} WHERE {filter} AND {a}.rowid IN \
+             (SELECT (SELECT {a}.rowid FROM {table} AS {a} {newest}) FROM {touch} AS t)"
+        ),
+    }
 }
 
 /// The columns [`parse_stored`] reads, for a dimension aliased `d`.
@@ -309,31 +322,18 @@ fn parse_stored(r: &[Option<String>]) -> Option<(String, String, Stored)> {
 }
 
 /// Current versions of the staged keys (`tm_dim_touch`): a key's current version is its
-/// newest start position (the inferred member's is the smallest), one probe of the
-/// `(_key, _start_pos)` index per key.
+/// newest start position (the inferred member's is the smallest).
 async fn read_current(
     tx: &mut Tx,
     ctx: Context<'_>,
     spec: &TableSpec,
 ) -> Result<BTreeMap<String, Stored>, sqlx::Error> {
-    let (dim, touch, cols) = (
-        ctx.target.dim(&spec.name),
-        quote("tm_dim_touch"),
-        stored_cols(tx),
+    let sql = newest_per_key(
+        tx.backend(),
+        (&ctx.target.dim(&spec.name), "d", "_start_pos"),
+        &stored_cols(tx),
+        "d.is_current",
     );
-    let newest = "ORDER BY d._start_pos DESC LIMIT 1";
-    // PostgreSQL hashes an `IN` list and scans the whole dimension; a lateral probe per key
-    // walks the index. SQLite has no LATERAL and looks an `IN` list up by rowid.
-    let sql = match tx.backend() {
-        Backend::Postgres => format!(
-            "SELECT {cols} FROM {touch} AS t CROSS JOIN LATERAL (SELECT * FROM {dim} AS d \
-             WHERE d._key = t.k {newest}) AS d WHERE d.is_current"
-        ),
-        Backend::Sqlite => format!(
-            "SELECT {cols} FROM {dim} AS d WHERE d.is_current AND d.sk IN (SELECT (SELECT d.sk \
-             FROM {dim} AS d WHERE d._key = t.k {newest}) FROM {touch} AS t)"
-        ),
-    };
     Ok(tx
         .fetch(&sql, &[])
         .await?

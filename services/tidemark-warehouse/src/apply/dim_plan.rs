@@ -364,8 +364,8 @@ mod tests {
         assert!(!can_continue(&[r], None, None));
     }
 
-    #[test]
-    fn a_late_change_splices_into_the_stored_versions() {
+    /// A key stored with changes at `a` and `c`, recomputed with a late change at `b`.
+    fn late_change_between_two_versions() -> Plan {
         let log = vec![up("a", 10, 1), up("c", 30, 2)];
         let old = history(&log, &all);
         let stored: BTreeMap<String, Stored> = old
@@ -376,6 +376,12 @@ mod tests {
             .collect();
         let mut plan = Plan::default();
         plan.recompute_key("k", log, stored, vec![up("b", 20, 5)], &all);
+        plan
+    }
+
+    #[test]
+    fn a_late_change_splices_into_the_stored_versions() {
+        let plan = late_change_between_two_versions();
         assert_eq!(plan.stats.late, 1);
         assert_eq!(plan.stats.opened, 1);
         // The first version changed (it ends earlier): facts before it may point at it too.
@@ -385,16 +391,7 @@ mod tests {
 
     #[test]
     fn a_late_change_rewrites_the_newest_log_row_with_the_state() {
-        let log = vec![up("a", 10, 1), up("c", 30, 2)];
-        let old = history(&log, &all);
-        let stored: BTreeMap<String, Stored> = old
-            .versions
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.start_pos.clone(), stored(v, i as i64 + 1)))
-            .collect();
-        let mut plan = Plan::default();
-        plan.recompute_key("k", log, stored, vec![up("b", 20, 5)], &all);
+        let plan = late_change_between_two_versions();
         let logged: Vec<&str> = plan.log.iter().map(|(_, e)| e.pos.as_str()).collect();
         assert_eq!(logged, ["b", "c"], "the state's row is written again");
         assert_eq!(plan.states[0].1.pos, "c");
