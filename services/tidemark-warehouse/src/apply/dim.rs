@@ -152,6 +152,14 @@ fn log_def(ctx: Context<'_>, spec: &TableSpec) -> TableDef {
 const STATE_COL: &str = "state_vals";
 const SAME_AS_VALS: &str = "=";
 
+/// Each key's latest row after a batch, for silver.
+#[derive(Debug, Default)]
+pub(super) struct NewLatest {
+    pub rows: BTreeMap<String, Latest>,
+    /// Keys the table had not seen: silver has no row for them.
+    pub fresh: BTreeSet<String>,
+}
+
 /// Applies new log entries for keys of a dimension; `key` are its business key columns,
 /// `tracked` the columns seen in this batch that make versions.
 pub(super) async fn apply(
@@ -161,9 +169,9 @@ pub(super) async fn apply(
     key: &[(String, ColType)],
     tracked: &[(String, ColType)],
     new: BTreeMap<String, Vec<LogEntry>>,
-) -> Result<(DimStats, BTreeMap<String, Latest>), ApplyError> {
+) -> Result<(DimStats, NewLatest), ApplyError> {
     if new.is_empty() {
-        return Ok((DimStats::default(), BTreeMap::new()));
+        return Ok((DimStats::default(), NewLatest::default()));
     }
     let key_names: Vec<String> = key.iter().map(|(n, _)| n.clone()).collect();
     let mut columns = key.to_vec();
@@ -188,7 +196,11 @@ pub(super) async fn apply(
         stats.facts_resolved +=
             repoint_facts(tx, ctx, spec, (key_col, *key_ty), &plan.repoint).await?;
     }
-    Ok((stats, plan.latest))
+    let latest = NewLatest {
+        rows: plan.latest,
+        fresh: plan.fresh,
+    };
+    Ok((stats, latest))
 }
 
 /// Reads what each key's route needs and plans the batch.
@@ -211,7 +223,7 @@ async fn plan(
             .collect::<Vec<_>>(),
     )
     .await?;
-    let mut states = read_states(tx, ctx, spec, types).await?;
+    let (mut states, logged) = read_states(tx, ctx, spec, types).await?;
     let mut current = read_current(tx, ctx, spec).await?;
     let mut recompute: BTreeMap<String, Vec<LogEntry>> = BTreeMap::new();
     for (k, entries) in new {
@@ -219,7 +231,9 @@ async fn plan(
         let c = current.remove(&k);
         let s = states.remove(&k);
         if can_continue(&entries, c.as_ref(), s.as_ref()) {
-            plan.continue_key(&k, c.as_ref(), s, entries, tracked);
+            // Newer than the key's newest log row, or the key's first rows.
+            let logs_new = s.is_some() || !logged.contains(&k);
+            plan.continue_key(&k, c.as_ref(), s, entries, tracked, logs_new);
         } else {
             recompute.insert(k, entries);
         }
@@ -238,32 +252,38 @@ async fn plan(
     Ok(plan)
 }
 
-/// Key states of the staged keys (`tm_dim_touch`), on each key's newest log row.
+/// Key states of the staged keys (`tm_dim_touch`), on each key's newest log row; and the keys
+/// whose newest log row has no state.
 async fn read_states(
     tx: &mut Tx,
     ctx: Context<'_>,
     spec: &TableSpec,
     types: &BTreeMap<String, ColType>,
-) -> Result<BTreeMap<String, KeyState>, sqlx::Error> {
+) -> Result<(BTreeMap<String, KeyState>, BTreeSet<String>), sqlx::Error> {
     let state = quote(STATE_COL);
     let sql = newest_per_key(
         tx.backend(),
         (&ctx.target.changes(&spec.name), "l", "pos"),
         &format!("l._key, l.pos, l.vals, l.{state}"),
-        &format!("l.{state} IS NOT NULL"),
+        "true",
     );
-    Ok(tx
-        .fetch(&sql, &[])
-        .await?
-        .into_iter()
-        .filter_map(|r| {
-            let mut r = r.into_iter();
-            let (k, pos, vals, state) = (r.next()??, r.next()??, r.next()??, r.next()??);
-            let json = if state == SAME_AS_VALS { vals } else { state };
-            let values = canonical_decimals(values_from_json(&json), types);
-            Some((k, KeyState { pos, values }))
-        })
-        .collect())
+    let (mut states, mut stateless) = (BTreeMap::new(), BTreeSet::new());
+    for r in tx.fetch(&sql, &[]).await? {
+        let mut r = r.into_iter();
+        let (Some(Some(k)), Some(Some(pos)), Some(Some(vals)), Some(state)) =
+            (r.next(), r.next(), r.next(), r.next())
+        else {
+            continue;
+        };
+        let Some(state) = state else {
+            stateless.insert(k);
+            continue;
+        };
+        let json = if state == SAME_AS_VALS { vals } else { state };
+        let values = canonical_decimals(values_from_json(&json), types);
+        states.insert(k, KeyState { pos, values });
+    }
+    Ok((states, stateless))
 }
 
 /// `SELECT cols` of each staged key's (`tm_dim_touch`) newest row of `table` (aliased `a`, newest
@@ -453,10 +473,12 @@ async fn write(
         .await?;
     }
     write_versions(tx, &dim_table, key_names, types, &plan.rows).await?;
-    write_log(tx, ctx, spec, &plan.log, &plan.states).await
+    write_log(tx, ctx, spec, plan).await
 }
 
-/// Stages the plan's versions; updates those with a surrogate key in place, inserts the others.
+/// Writes the plan's versions: those with a surrogate key are staged and updated in place,
+/// new ones are appended straight to the dimension (a new version's `(key, start)` is not
+/// stored: it starts at a new change, or the diff found no stored version there).
 async fn write_versions(
     tx: &mut Tx,
     dim_table: &str,
@@ -472,26 +494,28 @@ async fn write_versions(
         .map(|(n, t)| ((*n).to_owned(), *t))
         .collect();
     stage_cols.extend(types.iter().map(|(n, t)| (n.clone(), *t)));
-    let mut cells = Vec::with_capacity(rows.len());
+    let (mut in_place, mut new) = (Vec::new(), Vec::with_capacity(rows.len()));
     let mut key_cells: (String, Vec<Cell>) = (String::new(), Vec::new());
     for r in rows {
         if key_cells.0 != r.key {
             key_cells = (r.key.clone(), key_values(&r.key));
         }
-        cells.push(version_cells(r, &key_cells.1, key_names, types));
-    }
-    let in_place = rows.iter().any(|r| r.sk.is_some());
-    if in_place {
-        tx.stage("tm_dim", &stage_cols, &cells).await?;
-    } else {
-        tx.stage_scan("tm_dim", &stage_cols, &cells).await?;
+        let mut cells = version_cells(r, &key_cells.1, key_names, types);
+        if r.sk.is_some() {
+            in_place.push(cells);
+        } else {
+            // The identity column numbers new versions.
+            cells.remove(0);
+            new.push(cells);
+        }
     }
     let settable: Vec<&str> = stage_cols
         .iter()
         .map(|(n, _)| n.as_str())
         .filter(|n| *n != "sk")
         .collect();
-    if in_place {
+    if !in_place.is_empty() {
+        tx.stage("tm_dim", &stage_cols, &in_place).await?;
         let sets = settable
             .iter()
             .map(|n| format!("{} = s.{}", quote(n), quote(n)))
@@ -499,23 +523,14 @@ async fn write_versions(
             .join(", ");
         tx.exec(
             &format!(
-                "UPDATE {dim_table} AS d SET {sets} FROM {} AS s WHERE s.sk IS NOT NULL AND d.sk = s.sk",
+                "UPDATE {dim_table} AS d SET {sets} FROM {} AS s WHERE d.sk = s.sk",
                 quote("tm_dim")
             ),
             &[],
         )
         .await?;
     }
-    let list = col_list(settable.iter().copied());
-    tx.exec(
-        &format!(
-            "INSERT INTO {dim_table} ({list}) SELECT {list} FROM {} WHERE sk IS NULL",
-            quote("tm_dim")
-        ),
-        &[],
-    )
-    .await?;
-    Ok(())
+    tx.append(dim_table, &settable, &new).await
 }
 
 /// The business key's values from the key text.
@@ -557,59 +572,68 @@ fn version_cells(
     cells
 }
 
+/// The change log's columns, in the order [`write_log`] writes them.
+const LOG_COLS: &[(&str, ColType)] = &[
+    ("_key", ColType::Text),
+    ("pos", ColType::Text),
+    ("ts_ms", ColType::Int64),
+    ("kind", ColType::Text),
+    ("vals", ColType::Text),
+    ("unavail", ColType::Text),
+    ("kafka_partition", ColType::Int32),
+    ("kafka_offset", ColType::Int64),
+    (STATE_COL, ColType::Text),
+];
+
+/// Writes the plan's log rows: new positions appended, the others upserted (a reference's row
+/// moves to an earlier time; a row written again takes the key's state).
 async fn write_log(
     tx: &mut Tx,
     ctx: Context<'_>,
     spec: &TableSpec,
-    log: &[(String, LogEntry)],
-    states: &[(String, KeyState)],
+    plan: &Plan,
 ) -> Result<(), sqlx::Error> {
-    if log.is_empty() {
-        return Ok(());
-    }
-    let states: BTreeMap<&str, &KeyState> = states.iter().map(|(k, s)| (k.as_str(), s)).collect();
+    let states: BTreeMap<&str, &KeyState> =
+        plan.states.iter().map(|(k, s)| (k.as_str(), s)).collect();
     let state_cell = |k: &str, e: &LogEntry| match states.get(k) {
         Some(s) if s.pos == e.pos && s.values == e.image.values => Cell::Text(SAME_AS_VALS.into()),
         Some(s) if s.pos == e.pos => Cell::Text(values_to_json(&s.values)),
         _ => Cell::Null,
     };
-    let rows: Vec<Vec<Cell>> = log
+    let cells = |rows: &[(String, LogEntry)]| -> Vec<Vec<Cell>> {
+        rows.iter()
+            .map(|(k, e)| {
+                vec![
+                    Cell::Text(k.clone()),
+                    Cell::Text(e.pos.clone()),
+                    Cell::Int(e.ts_ms),
+                    Cell::Text(e.kind_code().into()),
+                    Cell::Text(values_to_json(&e.image.values)),
+                    Cell::Text(serde_json::to_string(&e.image.unavailable).unwrap_or_default()),
+                    Cell::Int(e.partition.into()),
+                    Cell::Int(e.offset),
+                    state_cell(k, e),
+                ]
+            })
+            .collect()
+    };
+    let table = ctx.target.changes(&spec.name);
+    let names: Vec<&str> = LOG_COLS.iter().map(|(n, _)| *n).collect();
+    tx.append(&table, &names, &cells(&plan.log_new)).await?;
+    if plan.log.is_empty() {
+        return Ok(());
+    }
+    let log_cols: Vec<(String, ColType)> = LOG_COLS
         .iter()
-        .map(|(k, e)| {
-            vec![
-                Cell::Text(k.clone()),
-                Cell::Text(e.pos.clone()),
-                Cell::Int(e.ts_ms),
-                Cell::Text(e.kind_code().into()),
-                Cell::Text(values_to_json(&e.image.values)),
-                Cell::Text(serde_json::to_string(&e.image.unavailable).unwrap_or_default()),
-                Cell::Int(e.partition.into()),
-                Cell::Int(e.offset),
-                state_cell(k, e),
-            ]
-        })
+        .map(|(n, t)| ((*n).to_owned(), *t))
         .collect();
-    let log_cols: Vec<(String, ColType)> = [
-        ("_key", ColType::Text),
-        ("pos", ColType::Text),
-        ("ts_ms", ColType::Int64),
-        ("kind", ColType::Text),
-        ("vals", ColType::Text),
-        ("unavail", ColType::Text),
-        ("kafka_partition", ColType::Int32),
-        ("kafka_offset", ColType::Int64),
-        (STATE_COL, ColType::Text),
-    ]
-    .into_iter()
-    .map(|(n, t)| (n.to_owned(), t))
-    .collect();
-    tx.stage_scan("tm_log", &log_cols, &rows).await?;
+    tx.stage_scan("tm_log", &log_cols, &cells(&plan.log))
+        .await?;
+    let list = col_list(names.iter().copied());
     tx.exec(
         &format!(
-            "INSERT INTO {} (_key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset, {s}) \
-             SELECT _key, pos, ts_ms, kind, vals, unavail, kafka_partition, kafka_offset, {s} FROM {} \
+            "INSERT INTO {table} ({list}) SELECT {list} FROM {} \
              WHERE true ON CONFLICT (_key, pos) DO UPDATE SET ts_ms = excluded.ts_ms, {s} = excluded.{s}",
-            ctx.target.changes(&spec.name),
             quote("tm_log"),
             s = quote(STATE_COL),
         ),

@@ -10,7 +10,7 @@
 //! - **recompute**: a late or redelivered change, a fact reference, or a key stored before key
 //!   states existed: the key's whole log is read and its versions recomputed and diffed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::DimStats;
 use crate::cell::Values;
@@ -79,12 +79,16 @@ pub(super) struct Plan {
     /// Keys whose facts from a time on (ms; `i64::MIN` for all) may belong to another version.
     pub repoint: Vec<(String, i64)>,
     /// Change-log rows to write (a `Ref` row replaces the stored one); every state's position
-    /// is among them.
+    /// is among them or [`Plan::log_new`].
     pub log: Vec<(String, LogEntry)>,
+    /// Change-log rows at positions the log cannot hold yet (appended without a conflict check).
+    pub log_new: Vec<(String, LogEntry)>,
     /// Each key's state, stored on the log row of its position.
     pub states: Vec<(String, KeyState)>,
     /// Silver's rows.
     pub latest: BTreeMap<String, Latest>,
+    /// Keys seen for the first time (no version, no log row): silver has no row for them.
+    pub fresh: BTreeSet<String>,
 }
 
 /// A key's new entries in position order, each position once (a change delivered twice in one
@@ -123,7 +127,8 @@ pub(super) fn can_continue(
 
 impl Plan {
     /// Continues a key's history with `new` (sorted, all newer than `state`; see
-    /// [`can_continue`]).
+    /// [`can_continue`]). `logs_new`: the log holds none of the key's new positions (they are
+    /// newer than its newest row, or it has none).
     pub fn continue_key(
         &mut self,
         key: &str,
@@ -131,7 +136,11 @@ impl Plan {
         state: Option<KeyState>,
         new: Vec<LogEntry>,
         tracked: &dyn Fn(&str) -> bool,
+        logs_new: bool,
     ) {
+        if current.is_none() && state.is_none() && logs_new {
+            self.fresh.insert(key.to_owned());
+        }
         let mut values = state.map(|s| s.values).unwrap_or_default();
         let head = current.map(Stored::head);
         let refs: Vec<&LogEntry> = new.iter().collect();
@@ -157,8 +166,12 @@ impl Plan {
             ));
             self.latest.insert(key.to_owned(), l);
         }
-        self.log
-            .extend(new.into_iter().map(|e| (key.to_owned(), e)));
+        let log = if logs_new {
+            &mut self.log_new
+        } else {
+            &mut self.log
+        };
+        log.extend(new.into_iter().map(|e| (key.to_owned(), e)));
     }
 
     /// Merges `new` into the key's whole `log`, recomputes its versions and diffs them with
@@ -322,7 +335,7 @@ mod tests {
         let new = vec![up("b", 20, 2), up("c", 30, 2)];
         assert!(can_continue(&new, Some(&current), Some(&state)));
         let mut plan = Plan::default();
-        plan.continue_key("k", Some(&current), Some(state), new, &all);
+        plan.continue_key("k", Some(&current), Some(state), new, &all, true);
         assert_eq!(plan.closes, vec![(7, 20)]);
         assert_eq!(
             plan.rows.len(),
@@ -333,7 +346,12 @@ mod tests {
         assert_eq!((v.version, v.valid_from_ms, v.is_current), (2, 20, true));
         assert_eq!(plan.repoint, vec![("k".to_owned(), 20)]);
         assert_eq!(plan.states[0].1.pos, "c");
-        assert_eq!(plan.log.len(), 2);
+        assert_eq!(
+            plan.log_new.len(),
+            2,
+            "both are newer than the key's newest log row"
+        );
+        assert!(plan.log.is_empty());
     }
 
     #[test]

@@ -123,11 +123,7 @@ pub(crate) async fn upsert_rows(
     staged_cols.extend(columns.iter().cloned());
     let mut groups: BTreeMap<(bool, BTreeSet<String>), Vec<Vec<Cell>>> = BTreeMap::new();
     for (row, key) in rows {
-        let mut cells = meta_cells(&key, row.deleted, &row.last, carried_text(&row.carried));
-        for (name, ty) in columns {
-            let v = row.values.get(name).cloned().unwrap_or(Cell::Null);
-            cells.push(v.coerce(*ty));
-        }
+        let cells = row_cells(&row, &key, columns);
         groups
             .entry((row.keep_all, row.keep))
             .or_default()
@@ -187,7 +183,7 @@ pub(super) enum Source<'a> {
     /// Folded from the batch's changes, against the stored row's position.
     Fold(&'a [Keyed<'a>]),
     /// A dimension's exact latest rows, from its change log.
-    Latest(BTreeMap<String, Latest>),
+    Latest(super::dim::NewLatest),
 }
 
 /// Writes silver rows and truncates; returns the rows written. `columns` carry registered types.
@@ -202,32 +198,11 @@ pub(super) async fn write(
     let table = ctx.target.silver(&spec.name);
     let mut written = match source {
         Source::Fold(keyed) => write_keyed(tx, ctx, &table, columns, keyed, "tm_silver").await?,
-        Source::Latest(rows) => {
-            let rows = rows
+        Source::Latest(super::dim::NewLatest { rows, fresh }) => {
+            let (new, known): (Vec<_>, Vec<_>) = rows
                 .into_iter()
-                .map(|(key, l)| {
-                    let last = Change {
-                        topic: spec.topic.clone(),
-                        partition: l.partition,
-                        offset: l.offset,
-                        op: l.op,
-                        pos: l.pos,
-                        ts_ms: l.ts_ms,
-                        record_key: Default::default(),
-                        before: None,
-                        after: None,
-                    };
-                    let row = SilverRow {
-                        values: l.values,
-                        keep: BTreeSet::new(),
-                        keep_all: false,
-                        deleted: l.deleted,
-                        last,
-                        carried: Default::default(),
-                    };
-                    (row, key)
-                })
-                .collect();
+                .map(|(key, l)| (latest_row(spec, l), key))
+                .partition(|(_, k)| fresh.contains(k));
             // `>=`: a late change can alter how the newest one's placeholders resolve.
             let u = Upsert {
                 table: &table,
@@ -236,11 +211,73 @@ pub(super) async fn write(
                 stage: "tm_silver",
                 guard: ">=",
             };
-            upsert_rows(tx, ctx, u, rows).await?
+            let n = new.len() as u64;
+            append_rows(tx, ctx, &table, columns, new).await?;
+            n + upsert_rows(tx, ctx, u, known).await?
         }
     };
     written += truncate(tx, &table, truncates).await?;
     Ok(written)
+}
+
+/// Silver's row of a dimension key's latest change.
+fn latest_row(spec: &TableSpec, l: Latest) -> SilverRow {
+    let last = Change {
+        topic: spec.topic.clone(),
+        partition: l.partition,
+        offset: l.offset,
+        op: l.op,
+        pos: l.pos,
+        ts_ms: l.ts_ms,
+        record_key: Default::default(),
+        before: None,
+        after: None,
+    };
+    SilverRow {
+        values: l.values,
+        keep: BTreeSet::new(),
+        keep_all: false,
+        deleted: l.deleted,
+        last,
+        carried: Default::default(),
+    }
+}
+
+/// A row's staged cells: [`meta_columns`], then `columns`.
+fn row_cells(row: &SilverRow, key: &str, columns: &[(String, ColType)]) -> Vec<Cell> {
+    let mut cells = meta_cells(key, row.deleted, &row.last, carried_text(&row.carried));
+    for (name, ty) in columns {
+        let v = row.values.get(name).cloned().unwrap_or(Cell::Null);
+        cells.push(v.coerce(*ty));
+    }
+    cells
+}
+
+/// Inserts rows of keys `table` has no row for, without a conflict check.
+async fn append_rows(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    table: &str,
+    columns: &[(String, ColType)],
+    rows: Vec<(SilverRow, String)>,
+) -> Result<(), sqlx::Error> {
+    let now = ts_cell(ctx.now_ms);
+    let cells: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|(row, key)| {
+            let mut cells = row_cells(row, key, columns);
+            cells.push(now.clone());
+            cells
+        })
+        .collect();
+    let names: Vec<String> = meta_columns()
+        .into_iter()
+        .map(|(n, _)| n)
+        .chain(columns.iter().map(|(n, _)| n.clone()))
+        .chain(["_merged_at".to_owned()])
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    tx.append(table, &names, &cells).await
 }
 
 /// Folds each key's changes against its stored row and upserts the result (silver, upsert

@@ -340,30 +340,54 @@ impl Tx {
             .map(|(c, t)| format!("{} {}", quote(c), t.ddl(backend)))
             .collect::<Vec<_>>()
             .join(", ");
-        let col_list = cols
-            .iter()
-            .map(|(c, _)| quote(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        match self {
-            Tx::Postgres(tx) => {
-                sqlx::query(&format!("DROP TABLE IF EXISTS pg_temp.{}", quote(name)))
-                    .execute(&mut **tx)
-                    .await?;
-                sqlx::query(&format!(
+        let (drop, create) = match backend {
+            Backend::Postgres => (
+                format!("DROP TABLE IF EXISTS pg_temp.{}", quote(name)),
+                format!(
                     "CREATE TEMP TABLE {} ({col_defs}) ON COMMIT DROP",
                     quote(name)
-                ))
-                .execute(&mut **tx)
-                .await?;
-                if rows.is_empty() {
-                    return Ok(());
-                }
+                ),
+            ),
+            Backend::Sqlite => (
+                format!("DROP TABLE IF EXISTS temp.{}", quote(name)),
+                format!("CREATE TEMP TABLE {} ({col_defs})", quote(name)),
+            ),
+        };
+        self.exec(&drop, &[]).await?;
+        self.exec(&create, &[]).await?;
+        let table = match backend {
+            Backend::Postgres => quote(name),
+            Backend::Sqlite => format!("temp.{}", quote(name)),
+        };
+        let names: Vec<&str> = cols.iter().map(|(c, _)| c.as_str()).collect();
+        self.append(&table, &names, rows).await?;
+        // Temporary tables have no statistics; without them the planner picks nested loops
+        // over large stages.
+        if analyze && backend == Backend::Postgres && rows.len() > 500 {
+            self.exec(&format!("ANALYZE {}", quote(name)), &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts `rows` into `table` (a quoted name) as they are, set-based: `COPY` on
+    /// PostgreSQL, multi-row inserts on SQLite. Only for rows the table cannot hold yet (no
+    /// conflict handling); columns left out take their defaults.
+    pub async fn append(
+        &mut self,
+        table: &str,
+        cols: &[&str],
+        rows: &[Vec<Cell>],
+    ) -> Result<(), sqlx::Error> {
+        if rows.is_empty() || cols.is_empty() {
+            return Ok(());
+        }
+        let col_list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        match self {
+            Tx::Postgres(tx) => {
                 let conn: &mut sqlx::PgConnection = tx;
                 let mut copy = conn
                     .copy_in_raw(&format!(
-                        "COPY {} ({col_list}) FROM STDIN WITH (FORMAT csv)",
-                        quote(name)
+                        "COPY {table} ({col_list}) FROM STDIN WITH (FORMAT csv)"
                     ))
                     .await?;
                 let mut buf = String::with_capacity(1 << 16);
@@ -383,30 +407,13 @@ impl Tx {
                     copy.send(buf.into_bytes()).await?;
                 }
                 copy.finish().await?;
-                // Temporary tables have no statistics; without them the planner picks nested
-                // loops over large stages.
-                if analyze && rows.len() > 500 {
-                    sqlx::query(&format!("ANALYZE {}", quote(name)))
-                        .execute(&mut **tx)
-                        .await?;
-                }
             }
             Tx::Sqlite(tx) => {
-                sqlx::query(&format!("DROP TABLE IF EXISTS temp.{}", quote(name)))
-                    .execute(&mut **tx)
-                    .await?;
-                sqlx::query(&format!("CREATE TEMP TABLE {} ({col_defs})", quote(name)))
-                    .execute(&mut **tx)
-                    .await?;
-                if rows.is_empty() || cols.is_empty() {
-                    return Ok(());
-                }
                 // SQLite allows 32766 binds per statement.
                 let per = (30_000 / cols.len()).max(1);
                 for chunk in rows.chunks(per) {
                     let mut qb = sqlx::QueryBuilder::<Sqlite>::new(format!(
-                        "INSERT INTO temp.{} ({col_list}) ",
-                        quote(name)
+                        "INSERT INTO {table} ({col_list}) "
                     ));
                     qb.push_values(chunk, |mut b, row| {
                         for cell in row {
