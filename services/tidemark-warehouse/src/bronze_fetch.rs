@@ -47,11 +47,20 @@ pub struct PartRead {
     /// When the newest commit record read landed (ms).
     pub committed_at_ms: Option<i64>,
     /// The files of the records read, in order.
-    pub files: Vec<(String, FileChanges)>,
+    pub files: Vec<PartFile>,
     /// The offset after the last record read whole.
     pub next: Option<i64>,
     /// Why this partition cannot be read on (the table stops).
     pub problem: Option<String>,
+}
+
+/// A file of a partition's batch.
+#[derive(Debug)]
+pub struct PartFile {
+    pub path: String,
+    /// When its commit record landed (ms).
+    pub landed_ms: Option<i64>,
+    pub changes: FileChanges,
 }
 
 impl Fetched {
@@ -145,7 +154,11 @@ async fn read_partition(
             match read_file(store, &f.path, from, opts, Some(&f.checksum)).await {
                 Ok(fc) => {
                     *rows += fc.changes.len();
-                    part.files.push((f.path.clone(), fc));
+                    part.files.push(PartFile {
+                        path: f.path.clone(),
+                        landed_ms: rec.committed_at_ms(),
+                        changes: fc,
+                    });
                 }
                 Err(e) if e.is_data() => {
                     part.problem = Some(format!(

@@ -6,6 +6,7 @@
 //! one before applies); [`bronze_read`] reads commit records and files back as [`change::Change`]s,
 //! ordered by [`change::position_key`] (MySQL through the lineage segments of [`lineage`]);
 //! [`apply`] writes silver, dimensions and facts;
+//! [`fact_hold`] stops a fact table's batch where it would run ahead of its dimensions;
 //! [`history`] and [`silver`] are the pure rules; [`sql`] holds names, the two backends, the
 //! ledger, the column registry, the table claims and the lineage segments; [`replay`] rebuilds
 //! tables from bronze.
@@ -24,6 +25,7 @@ pub mod bronze_fetch;
 pub mod bronze_read;
 pub mod cell;
 pub mod change;
+pub mod fact_hold;
 pub mod freshness;
 pub mod heartbeat_read;
 pub mod history;

@@ -20,6 +20,7 @@ use crate::apply::{Applied, ApplyError, Context, TableBatch, apply};
 use crate::bronze_fetch::{Fetched, ReadAheads, Request, Starts, fetch};
 use crate::bronze_read::{ReadError, ReadOptions};
 use crate::change::Columns;
+use crate::fact_hold::Limit;
 use crate::freshness::{self, HeartbeatLog};
 use crate::spec::TableSpec;
 use crate::sql::claims::{self, Refusal};
@@ -117,6 +118,10 @@ pub struct Merger {
     groups: BTreeMap<String, String>,
     /// The next batches of tables that are behind, read while the current ones apply.
     ahead: ReadAheads,
+    /// Per topic: the newest source time merged (ms), since start; facts wait for it.
+    merged_ts: BTreeMap<String, i64>,
+    /// Merging as it lands ([`Merger::run`]): facts may wait for their dimensions a while.
+    live: bool,
 }
 
 impl Merger {
@@ -158,6 +163,8 @@ impl Merger {
             leases: Leases::new(config.merge.lease_ms),
             groups: BTreeMap::new(),
             ahead: ReadAheads::default(),
+            merged_ts: BTreeMap::new(),
+            live: false,
         })
     }
 
@@ -244,7 +251,10 @@ impl Merger {
                 self.refuse(&mut stats, spec, refusal).await?;
                 continue;
             }
-            let (batch, moves) = self.read_batch(spec, &by_topic[topic], &positions).await?;
+            let limits = self.fact_limits(spec, &specs, &by_topic);
+            let (batch, moves) = self
+                .read_batch(spec, &by_topic[topic], &positions, &limits)
+                .await?;
             if moves.is_empty() && batch.is_ok() {
                 continue;
             }
@@ -314,6 +324,12 @@ impl Merger {
             for (partition, (_, next)) in &moves {
                 metrics::merged_position(topic, *partition, *next);
             }
+            if let Ok(batch) = &batch_for_metrics
+                && let Some(ts) = batch.changes.iter().map(|c| c.ts_ms).max()
+            {
+                let e = self.merged_ts.entry(topic.clone()).or_insert(ts);
+                *e = (*e).max(ts);
+            }
             if let Ok(batch) = &batch_for_metrics {
                 metrics::batch_merged(&batch_metrics(
                     &spec.name,
@@ -337,6 +353,43 @@ impl Merger {
         self.groups
             .get(&spec.name)
             .is_some_and(|g| self.leases.holds(g))
+    }
+
+    /// What each dimension a fact table references lets through this cycle (see
+    /// [`crate::fact_hold`]); dimensions are merged before facts in a cycle, so their state is
+    /// this cycle's.
+    fn fact_limits(
+        &self,
+        spec: &TableSpec,
+        specs: &BTreeMap<String, TableSpec>,
+        by_topic: &BTreeMap<String, Vec<i32>>,
+    ) -> Vec<Limit> {
+        if !spec.is_fact() {
+            return Vec::new();
+        }
+        let hold = self.config.merge.fact_hold_ms as i64;
+        let now = chrono::Utc::now().timestamp_millis();
+        spec.references
+            .values()
+            .filter_map(|topic| {
+                let dim = specs.get(topic)?;
+                // No bronze, stopped or merged elsewhere: nothing to wait for.
+                if !by_topic.contains_key(topic) || self.skips(topic, dim) || !self.holds(dim) {
+                    return None;
+                }
+                let ts_ms = self.merged_ts.get(topic).copied().unwrap_or(i64::MIN);
+                if self.behind.contains(topic) {
+                    return Some(Limit {
+                        ts_ms,
+                        landed_ms: i64::MIN,
+                    });
+                }
+                (self.live && hold > 0).then(|| Limit {
+                    ts_ms,
+                    landed_ms: now - hold,
+                })
+            })
+            .collect()
     }
 
     /// Whether this merger leaves `topic` alone: stopped, not configured, or not among
@@ -486,6 +539,7 @@ impl Merger {
         spec: &TableSpec,
         partitions: &[i32],
         positions: &BTreeMap<(String, i32), i64>,
+        limits: &[Limit],
     ) -> Result<(Result<TableBatch, String>, Moves), MergeError> {
         let starts: Starts = partitions
             .iter()
@@ -496,10 +550,13 @@ impl Merger {
             starts,
             budget: self.opts.max_batch_rows,
         };
-        let fetched = match self.ahead.take(&req.topic, &req.starts).await {
+        let mut fetched = match self.ahead.take(&req.topic, &req.starts).await {
             Some(read) => read,
             None => fetch(self.store.as_ref(), &self.root, &self.read_opts, &req).await?,
         };
+        if crate::fact_hold::hold_back(&mut fetched.parts, limits) {
+            fetched.behind = true;
+        }
         if fetched.behind && !fetched.has_problem() {
             let next = Request {
                 starts: fetched.next_starts(&req.starts),
@@ -538,7 +595,10 @@ impl Merger {
                     .or_default();
                 *e = (*e).max(at);
             }
-            for (path, fc) in part.files {
+            for crate::bronze_fetch::PartFile {
+                path, changes: fc, ..
+            } in part.files
+            {
                 for s in &fc.skipped {
                     tracing::warn!(table = spec.name, file = path, "{s}");
                 }
@@ -642,6 +702,7 @@ impl Merger {
 
     pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), MergeError> {
         tokio::pin!(shutdown);
+        self.live = true;
         let idle = self.config.merge.interval();
         let mut backoff = Duration::from_millis(500);
         // A cycle is short; one past this is stuck (a lock, a hung peer).

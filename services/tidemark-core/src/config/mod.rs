@@ -237,6 +237,10 @@ pub struct MergeConfig {
     /// How long a merger's hold on its tables lasts without renewal, ms: when several mergers
     /// share a warehouse, the tables of one that stops move to the others after this.
     pub lease_ms: u64,
+    /// How long a running merger may hold back a fact table's changes that are newer than what
+    /// its dimensions have merged, ms (0: never): facts merged after their dimensions' changes
+    /// need no re-pointing. Counted from when the facts landed in bronze.
+    pub fact_hold_ms: u64,
 }
 
 impl Default for MergeConfig {
@@ -246,6 +250,7 @@ impl Default for MergeConfig {
             max_batch_rows: 50_000,
             unconfigured_topics: true,
             lease_ms: 10_000,
+            fact_hold_ms: 1_000,
         }
     }
 }
@@ -253,6 +258,10 @@ impl Default for MergeConfig {
 impl MergeConfig {
     pub fn interval(&self) -> Duration {
         Duration::from_millis(self.interval_ms)
+    }
+
+    pub fn fact_hold(&self) -> Duration {
+        Duration::from_millis(self.fact_hold_ms)
     }
 }
 
