@@ -1173,3 +1173,95 @@ on_both!(
     null_first_sqlite,
     null_first_postgres
 );
+
+/// Which account version each `sales` fact points at, by fact id.
+async fn sale_versions(pool: &Pool) -> Vec<Vec<Option<String>>> {
+    rows(
+        pool,
+        &format!(
+            "SELECT {}, {} FROM {} f LEFT JOIN {} d ON d.sk = f.account_id_sk ORDER BY f.id",
+            text(pool, "f.id"),
+            text(pool, "d.version"),
+            table(pool, "fact", "sales"),
+            table(pool, "dim", "accounts"),
+        ),
+    )
+    .await
+}
+
+/// One merger, fed in turns: a fact newer than every account version, then account changes
+/// older than it. Re-pointing skips dimension changes newer than every fact (the merger keeps
+/// the newest fact's time), so the marks must follow each fact batch.
+async fn facts_ahead_of_their_dimension_are_repointed(pool: Pool) {
+    let config = config_of(
+        r#"
+[[tables]]
+source = "bank.public.accounts"
+kind = "dimension"
+key = ["id"]
+[[tables]]
+source = "shop.dbo.sales"
+kind = "fact"
+references = { account_id = "bank.public.accounts" }
+"#,
+    );
+    const ACCOUNTS: &str = "bank.public.accounts";
+    let mut bronze = BronzeFixture::new();
+    let account = |lsn: u64, ts: i64, tier: &str| {
+        change(
+            "u",
+            &json!(1),
+            None,
+            Some(json!({"id": 1, "tier": tier})),
+            lsn,
+            ts,
+        )
+    };
+    let sale = |id: i64, lsn: u64, ts: i64| {
+        change(
+            "c",
+            &json!(id),
+            None,
+            Some(json!({"id": id, "account_id": 1})),
+            lsn,
+            ts,
+        )
+    };
+    let mut m = bronze.merger(&pool, &config).await;
+    let b = &mut bronze;
+    turn(&mut m, b, ACCOUNTS, &[account(100, 1_000, "a")]).await;
+    // A fact at 3000: its account's version 1 (the mark is read from the table here).
+    turn(&mut m, b, SALES, &[sale(1, 300, 3_000)]).await;
+    turn(&mut m, b, ACCOUNTS, &[account(200, 2_000, "b")]).await;
+    assert_eq!(sale_versions(&pool).await, vec![v(&["1", "2"])]);
+    // A fact at 5000 raises the known mark; a version from 4000 moves it.
+    turn(&mut m, b, SALES, &[sale(2, 500, 5_000)]).await;
+    turn(&mut m, b, ACCOUNTS, &[account(400, 4_000, "c")]).await;
+    assert_eq!(
+        sale_versions(&pool).await,
+        vec![v(&["1", "2"]), v(&["2", "3"])]
+    );
+    // A version after every fact moves none.
+    turn(&mut m, b, ACCOUNTS, &[account(600, 6_000, "d")]).await;
+    assert_eq!(
+        sale_versions(&pool).await,
+        vec![v(&["1", "2"]), v(&["2", "3"])]
+    );
+}
+
+/// Lands `records` on `topic` and merges everything.
+async fn turn(
+    m: &mut Merger,
+    bronze: &mut BronzeFixture,
+    topic: &str,
+    records: &[tidemark_e2e::bronze_fixture::Record],
+) {
+    bronze.land(topic, 0, records).await;
+    let st = m.catch_up().await.expect("merge");
+    assert!(st.stopped.is_empty(), "{st:?}");
+}
+on_both!(
+    facts_ahead_of_their_dimension_are_repointed,
+    facts_ahead_sqlite,
+    facts_ahead_postgres
+);

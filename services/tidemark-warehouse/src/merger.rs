@@ -16,7 +16,7 @@ use tidemark_core::config::Config;
 use tidemark_core::metrics::{self, BatchMerged};
 use tracing::Instrument as _;
 
-use crate::apply::{Applied, ApplyError, Context, TableBatch, apply};
+use crate::apply::{Applied, ApplyError, Context, FactMarks, TableBatch, apply};
 use crate::bronze_fetch::{Fetched, ReadAheads, Request, Starts, fetch};
 use crate::bronze_read::{ReadError, ReadOptions};
 use crate::change::Columns;
@@ -122,6 +122,8 @@ pub struct Merger {
     merged_ts: BTreeMap<String, i64>,
     /// Merging as it lands ([`Merger::run`]): facts may wait for their dimensions a while.
     live: bool,
+    /// The newest fact of each fact table this merger holds, where known.
+    fact_marks: FactMarks,
 }
 
 impl Merger {
@@ -165,6 +167,7 @@ impl Merger {
             ahead: ReadAheads::default(),
             merged_ts: BTreeMap::new(),
             live: false,
+            fact_marks: FactMarks::default(),
         })
     }
 
@@ -231,6 +234,10 @@ impl Merger {
         self.leases
             .settle(&self.pool, &self.target, &wanted)
             .await?;
+        // Another merger may write the fact tables of groups this one does not hold.
+        for s in specs.values().filter(|s| s.is_fact() && !self.holds(s)) {
+            self.fact_marks.forget(&s.name);
+        }
 
         // Heartbeats are read before any table's bronze is listed (see `freshness`).
         let cycle_start_ms = chrono::Utc::now().timestamp_millis();
@@ -262,6 +269,7 @@ impl Merger {
                 target: &self.target,
                 specs: &specs,
                 now_ms: chrono::Utc::now().timestamp_millis(),
+                fact_marks: &self.fact_marks,
             };
             let started = std::time::Instant::now();
             let mut tx = self.pool.begin().await?;
@@ -312,6 +320,12 @@ impl Merger {
             if !self.leases.fence(&mut tx, &self.target, &group).await? {
                 tx.rollback().await?;
                 self.leases.lost(&group);
+                for s in specs
+                    .values()
+                    .filter(|s| self.groups.get(&s.name) == Some(&group))
+                {
+                    self.fact_marks.forget(&s.name);
+                }
                 continue;
             }
             for (partition, (expected, next)) in &moves {

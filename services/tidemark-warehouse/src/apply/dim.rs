@@ -674,21 +674,27 @@ async fn repoint_facts(
     if made.is_empty() || repoint.is_empty() {
         return Ok(0);
     }
-    let rows: Vec<Vec<Cell>> = repoint
-        .iter()
-        .filter_map(|(k, from)| match key_values(k).as_slice() {
-            [kc] => Some(vec![kc.clone(), ts_cell(*from)]),
-            _ => None,
-        })
-        .collect();
-    let cols = [
-        ("k".into(), key_ty),
-        ("from_ts".into(), ColType::TimestampTz),
-    ];
-    tx.stage("tm_dim_keys", &cols, &rows).await?;
     let dim_table = ctx.target.dim(&spec.name);
     let mut resolved = 0;
     for (fact, col, fact_table) in made {
+        // A version moving after the newest fact moves no fact.
+        let newest = ctx.fact_marks.newest(tx, &fact.name, &fact_table).await?;
+        let rows: Vec<Vec<Cell>> = repoint
+            .iter()
+            .filter(|(_, from)| *from <= newest)
+            .filter_map(|(k, from)| match key_values(k).as_slice() {
+                [kc] => Some(vec![kc.clone(), ts_cell(*from)]),
+                _ => None,
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let cols = [
+            ("k".into(), key_ty),
+            ("from_ts".into(), ColType::TimestampTz),
+        ];
+        tx.stage("tm_dim_keys", &cols, &rows).await?;
         // Each key's facts from its time on, through the `(reference, _source_ts)` index (a
         // join would read all of the key's facts, or scan the table).
         let (stage, c) = (quote("tm_dim_keys"), quote(col));

@@ -261,6 +261,9 @@ pub(super) async fn apply(
         n
     };
 
+    if let Some(ts) = keyed.iter().map(|k| k.change.ts_ms).max() {
+        ctx.fact_marks.raise(&spec.name, ts);
+    }
     Ok((written, referenced))
 }
 

@@ -5,6 +5,7 @@
 mod dim;
 mod dim_plan;
 mod fact;
+mod fact_marks;
 mod silver_write;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,7 @@ use crate::sql::names::{Target, check_identifier, quote};
 use crate::sql::schema::SchemaError;
 
 pub use dim::DimStats;
+pub use fact_marks::FactMarks;
 
 /// A table's changes for one batch.
 #[derive(Debug, Clone)]
@@ -81,6 +83,8 @@ pub struct Context<'a> {
     pub specs: &'a BTreeMap<String, TableSpec>,
     /// `_merged_at` of this batch.
     pub now_ms: i64,
+    /// The newest fact of each fact table, where known.
+    pub fact_marks: &'a FactMarks,
 }
 
 /// A change with its key.
