@@ -52,6 +52,8 @@ pub struct PartRead {
     pub next: Option<i64>,
     /// Why this partition cannot be read on (the table stops).
     pub problem: Option<String>,
+    /// The partition goes on past what was read.
+    pub more: bool,
 }
 
 /// A file of a partition's batch.
@@ -82,8 +84,10 @@ impl Fetched {
     }
 }
 
-/// Reads `req`: per partition, the commit records from its position and their files, until the
-/// budget is spent. Store outages are errors; unreadable data is a problem of its partition.
+/// Reads `req`: per partition, the commit records from its position and their files, each
+/// partition up to an equal share of the budget, so the partitions of a table that is behind
+/// advance together (its facts wait for the slowest, see [`crate::fact_hold`]). Store outages
+/// are errors; unreadable data is a problem of its partition.
 pub async fn fetch(
     store: &dyn ObjectStore,
     root: &Path,
@@ -91,30 +95,31 @@ pub async fn fetch(
     req: &Request,
 ) -> Result<Fetched, ReadError> {
     let mut out = Fetched::default();
-    let mut rows = 0usize;
-    let budget = req.budget.max(1);
+    let share = req.budget.max(1).div_ceil(req.starts.len().max(1));
     for &(p, expected) in &req.starts {
-        if rows >= budget || out.has_problem() {
+        if out.has_problem() {
             out.behind = true;
             break;
         }
-        let part = read_partition(store, root, opts, req, (p, expected), &mut rows).await?;
-        out.behind |= part.1;
-        out.parts.push(part.0);
+        let mut rows = 0;
+        let part =
+            read_partition(store, root, opts, (req, share), (p, expected), &mut rows).await?;
+        out.behind |= part.more;
+        out.parts.push(part);
     }
     out.behind |= out.has_problem();
     Ok(out)
 }
 
-/// One partition from `expected`; also whether it has more than was read.
+/// One partition from `expected`, up to `budget` rows.
 async fn read_partition(
     store: &dyn ObjectStore,
     root: &Path,
     opts: &ReadOptions,
-    req: &Request,
+    (req, budget): (&Request, usize),
     (p, expected): (i32, Option<i64>),
     rows: &mut usize,
-) -> Result<(PartRead, bool), ReadError> {
+) -> Result<PartRead, ReadError> {
     let topic = req.topic.as_str();
     let from = expected.unwrap_or(0);
     let mut part = PartRead {
@@ -124,6 +129,7 @@ async fn read_partition(
         files: Vec::new(),
         next: None,
         problem: None,
+        more: false,
     };
     let records = match records_from(store, root, topic, p, from, RECORDS_PER_READ).await {
         Ok(r) => r,
@@ -131,7 +137,8 @@ async fn read_partition(
             part.problem = Some(format!(
                 "the commit log of {topic}/{p} cannot be read from offset {from}: {e}"
             ));
-            return Ok((part, true));
+            part.more = true;
+            return Ok(part);
         }
         Err(e) => return Err(e),
     };
@@ -141,13 +148,14 @@ async fn read_partition(
              `tidemark inspect bronze` shows it): the table's history would skip them",
             gap.0, gap.1
         ));
-        return Ok((part, true));
+        part.more = true;
+        return Ok(part);
     }
-    let mut behind = records.len() >= RECORDS_PER_READ;
+    part.more = records.len() >= RECORDS_PER_READ;
     part.committed_at_ms = records.iter().filter_map(|r| r.committed_at_ms()).max();
     'records: for rec in records {
-        if *rows >= req.budget.max(1) {
-            behind = true;
+        if *rows >= budget {
+            part.more = true;
             break;
         }
         for f in rec.files.iter().filter(|f| f.table == topic) {
@@ -165,6 +173,7 @@ async fn read_partition(
                         "offsets {}..={} of {topic}/{p}: {e}",
                         rec.start, rec.end
                     ));
+                    part.more = true;
                     break 'records;
                 }
                 Err(e) => return Err(e),
@@ -172,7 +181,7 @@ async fn read_partition(
         }
         part.next = Some(rec.end + 1);
     }
-    Ok((part, behind))
+    Ok(part)
 }
 
 /// The first offsets after `from` that no record covers, if any.
@@ -290,6 +299,7 @@ mod tests {
                 files: Vec::new(),
                 next: Some(20),
                 problem: None,
+                more: true,
             }],
             behind: true,
         };

@@ -52,6 +52,7 @@ pub fn hold_back(parts: &mut [PartRead], limits: &[Limit]) -> bool {
             part.files.pop();
         }
         part.next = (part.expected != Some(offset)).then_some(offset);
+        part.more = true;
     }
     held
 }
@@ -111,6 +112,7 @@ mod tests {
             files,
             next,
             problem: None,
+            more: false,
         }
     }
 

@@ -118,8 +118,10 @@ pub struct Merger {
     groups: BTreeMap<String, String>,
     /// The next batches of tables that are behind, read while the current ones apply.
     ahead: ReadAheads,
-    /// Per topic: the newest source time merged (ms), since start; facts wait for it.
-    merged_ts: BTreeMap<String, i64>,
+    /// Per partition: the newest source time merged (ms), since start; facts wait for it.
+    merged_ts: BTreeMap<(String, i32), i64>,
+    /// Partitions whose last read did not reach the end of their bronze.
+    lagging: BTreeSet<(String, i32)>,
     /// Merging as it lands ([`Merger::run`]): facts may wait for their dimensions a while.
     live: bool,
     /// The newest fact of each fact table this merger holds, where known.
@@ -166,6 +168,7 @@ impl Merger {
             groups: BTreeMap::new(),
             ahead: ReadAheads::default(),
             merged_ts: BTreeMap::new(),
+            lagging: BTreeSet::new(),
             live: false,
             fact_marks: FactMarks::default(),
         })
@@ -338,11 +341,14 @@ impl Merger {
             for (partition, (_, next)) in &moves {
                 metrics::merged_position(topic, *partition, *next);
             }
-            if let Ok(batch) = &batch_for_metrics
-                && let Some(ts) = batch.changes.iter().map(|c| c.ts_ms).max()
-            {
-                let e = self.merged_ts.entry(topic.clone()).or_insert(ts);
-                *e = (*e).max(ts);
+            if let Ok(batch) = &batch_for_metrics {
+                for c in &batch.changes {
+                    let e = self
+                        .merged_ts
+                        .entry((topic.clone(), c.partition))
+                        .or_insert(c.ts_ms);
+                    *e = (*e).max(c.ts_ms);
+                }
             }
             if let Ok(batch) = &batch_for_metrics {
                 metrics::batch_merged(&batch_metrics(
@@ -391,10 +397,20 @@ impl Merger {
                 if !by_topic.contains_key(topic) || self.skips(topic, dim) || !self.holds(dim) {
                     return None;
                 }
-                let ts_ms = self.merged_ts.get(topic).copied().unwrap_or(i64::MIN);
+                let merged = |p: &i32| {
+                    let at = (topic.clone(), *p);
+                    (
+                        self.merged_ts.get(&at).copied().unwrap_or(i64::MIN),
+                        self.lagging.contains(&at),
+                    )
+                };
+                let parts = by_topic[topic].iter().map(merged);
+                let ts_ms = parts.clone().map(|(ts, _)| ts).max().unwrap_or(i64::MIN);
                 if self.behind.contains(topic) {
+                    // As far as its slowest lagging partition has merged.
+                    let slowest = parts.filter(|(_, lags)| *lags).map(|(ts, _)| ts).min();
                     return Some(Limit {
-                        ts_ms,
+                        ts_ms: slowest.unwrap_or(ts_ms),
                         landed_ms: i64::MIN,
                     });
                 }
@@ -602,6 +618,11 @@ impl Merger {
         }
         for part in fetched.parts {
             let p = part.partition;
+            if part.more {
+                self.lagging.insert((spec.topic.clone(), p));
+            } else {
+                self.lagging.remove(&(spec.topic.clone(), p));
+            }
             if let Some(at) = part.committed_at_ms {
                 let e = self
                     .last_commit_ms
