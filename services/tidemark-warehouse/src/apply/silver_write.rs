@@ -323,6 +323,12 @@ pub(crate) async fn write_keyed(
         }
     }
     let mut written = apply_patches(tx, table, columns, &format!("{stage}_patch"), patches).await?;
+    // Keys the table has no row for (read above, in this transaction) are appended.
+    let (known, new): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .partition(|(_, key)| stored.contains_key(key));
+    written += new.len() as u64;
+    append_rows(tx, ctx, table, columns, new).await?;
     let u = Upsert {
         table,
         conflict: "_key",
@@ -330,7 +336,7 @@ pub(crate) async fn write_keyed(
         stage,
         guard: ">",
     };
-    written += upsert_rows(tx, ctx, u, rows).await?;
+    written += upsert_rows(tx, ctx, u, known).await?;
     Ok(written)
 }
 
