@@ -25,8 +25,11 @@ pub struct Limit {
 }
 
 impl Limit {
+    /// A file without a readable landing time counts as landed long ago: it never waits for
+    /// a dimension that is not behind.
     fn admits(&self, c: &Change, landed_ms: Option<i64>) -> bool {
-        c.ts_ms <= self.ts_ms || landed_ms.is_some_and(|l| l <= self.landed_ms)
+        c.ts_ms <= self.ts_ms
+            || (self.landed_ms > i64::MIN && landed_ms.is_none_or(|l| l <= self.landed_ms))
     }
 }
 
@@ -154,6 +157,23 @@ mod tests {
             "the first file landed long enough ago"
         );
         assert_eq!(parts[0].next, Some(12));
+    }
+
+    #[test]
+    fn a_file_without_a_landing_time_waits_only_for_a_dimension_that_is_behind() {
+        let mut parts = [part(&[(1, &[(10, 100), (11, 200)])])];
+        parts[0].files[0].landed_ms = None;
+        let caught_up = Limit {
+            ts_ms: 150,
+            landed_ms: 0,
+        };
+        assert!(!hold_back(&mut parts, &[caught_up]));
+        let behind = Limit {
+            ts_ms: 150,
+            landed_ms: i64::MIN,
+        };
+        assert!(hold_back(&mut parts, &[behind]));
+        assert_eq!(offsets(&parts[0]), [10]);
     }
 
     #[test]
