@@ -690,6 +690,15 @@ async fn repoint_facts(
         if rows.is_empty() {
             continue;
         }
+        tracing::debug!(
+            dimension = spec.name,
+            fact = fact.name,
+            keys = rows.len(),
+            newest,
+            earliest = repoint.iter().map(|(_, f)| *f).min().unwrap_or_default(),
+            all_of_key = repoint.iter().filter(|(_, f)| *f == i64::MIN).count(),
+            "re-pointing facts"
+        );
         let cols = [
             ("k".into(), key_ty),
             ("from_ts".into(), ColType::TimestampTz),
