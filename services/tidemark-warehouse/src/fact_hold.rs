@@ -35,17 +35,21 @@ impl Limit {
 
 /// Cuts each partition's read before its first change some limit does not admit: that
 /// partition's batch ends there (the ledger moves to the change's offset) and the rest is read
-/// again next cycle. Returns whether anything was held back.
-pub fn hold_back(parts: &mut [PartRead], limits: &[Limit]) -> bool {
+/// again next cycle. Returns how many changes of the read were held back.
+pub fn hold_back(parts: &mut [PartRead], limits: &[Limit]) -> usize {
     if limits.is_empty() {
-        return false;
+        return 0;
     }
-    let mut held = false;
+    let mut held = 0;
     for part in parts.iter_mut() {
         let Some((file, at)) = first_held(&part.files, limits) else {
             continue;
         };
-        held = true;
+        held += part.files[file..]
+            .iter()
+            .map(|f| f.changes.changes.len())
+            .sum::<usize>()
+            - at;
         let offset = part.files[file].changes.changes[at].offset;
         part.files.truncate(file + 1);
         let fc = &mut part.files[file].changes;
@@ -133,7 +137,11 @@ mod tests {
             ts_ms: 150,
             landed_ms: i64::MIN,
         };
-        assert!(hold_back(&mut parts, &[behind]));
+        assert_eq!(
+            hold_back(&mut parts, &[behind]),
+            2,
+            "both changes after the first wait"
+        );
         assert_eq!(offsets(&parts[0]), [10]);
         assert_eq!(
             parts[0].next,
@@ -150,7 +158,7 @@ mod tests {
             ts_ms: 150,
             landed_ms: 3,
         };
-        assert!(hold_back(&mut parts, &[caught_up]));
+        assert!(0 < hold_back(&mut parts, &[caught_up]));
         assert_eq!(
             offsets(&parts[0]),
             [10, 11],
@@ -167,12 +175,12 @@ mod tests {
             ts_ms: 150,
             landed_ms: 0,
         };
-        assert!(!hold_back(&mut parts, &[caught_up]));
+        assert_eq!(0, hold_back(&mut parts, &[caught_up]));
         let behind = Limit {
             ts_ms: 150,
             landed_ms: i64::MIN,
         };
-        assert!(hold_back(&mut parts, &[behind]));
+        assert!(0 < hold_back(&mut parts, &[behind]));
         assert_eq!(offsets(&parts[0]), [10]);
     }
 
@@ -187,7 +195,7 @@ mod tests {
             ts_ms: 100,
             landed_ms: i64::MIN,
         };
-        assert!(hold_back(&mut parts, &[a, b]));
+        assert!(0 < hold_back(&mut parts, &[a, b]));
         assert_eq!(offsets(&parts[0]), [10]);
     }
 
@@ -198,7 +206,7 @@ mod tests {
             ts_ms: 100,
             landed_ms: i64::MIN,
         };
-        assert!(hold_back(&mut parts, &[behind]));
+        assert!(0 < hold_back(&mut parts, &[behind]));
         assert!(parts[0].files.is_empty());
         assert_eq!(
             parts[0].next, None,
@@ -209,12 +217,12 @@ mod tests {
     #[test]
     fn nothing_is_held_without_limits_or_when_all_is_admitted() {
         let mut parts = [part(&[(1, &[(10, 100), (11, 200)])])];
-        assert!(!hold_back(&mut parts, &[]));
+        assert_eq!(0, hold_back(&mut parts, &[]));
         let far = Limit {
             ts_ms: 1_000,
             landed_ms: i64::MIN,
         };
-        assert!(!hold_back(&mut parts, &[far]));
+        assert_eq!(0, hold_back(&mut parts, &[far]));
         assert_eq!(offsets(&parts[0]), [10, 11]);
         assert_eq!(parts[0].next, Some(12));
     }

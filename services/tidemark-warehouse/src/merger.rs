@@ -584,9 +584,11 @@ impl Merger {
             Some(read) => read,
             None => fetch(self.store.as_ref(), &self.root, &self.read_opts, &req).await?,
         };
-        if crate::fact_hold::hold_back(&mut fetched.parts, limits) {
-            fetched.behind = true;
+        let waiting = crate::fact_hold::hold_back(&mut fetched.parts, limits);
+        if spec.is_fact() {
+            metrics::facts_waiting(&spec.name, waiting as u64);
         }
+        fetched.behind |= waiting > 0;
         if fetched.behind && !fetched.has_problem() {
             let next = Request {
                 starts: fetched.next_starts(&req.starts),

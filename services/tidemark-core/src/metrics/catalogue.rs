@@ -65,6 +65,7 @@ pub const MERGE_FAILURES: &str = "tidemark_merge_failures_total";
 pub const MERGED_OFFSET: &str = "tidemark_merged_offset";
 pub const SCD2_EVENTS: &str = "tidemark_scd2_events_total";
 pub const TABLE_STOPPED: &str = "tidemark_table_stopped";
+pub const FACTS_WAITING: &str = "tidemark_merge_facts_waiting";
 pub const FRESHNESS: &str = "tidemark_freshness_seconds";
 pub const END_TO_END: &str = "tidemark_end_to_end_latency_seconds";
 pub const ERRORS: &str = "tidemark_errors_total";
@@ -196,6 +197,12 @@ pub const CATALOGUE: &[MetricDoc] = &[
         Gauge,
         &["table"],
         "1 while a table is stopped by an incompatible schema change or a bad name.",
+    ),
+    m(
+        FACTS_WAITING,
+        Gauge,
+        &["table"],
+        "Changes of a fact table its last read held back in bronze to wait for its dimensions (merge.fact_hold_ms).",
     ),
     m(
         FRESHNESS,

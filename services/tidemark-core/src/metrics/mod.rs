@@ -323,6 +323,7 @@ pub fn table_seen(table: &str) {
     let m = global();
     m.counter(catalogue::MERGE_BATCHES, &[table]);
     m.gauge(catalogue::TABLE_STOPPED, &[table]);
+    m.gauge(catalogue::FACTS_WAITING, &[table]);
     m.counter(catalogue::POSITION_REGRESSIONS, &[table]);
     for e in [
         "version_opened",
@@ -433,6 +434,13 @@ pub fn position_regression(table: &str) {
     global()
         .counter(catalogue::POSITION_REGRESSIONS, &[table])
         .inc();
+}
+
+/// Changes of a fact table its last read held back to wait for its dimensions.
+pub fn facts_waiting(table: &str, changes: u64) {
+    global()
+        .gauge(catalogue::FACTS_WAITING, &[table])
+        .set(i64::try_from(changes).unwrap_or(i64::MAX));
 }
 
 pub fn table_stopped(table: &str, stopped: bool) {
