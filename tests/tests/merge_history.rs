@@ -1265,3 +1265,51 @@ on_both!(
     facts_ahead_sqlite,
     facts_ahead_postgres
 );
+
+/// A table behind on two partitions: one batch of `max_batch_rows` advances both (the first
+/// partition used to take the whole budget), so facts waiting for the slowest move on.
+async fn a_batch_reads_every_partition(pool: Pool) {
+    let mut config = config_of(TABLES);
+    config.merge.max_batch_rows = 10;
+    let mut bronze = BronzeFixture::new();
+    for (partition, first_id) in [(0, 1), (1, 101)] {
+        for file in 0..4 {
+            let records: Vec<_> = (0..5)
+                .map(|i| {
+                    let id = first_id + file * 5 + i;
+                    let lsn = (id * 8) as u64;
+                    change(
+                        "c",
+                        &json!(id),
+                        None,
+                        Some(customer(id, "t")),
+                        lsn,
+                        1000 + id,
+                    )
+                })
+                .collect();
+            bronze.land(CUSTOMERS, partition, &records).await;
+        }
+    }
+    let mut m = bronze.merger(&pool, &config).await;
+    let st = m.cycle().await.expect("one cycle");
+    assert_eq!(st.changes(), 10, "one batch of max_batch_rows");
+    let sql = format!(
+        "SELECT {} FROM {}",
+        text(&pool, "count(*)"),
+        table(&pool, "silver", "customers")
+    );
+    let per_partition = |cond: &str| format!("{sql} WHERE {cond}");
+    for cond in ["id < 100", "id > 100"] {
+        assert_eq!(
+            rows(&pool, &per_partition(cond)).await,
+            vec![v(&["5"])],
+            "{cond}: each partition's share"
+        );
+    }
+}
+on_both!(
+    a_batch_reads_every_partition,
+    every_partition_sqlite,
+    every_partition_postgres
+);

@@ -101,9 +101,7 @@ pub async fn fetch(
             out.behind = true;
             break;
         }
-        let mut rows = 0;
-        let part =
-            read_partition(store, root, opts, (req, share), (p, expected), &mut rows).await?;
+        let part = read_partition(store, root, opts, (req, share), (p, expected)).await?;
         out.behind |= part.more;
         out.parts.push(part);
     }
@@ -118,7 +116,6 @@ async fn read_partition(
     opts: &ReadOptions,
     (req, budget): (&Request, usize),
     (p, expected): (i32, Option<i64>),
-    rows: &mut usize,
 ) -> Result<PartRead, ReadError> {
     let topic = req.topic.as_str();
     let from = expected.unwrap_or(0);
@@ -153,15 +150,16 @@ async fn read_partition(
     }
     part.more = records.len() >= RECORDS_PER_READ;
     part.committed_at_ms = records.iter().filter_map(|r| r.committed_at_ms()).max();
+    let mut rows = 0;
     'records: for rec in records {
-        if *rows >= budget {
+        if rows >= budget {
             part.more = true;
             break;
         }
         for f in rec.files.iter().filter(|f| f.table == topic) {
             match read_file(store, &f.path, from, opts, Some(&f.checksum)).await {
                 Ok(fc) => {
-                    *rows += fc.changes.len();
+                    rows += fc.changes.len();
                     part.files.push(PartFile {
                         path: f.path.clone(),
                         landed_ms: rec.committed_at_ms(),

@@ -342,15 +342,15 @@ impl Merger {
                 metrics::merged_position(topic, *partition, *next);
             }
             if let Ok(batch) = &batch_for_metrics {
+                let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
                 for c in &batch.changes {
-                    let e = self
-                        .merged_ts
-                        .entry((topic.clone(), c.partition))
-                        .or_insert(c.ts_ms);
+                    let e = newest.entry(c.partition).or_insert(c.ts_ms);
                     *e = (*e).max(c.ts_ms);
                 }
-            }
-            if let Ok(batch) = &batch_for_metrics {
+                for (p, ts) in newest {
+                    let e = self.merged_ts.entry((topic.clone(), p)).or_insert(ts);
+                    *e = (*e).max(ts);
+                }
                 metrics::batch_merged(&batch_metrics(
                     &spec.name,
                     batch,

@@ -259,10 +259,6 @@ impl MergeConfig {
     pub fn interval(&self) -> Duration {
         Duration::from_millis(self.interval_ms)
     }
-
-    pub fn fact_hold(&self) -> Duration {
-        Duration::from_millis(self.fact_hold_ms)
-    }
 }
 
 /// What a table becomes in gold.

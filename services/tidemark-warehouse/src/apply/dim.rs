@@ -679,26 +679,25 @@ async fn repoint_facts(
     for (fact, col, fact_table) in made {
         // A version moving after the newest fact moves no fact.
         let newest = ctx.fact_marks.newest(tx, &fact.name, &fact_table).await?;
-        let rows: Vec<Vec<Cell>> = repoint
-            .iter()
-            .filter(|(_, from)| *from <= newest)
-            .filter_map(|(k, from)| match key_values(k).as_slice() {
-                [kc] => Some(vec![kc.clone(), ts_cell(*from)]),
-                _ => None,
-            })
-            .collect();
-        if rows.is_empty() {
+        let probed: Vec<&(String, i64)> =
+            repoint.iter().filter(|(_, from)| *from <= newest).collect();
+        if probed.is_empty() {
             continue;
         }
         tracing::debug!(
             dimension = spec.name,
             fact = fact.name,
-            keys = rows.len(),
-            newest,
-            earliest = repoint.iter().map(|(_, f)| *f).min().unwrap_or_default(),
-            all_of_key = repoint.iter().filter(|(_, f)| *f == i64::MIN).count(),
+            keys = probed.len(),
+            all_of_key = probed.iter().filter(|(_, f)| *f == i64::MIN).count(),
             "re-pointing facts"
         );
+        let rows: Vec<Vec<Cell>> = probed
+            .iter()
+            .filter_map(|(k, from)| match key_values(k).as_slice() {
+                [kc] => Some(vec![kc.clone(), ts_cell(*from)]),
+                _ => None,
+            })
+            .collect();
         let cols = [
             ("k".into(), key_ty),
             ("from_ts".into(), ColType::TimestampTz),

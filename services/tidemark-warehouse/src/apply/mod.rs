@@ -17,6 +17,7 @@ use crate::change::{Change, Columns};
 use crate::spec::TableSpec;
 use crate::sql::conn::Tx;
 pub(crate) use crate::sql::conn::ms_of;
+pub(crate) use crate::sql::names::col_list;
 use crate::sql::names::{Target, check_identifier, quote};
 use crate::sql::schema::SchemaError;
 
@@ -293,11 +294,6 @@ fn type_of_cell(c: &Cell) -> Option<ColType> {
         Cell::Text(_) => ColType::Text,
         Cell::Bytes(_) => ColType::Bytes,
     })
-}
-
-/// `col1, col2, …` quoted.
-pub(crate) fn col_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
-    names.into_iter().map(quote).collect::<Vec<_>>().join(", ")
 }
 
 /// Runs `SELECT … WHERE <column> IN (…)` over `keys` in chunks, gathering the rows.

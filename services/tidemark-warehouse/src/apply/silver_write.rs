@@ -199,10 +199,10 @@ pub(super) async fn write(
     let mut written = match source {
         Source::Fold(keyed) => write_keyed(tx, ctx, &table, columns, keyed, "tm_silver").await?,
         Source::Latest(super::dim::NewLatest { rows, fresh }) => {
-            let (new, known): (Vec<_>, Vec<_>) = rows
+            let rows = rows
                 .into_iter()
                 .map(|(key, l)| (latest_row(spec, l), key))
-                .partition(|(_, k)| fresh.contains(k));
+                .collect();
             // `>=`: a late change can alter how the newest one's placeholders resolve.
             let u = Upsert {
                 table: &table,
@@ -211,9 +211,7 @@ pub(super) async fn write(
                 stage: "tm_silver",
                 guard: ">=",
             };
-            let n = new.len() as u64;
-            append_rows(tx, ctx, &table, columns, new).await?;
-            n + upsert_rows(tx, ctx, u, known).await?
+            write_rows(tx, ctx, u, rows, |k| fresh.contains(k)).await?
         }
     };
     written += truncate(tx, &table, truncates).await?;
@@ -251,6 +249,21 @@ fn row_cells(row: &SilverRow, key: &str, columns: &[(String, ColType)]) -> Vec<C
         cells.push(v.coerce(*ty));
     }
     cells
+}
+
+/// Writes `rows`: those of keys `is_new` says the table has no row for are appended, the
+/// others upserted. Returns the rows written.
+async fn write_rows(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    u: Upsert<'_>,
+    rows: Vec<(SilverRow, String)>,
+    is_new: impl Fn(&str) -> bool,
+) -> Result<u64, sqlx::Error> {
+    let (new, known): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, k)| is_new(k));
+    let appended = new.len() as u64;
+    append_rows(tx, ctx, u.table, u.columns, new).await?;
+    Ok(appended + upsert_rows(tx, ctx, u, known).await?)
 }
 
 /// Inserts rows of keys `table` has no row for, without a conflict check.
@@ -323,12 +336,6 @@ pub(crate) async fn write_keyed(
         }
     }
     let mut written = apply_patches(tx, table, columns, &format!("{stage}_patch"), patches).await?;
-    // Keys the table has no row for (read above, in this transaction) are appended.
-    let (known, new): (Vec<_>, Vec<_>) = rows
-        .into_iter()
-        .partition(|(_, key)| stored.contains_key(key));
-    written += new.len() as u64;
-    append_rows(tx, ctx, table, columns, new).await?;
     let u = Upsert {
         table,
         conflict: "_key",
@@ -336,7 +343,8 @@ pub(crate) async fn write_keyed(
         stage,
         guard: ">",
     };
-    written += upsert_rows(tx, ctx, u, known).await?;
+    // Keys without a stored row (read above, in this transaction) are new to the table.
+    written += write_rows(tx, ctx, u, rows, |k| !stored.contains_key(k)).await?;
     Ok(written)
 }
 

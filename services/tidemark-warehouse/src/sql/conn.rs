@@ -381,7 +381,7 @@ impl Tx {
         if rows.is_empty() || cols.is_empty() {
             return Ok(());
         }
-        let col_list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        let col_list = super::names::col_list(cols.iter().copied());
         match self {
             Tx::Postgres(tx) => {
                 let conn: &mut sqlx::PgConnection = tx;

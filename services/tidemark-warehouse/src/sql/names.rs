@@ -47,6 +47,11 @@ pub fn quote(ident: &str) -> String {
 }
 
 /// A string literal (used only for names we generate, never for event text).
+/// `col1, col2, …` quoted.
+pub(crate) fn col_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names.into_iter().map(quote).collect::<Vec<_>>().join(", ")
+}
+
 pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
