@@ -230,6 +230,7 @@ fn read_batch(
     let before = column(batch, "before")?;
     let after = column(batch, "after")?;
     let kafka_ts = column(batch, "_kafka_timestamp")?;
+    let txn_ids = transaction_ids(batch);
 
     if let DataType::Struct(fields) = after.data_type() {
         for f in fields.iter().filter(|f| f.name() != UNAVAILABLE_FIELD) {
@@ -300,9 +301,20 @@ fn read_batch(
             record_key,
             before,
             after,
+            txn: txn_ids
+                .filter(|(block, ids)| block.is_valid(row) && ids.is_valid(row))
+                .map(|(_, ids)| ids.value(row).to_owned()),
         });
     }
     Ok(())
+}
+
+/// The `transaction.id` column, where the file has one (files landed before transaction
+/// metadata was kept have none).
+fn transaction_ids(batch: &RecordBatch) -> Option<(&StructArray, &arrow_array::StringArray)> {
+    let block = batch.column_by_name("transaction")?.as_struct_opt()?;
+    let ids = block.column_by_name("id")?.as_string_opt::<i32>()?;
+    Some((block, ids))
 }
 
 /// A MySQL change's position for ordering across server lineages.

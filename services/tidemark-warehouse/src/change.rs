@@ -32,6 +32,9 @@ pub struct Change {
     pub record_key: Values,
     pub before: Option<Image>,
     pub after: Option<Image>,
+    /// The source transaction's id (Debezium's `transaction.id`), where the connector sends
+    /// transaction metadata.
+    pub txn: Option<String>,
 }
 
 impl Change {

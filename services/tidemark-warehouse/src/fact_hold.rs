@@ -92,6 +92,7 @@ mod tests {
             record_key: Default::default(),
             before: None,
             after: None,
+            txn: None,
         }
     }
 

@@ -21,6 +21,7 @@
 //!   their table; unreachable peers fail the cycle, which is retried.
 
 pub mod apply;
+pub mod atomic;
 pub mod bronze_fetch;
 pub mod bronze_read;
 pub mod cell;
@@ -35,3 +36,4 @@ pub mod replay;
 pub mod silver;
 pub mod spec;
 pub mod sql;
+pub mod txn_read;

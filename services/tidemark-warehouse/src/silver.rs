@@ -217,6 +217,7 @@ mod tests {
             record_key: Values::new(),
             before: None,
             after: Some(img),
+            txn: None,
         }
     }
 

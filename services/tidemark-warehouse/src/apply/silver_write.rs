@@ -230,6 +230,7 @@ fn latest_row(spec: &TableSpec, l: Latest) -> SilverRow {
         record_key: Default::default(),
         before: None,
         after: None,
+        txn: None,
     };
     SilverRow {
         values: l.values,

@@ -1,0 +1,128 @@
+//! The END records of a Debezium transaction topic (`<topic.prefix>.transaction`), read back
+//! from bronze (`_transactions` files) for [`crate::atomic`].
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use tidemark_bronze::layout::TableDir;
+
+use crate::atomic::TxEnd;
+use crate::bronze_fetch::RECORDS_PER_READ;
+use crate::bronze_read::{ReadError, file_batches, records_from};
+
+/// The suffix Debezium gives its transaction topic (`topic.transaction`, default `transaction`).
+pub const TOPIC_SUFFIX: &str = ".transaction";
+
+/// The connector prefix of a transaction topic (`bank.transaction` → `bank`).
+pub fn prefix_of(topic: &str) -> Option<&str> {
+    topic.strip_suffix(TOPIC_SUFFIX)
+}
+
+/// The topic a data collection (`public.accounts`) of a connector lands in.
+pub fn topic_of(prefix: &str, collection: &str) -> String {
+    format!("{prefix}.{collection}")
+}
+
+/// END records of partition `partition` of `topic` from offset `from`, in order, with the
+/// offset after the last commit record read. Counts are keyed by data topic.
+pub async fn ends_from(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+    from: i64,
+) -> Result<(Vec<TxEnd>, Option<i64>), ReadError> {
+    let prefix = prefix_of(topic).unwrap_or(topic);
+    let mut ends = Vec::new();
+    let mut next = None;
+    for rec in records_from(store, root, topic, partition, from, RECORDS_PER_READ).await? {
+        for f in rec
+            .files
+            .iter()
+            .filter(|f| f.table == TableDir::Transactions.name())
+        {
+            for batch in file_batches(store, &f.path, Some(&f.checksum)).await? {
+                ends.extend(batch_ends(&batch, prefix, from, &f.path)?);
+            }
+        }
+        next = Some(rec.end + 1);
+    }
+    Ok((ends, next))
+}
+
+fn batch_ends(
+    batch: &arrow_array::RecordBatch,
+    prefix: &str,
+    from: i64,
+    path: &str,
+) -> Result<Vec<TxEnd>, ReadError> {
+    let shape = |what: &str| ReadError::Shape {
+        path: path.to_owned(),
+        problem: format!("transaction records: column `{what}` is missing or mistyped"),
+    };
+    let col = |n: &str| batch.column_by_name(n).ok_or_else(|| shape(n));
+    let offset = col("_kafka_offset")?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| shape("_kafka_offset"))?;
+    let status = col("status")?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| shape("status"))?;
+    let id = col("id")?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| shape("id"))?;
+    let collections = col("data_collections")?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| shape("data_collections"))?;
+    let mut out = Vec::new();
+    for row in 0..batch.num_rows() {
+        if offset.value(row) < from || !status.is_valid(row) || status.value(row) != "END" {
+            continue;
+        }
+        let counts = collections
+            .is_valid(row)
+            .then(|| collection_counts(collections.value(row), prefix))
+            .unwrap_or_default();
+        out.push(TxEnd {
+            id: id.value(row).to_owned(),
+            offset: offset.value(row),
+            counts,
+        });
+    }
+    Ok(out)
+}
+
+/// `[{"data_collection": "public.a", "event_count": 2}, …]` as `(topic, count)`.
+fn collection_counts(json: &str, prefix: &str) -> Vec<(String, i64)> {
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str(json) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|i| {
+            let name = i.get("data_collection")?.as_str()?;
+            let count = i.get("event_count")?.as_i64()?;
+            Some((topic_of(prefix, name), count))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collections_map_to_the_connectors_topics() {
+        assert_eq!(prefix_of("bank.transaction"), Some("bank"));
+        assert_eq!(prefix_of("bank.public.accounts"), None);
+        assert_eq!(
+            collection_counts(
+                r#"[{"data_collection":"public.a","event_count":2},{"data_collection":"s.b","event_count":1}]"#,
+                "bank"
+            ),
+            vec![("bank.public.a".into(), 2), ("bank.s.b".into(), 1)]
+        );
+        assert!(collection_counts("not json", "bank").is_empty());
+    }
+}
