@@ -65,6 +65,46 @@ pub struct PartFile {
     pub changes: FileChanges,
 }
 
+impl PartRead {
+    /// Changes read.
+    pub fn len(&self) -> usize {
+        self.files.iter().map(|f| f.changes.changes.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps the first `n` changes read: the partition's batch ends before the next one (the
+    /// ledger moves to its offset) and the rest is read again later. Returns how many were
+    /// dropped.
+    pub fn keep_first(&mut self, n: usize) -> usize {
+        let mut left = n;
+        let Some(file) = self.files.iter().position(|f| {
+            let here = f.changes.changes.len();
+            let stop = left < here;
+            if !stop {
+                left -= here;
+            }
+            stop
+        }) else {
+            return 0;
+        };
+        let dropped = self.len() - n;
+        let offset = self.files[file].changes.changes[left].offset;
+        self.files.truncate(file + 1);
+        let fc = &mut self.files[file].changes;
+        fc.changes.truncate(left);
+        fc.mysql.retain(|(i, _)| *i < left);
+        if left == 0 {
+            self.files.pop();
+        }
+        self.next = (self.expected != Some(offset)).then_some(offset);
+        self.more = true;
+        dropped
+    }
+}
+
 impl Fetched {
     /// Where the batch after this one starts.
     pub fn next_starts(&self, starts: &Starts) -> Starts {

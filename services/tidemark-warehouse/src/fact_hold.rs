@@ -45,21 +45,11 @@ pub fn hold_back(parts: &mut [PartRead], limits: &[Limit]) -> usize {
         let Some((file, at)) = first_held(&part.files, limits) else {
             continue;
         };
-        held += part.files[file..]
+        let before: usize = part.files[..file]
             .iter()
             .map(|f| f.changes.changes.len())
-            .sum::<usize>()
-            - at;
-        let offset = part.files[file].changes.changes[at].offset;
-        part.files.truncate(file + 1);
-        let fc = &mut part.files[file].changes;
-        fc.changes.truncate(at);
-        fc.mysql.retain(|(i, _)| *i < at);
-        if at == 0 {
-            part.files.pop();
-        }
-        part.next = (part.expected != Some(offset)).then_some(offset);
-        part.more = true;
+            .sum();
+        held += part.keep_first(before + at);
     }
     held
 }

@@ -241,6 +241,22 @@ pub struct MergeConfig {
     /// its dimensions have merged, ms (0: never): facts merged after their dimensions' changes
     /// need no re-pointing. Counted from when the facts landed in bronze.
     pub fact_hold_ms: u64,
+    /// "atomic": where the connector sends transaction metadata (a `<prefix>.transaction` topic
+    /// in bronze), each cycle applies whole source transactions only, every table in one
+    /// warehouse transaction, so readers only ever see source commit points. "off": each table
+    /// in batches of its own.
+    pub transactions: TransactionMode,
+    /// How long a source transaction may hold changes back while its events or its END record
+    /// are missing from bronze, ms; then it is applied as it is, with a warning and a metric.
+    pub transaction_timeout_ms: u64,
+}
+
+/// `merge.transactions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionMode {
+    Atomic,
+    Off,
 }
 
 impl Default for MergeConfig {
@@ -251,6 +267,8 @@ impl Default for MergeConfig {
             unconfigured_topics: true,
             lease_ms: 10_000,
             fact_hold_ms: 1_000,
+            transactions: TransactionMode::Atomic,
+            transaction_timeout_ms: 30_000,
         }
     }
 }

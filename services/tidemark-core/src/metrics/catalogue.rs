@@ -66,6 +66,11 @@ pub const MERGED_OFFSET: &str = "tidemark_merged_offset";
 pub const SCD2_EVENTS: &str = "tidemark_scd2_events_total";
 pub const TABLE_STOPPED: &str = "tidemark_table_stopped";
 pub const FACTS_WAITING: &str = "tidemark_merge_facts_waiting";
+pub const TXN_OPEN: &str = "tidemark_source_transactions_open";
+pub const TXN_OLDEST: &str = "tidemark_source_transaction_oldest_seconds";
+pub const TXN_HELD: &str = "tidemark_source_transaction_events_held";
+pub const TXN_APPLIED: &str = "tidemark_source_transactions_applied_total";
+pub const TXN_FALLBACKS: &str = "tidemark_source_transaction_fallbacks_total";
 pub const FRESHNESS: &str = "tidemark_freshness_seconds";
 pub const END_TO_END: &str = "tidemark_end_to_end_latency_seconds";
 pub const ERRORS: &str = "tidemark_errors_total";
@@ -203,6 +208,36 @@ pub const CATALOGUE: &[MetricDoc] = &[
         Gauge,
         &["table"],
         "Changes of a fact table its last read held back in bronze to wait for its dimensions (merge.fact_hold_ms).",
+    ),
+    m(
+        TXN_OPEN,
+        Gauge,
+        &["connector"],
+        "Source transactions holding changes back because bronze does not hold all of them yet (merge.transactions = \"atomic\").",
+    ),
+    m(
+        TXN_OLDEST,
+        Gauge,
+        &["connector"],
+        "How long the oldest open source transaction has held changes back (released at merge.transaction_timeout_ms).",
+    ),
+    m(
+        TXN_HELD,
+        Gauge,
+        &["connector"],
+        "Changes the last atomic cycle held back until their source transactions are whole in bronze.",
+    ),
+    m(
+        TXN_APPLIED,
+        Counter,
+        &["connector"],
+        "Source transactions applied whole, in one warehouse transaction.",
+    ),
+    m(
+        TXN_FALLBACKS,
+        Counter,
+        &["connector", "reason"],
+        "Source transactions applied incomplete: timeout (its events or END never came) or too_large (more events than one batch reads).",
     ),
     m(
         FRESHNESS,

@@ -443,6 +443,44 @@ pub fn facts_waiting(table: &str, changes: u64) {
         .set(i64::try_from(changes).unwrap_or(i64::MAX));
 }
 
+/// Reasons a source transaction is applied incomplete.
+pub const TXN_FALLBACK_REASONS: [&str; 2] = ["timeout", "too_large"];
+
+/// Makes a connector's transaction series exist at 0.
+pub fn transactions_seen(connector: &str) {
+    let m = global();
+    m.gauge(catalogue::TXN_OPEN, &[connector]);
+    m.gauge(catalogue::TXN_OLDEST, &[connector]);
+    m.gauge(catalogue::TXN_HELD, &[connector]);
+    m.counter(catalogue::TXN_APPLIED, &[connector]);
+    for r in TXN_FALLBACK_REASONS {
+        m.counter(catalogue::TXN_FALLBACKS, &[connector, r]);
+    }
+}
+
+/// What an atomic cycle left open: transactions, the oldest one's age, changes held back.
+pub fn transactions_open(connector: &str, open: usize, oldest_secs: f64, held: usize) {
+    let m = global();
+    let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    m.gauge(catalogue::TXN_OPEN, &[connector]).set(n(open));
+    m.gauge(catalogue::TXN_OLDEST, &[connector])
+        .set(oldest_secs.round() as i64);
+    m.gauge(catalogue::TXN_HELD, &[connector]).set(n(held));
+}
+
+pub fn transactions_applied(connector: &str, n: u64) {
+    global()
+        .counter(catalogue::TXN_APPLIED, &[connector])
+        .inc_by(n);
+}
+
+/// `reason`: one of [`TXN_FALLBACK_REASONS`].
+pub fn transaction_fallback(connector: &str, reason: &str) {
+    global()
+        .counter(catalogue::TXN_FALLBACKS, &[connector, reason])
+        .inc();
+}
+
 pub fn table_stopped(table: &str, stopped: bool) {
     global()
         .gauge(catalogue::TABLE_STOPPED, &[table])

@@ -16,6 +16,8 @@ use tidemark_core::config::Config;
 use tidemark_core::metrics::{self, BatchMerged};
 use tracing::Instrument as _;
 
+mod atomic_cycle;
+
 use crate::apply::{Applied, ApplyError, Context, FactMarks, TableBatch, apply};
 use crate::bronze_fetch::{Fetched, ReadAheads, Request, Starts, fetch};
 use crate::bronze_read::{ReadError, ReadOptions};
@@ -126,6 +128,8 @@ pub struct Merger {
     live: bool,
     /// The newest fact of each fact table this merger holds, where known.
     fact_marks: FactMarks,
+    /// Source transactions open or applied in pieces (`merge.transactions = "atomic"`).
+    txns: atomic_cycle::OpenTxns,
 }
 
 impl Merger {
@@ -171,6 +175,7 @@ impl Merger {
             lagging: BTreeSet::new(),
             live: false,
             fact_marks: FactMarks::default(),
+            txns: Default::default(),
         })
     }
 
@@ -227,7 +232,14 @@ impl Merger {
         let mut order: Vec<&String> = by_topic.keys().collect();
         order.sort_by_key(|t| (rank(&specs[*t]), (*t).clone()));
 
-        let groups = leases::groups(&specs);
+        let atomic = self.atomic(&by_topic);
+        let mut groups = leases::groups(&specs);
+        if atomic {
+            // A source transaction's tables are applied together, by one merger.
+            for g in groups.values_mut() {
+                *g = atomic_cycle::ATOMIC_GROUP.to_owned();
+            }
+        }
         let wanted: BTreeSet<String> = order
             .iter()
             .filter(|t| !self.skips(t, &specs[**t]))
@@ -247,6 +259,12 @@ impl Merger {
         self.read_heartbeats(&by_topic).await?;
         self.behind.clear();
         let mut stats = CycleStats::default();
+        if atomic {
+            self.cycle_atomic(&specs, &by_topic, &order, &positions, &held, &mut stats)
+                .await?;
+            self.heartbeat_freshness(&specs, &by_topic, &order, cycle_start_ms);
+            return Ok(stats);
+        }
         for topic in &order {
             let topic: &String = topic;
             let spec = &specs[topic];
@@ -293,25 +311,12 @@ impl Merger {
                     .await
                 {
                     Ok(a) => a,
-                    Err(ApplyError::Stopped { problem, .. }) => {
+                    Err(e) => {
+                        let problem = apply_failure(e, topic, &moves)?;
                         tx.rollback().await?;
                         self.stop(&mut stats, spec, problem);
                         continue;
                     }
-                    Err(ApplyError::Sql(e)) => match refused_data(&e) {
-                        // The warehouse refused this table's data: it stops alone.
-                        Some(why) => {
-                            tx.rollback().await?;
-                            let problem = format!(
-                                "the warehouse refused its batch ({}): {why}; fix the value at the source \
-                                 or declare the column's type in [[tables]] columns, then restart",
-                                ranges(topic, &moves)
-                            );
-                            self.stop(&mut stats, spec, problem);
-                            continue;
-                        }
-                        None => return Err(e.into()),
-                    },
                 },
                 Err(problem) => {
                     tx.rollback().await?;
@@ -322,13 +327,7 @@ impl Merger {
             // The fence: a merger that lost this group meanwhile (paused, cut off) applies nothing.
             if !self.leases.fence(&mut tx, &self.target, &group).await? {
                 tx.rollback().await?;
-                self.leases.lost(&group);
-                for s in specs
-                    .values()
-                    .filter(|s| self.groups.get(&s.name) == Some(&group))
-                {
-                    self.fact_marks.forget(&s.name);
-                }
+                self.lost_group(&group, &specs);
                 continue;
             }
             for (partition, (expected, next)) in &moves {
@@ -337,35 +336,53 @@ impl Merger {
             let segments = self.lineages.take_dirty();
             crate::sql::segments::write(&mut tx, &self.target, &segments).await?;
             tx.commit().await?;
-            tracing::debug!(table = spec.name, changes = applied.changes, "batch merged");
-            for (partition, (_, next)) in &moves {
-                metrics::merged_position(topic, *partition, *next);
-            }
             if let Ok(batch) = &batch_for_metrics {
-                let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
-                for c in &batch.changes {
-                    let e = newest.entry(c.partition).or_insert(c.ts_ms);
-                    *e = (*e).max(c.ts_ms);
-                }
-                for (p, ts) in newest {
-                    let e = self.merged_ts.entry((topic.clone(), p)).or_insert(ts);
-                    *e = (*e).max(ts);
-                }
-                metrics::batch_merged(&batch_metrics(
-                    &spec.name,
-                    batch,
-                    &applied,
-                    started.elapsed(),
-                ));
-            }
-            for (dim, st) in &applied.referenced {
-                metrics::scd2_events(dim, &scd2_counts(st));
+                self.merged(batch, &moves, &applied, started.elapsed());
             }
             stats.tables.insert(spec.name.clone(), applied);
         }
         self.heartbeat_freshness(&specs, &by_topic, &order, cycle_start_ms);
         self.ahead.keep_started();
         Ok(stats)
+    }
+
+    /// A group's lease was lost: what this merger knew of its tables may be stale.
+    fn lost_group(&mut self, group: &str, specs: &BTreeMap<String, TableSpec>) {
+        self.leases.lost(group);
+        for s in specs
+            .values()
+            .filter(|s| self.groups.get(&s.name).map(String::as_str) == Some(group))
+        {
+            self.fact_marks.forget(&s.name);
+        }
+    }
+
+    /// Notes a committed batch: metrics, and how far its partitions have merged.
+    fn merged(
+        &mut self,
+        batch: &TableBatch,
+        moves: &Moves,
+        applied: &Applied,
+        took: std::time::Duration,
+    ) {
+        let (spec, topic) = (&batch.spec, &batch.spec.topic);
+        tracing::debug!(table = spec.name, changes = applied.changes, "batch merged");
+        for (partition, (_, next)) in moves {
+            metrics::merged_position(topic, *partition, *next);
+        }
+        let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
+        for c in &batch.changes {
+            let e = newest.entry(c.partition).or_insert(c.ts_ms);
+            *e = (*e).max(c.ts_ms);
+        }
+        for (p, ts) in newest {
+            let e = self.merged_ts.entry((topic.clone(), p)).or_insert(ts);
+            *e = (*e).max(ts);
+        }
+        metrics::batch_merged(&batch_metrics(&spec.name, batch, applied, took));
+        for (dim, st) in &applied.referenced {
+            metrics::scd2_events(dim, &scd2_counts(st));
+        }
     }
 
     /// Whether this merger holds the lease of `spec`'s group this cycle.
@@ -571,6 +588,22 @@ impl Merger {
         positions: &BTreeMap<(String, i32), i64>,
         limits: &[Limit],
     ) -> Result<(Result<TableBatch, String>, Moves), MergeError> {
+        let fetched = self
+            .fetch_batch(spec, partitions, positions, limits, true)
+            .await?;
+        Ok(self.assemble(spec, fetched))
+    }
+
+    /// A table's bronze from the ledger positions, facts held back at `limits`; with
+    /// `read_ahead`, the batch after it starts reading when the table is behind.
+    async fn fetch_batch(
+        &mut self,
+        spec: &TableSpec,
+        partitions: &[i32],
+        positions: &BTreeMap<(String, i32), i64>,
+        limits: &[Limit],
+        read_ahead: bool,
+    ) -> Result<Fetched, MergeError> {
         let starts: Starts = partitions
             .iter()
             .map(|p| (*p, positions.get(&(spec.topic.clone(), *p)).copied()))
@@ -589,7 +622,7 @@ impl Merger {
             metrics::facts_waiting(&spec.name, waiting as u64);
         }
         fetched.behind |= waiting > 0;
-        if fetched.behind && !fetched.has_problem() {
+        if read_ahead && fetched.behind && !fetched.has_problem() {
             let next = Request {
                 starts: fetched.next_starts(&req.starts),
                 ..req.clone()
@@ -601,7 +634,7 @@ impl Merger {
                 next,
             );
         }
-        Ok(self.assemble(spec, fetched))
+        Ok(fetched)
     }
 
     /// A fetched batch as the table's changes (MySQL positions keyed through the lineage
@@ -783,6 +816,23 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// An error of the warehouse that is about the data (a value it cannot hold, a name it refuses),
 /// not about reaching it: retrying cannot help, so the table stops. Connection, resource,
 /// serialization and operator errors are retried.
+/// Why a table must stop after its batch failed to apply; `Err` for failures of the whole cycle
+/// (the warehouse went away).
+fn apply_failure(e: ApplyError, topic: &str, moves: &Moves) -> Result<String, MergeError> {
+    match e {
+        ApplyError::Stopped { problem, .. } => Ok(problem),
+        ApplyError::Sql(e) => match refused_data(&e) {
+            // The warehouse refused this table's data: it stops alone.
+            Some(why) => Ok(format!(
+                "the warehouse refused its batch ({}): {why}; fix the value at the source \
+                 or declare the column's type in [[tables]] columns, then restart",
+                ranges(topic, moves)
+            )),
+            None => Err(e.into()),
+        },
+    }
+}
+
 fn refused_data(e: &sqlx::Error) -> Option<String> {
     let sqlx::Error::Database(db) = e else {
         return None;

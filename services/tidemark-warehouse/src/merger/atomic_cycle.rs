@@ -1,0 +1,339 @@
+//! The cycle of `merge.transactions = "atomic"`: every table's batch read, cut to whole source
+//! transactions ([`crate::atomic`]), and applied in one warehouse transaction with every ledger
+//! move, the transaction topics' included. One lease group holds all tables, so one merger
+//! applies a source transaction's tables together.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use tidemark_core::metrics;
+use tracing::Instrument as _;
+
+use super::{MergeError, Merger, Moves, apply_failure};
+use crate::apply::{Context, TableBatch, apply};
+use crate::atomic::{self, PartTxns, TxEnd};
+use crate::bronze_fetch::Fetched;
+use crate::spec::TableSpec;
+use crate::sql::claims;
+use crate::sql::ledger;
+use crate::txn_read;
+
+/// The lease group of every table in atomic mode.
+pub(super) const ATOMIC_GROUP: &str = "*";
+
+/// Source transactions the merger tracks between cycles.
+#[derive(Debug, Default)]
+pub(super) struct OpenTxns {
+    /// When each transaction that holds changes back was first seen doing so.
+    since: BTreeMap<String, Instant>,
+    /// Events of transactions applied in pieces so far.
+    pieces: atomic::Applied,
+}
+
+/// What the cycle reads and plans.
+struct Read {
+    tables: Vec<(TableSpec, Fetched)>,
+    ends: BTreeMap<String, Vec<TxEnd>>,
+}
+
+impl Merger {
+    /// Whether this cycle applies whole source transactions: the mode is on and some connector's
+    /// transaction topic is in bronze.
+    pub(super) fn atomic(&self, by_topic: &BTreeMap<String, Vec<i32>>) -> bool {
+        self.config.merge.transactions == tidemark_core::config::TransactionMode::Atomic
+            && by_topic.keys().any(|t| txn_read::prefix_of(t).is_some())
+    }
+
+    /// One atomic cycle over the tables this merger holds.
+    pub(super) async fn cycle_atomic(
+        &mut self,
+        specs: &BTreeMap<String, TableSpec>,
+        by_topic: &BTreeMap<String, Vec<i32>>,
+        order: &[&String],
+        positions: &BTreeMap<(String, i32), i64>,
+        held: &BTreeMap<String, (String, String)>,
+        stats: &mut super::CycleStats,
+    ) -> Result<(), MergeError> {
+        let Some(read) = self
+            .read_atomic(specs, by_topic, order, positions, held, stats)
+            .await?
+        else {
+            return Ok(());
+        };
+        let parts: Vec<PartTxns> = read
+            .tables
+            .iter()
+            .flat_map(|(spec, f)| {
+                f.parts.iter().map(|p| PartTxns {
+                    topic: spec.topic.clone(),
+                    partition: p.partition,
+                    txns: p
+                        .files
+                        .iter()
+                        .flat_map(|f| f.changes.changes.iter().map(|c| c.txn.clone()))
+                        .collect(),
+                    more: p.more,
+                })
+            })
+            .collect();
+        let timeout = Duration::from_millis(self.config.merge.transaction_timeout_ms);
+        let released: BTreeSet<String> = self
+            .txns
+            .since
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let plan = atomic::plan(&read.ends, &parts, &self.txns.pieces, &released);
+        let mut batches = Vec::new();
+        for (spec, mut fetched) in read.tables {
+            for p in &mut fetched.parts {
+                let keep = plan.keep[&(spec.topic.clone(), p.partition)];
+                p.keep_first(keep);
+            }
+            fetched.behind |= fetched.parts.iter().any(|p| p.more);
+            let (batch, moves) = self.assemble(&spec, fetched);
+            batches.push((spec, batch, moves));
+        }
+        let txn_moves: Vec<(String, Option<i64>, i64)> = plan
+            .done
+            .iter()
+            .filter(|(_, done)| **done > 0)
+            .map(|(t, done)| {
+                let next = read.ends[t][done - 1].offset + 1;
+                (t.clone(), positions.get(&(t.clone(), 0)).copied(), next)
+            })
+            .collect();
+        let committed = self
+            .apply_atomic(specs, &batches, &txn_moves, stats)
+            .await?;
+        self.note_transactions(&read.ends, &plan, (&released, committed), &parts);
+        Ok(())
+    }
+
+    /// Every held table's batch, and the pending END records of every transaction topic (their
+    /// counts only for the tables read here: the others count as present).
+    async fn read_atomic(
+        &mut self,
+        specs: &BTreeMap<String, TableSpec>,
+        by_topic: &BTreeMap<String, Vec<i32>>,
+        order: &[&String],
+        positions: &BTreeMap<(String, i32), i64>,
+        held: &BTreeMap<String, (String, String)>,
+        stats: &mut super::CycleStats,
+    ) -> Result<Option<Read>, MergeError> {
+        let mut tables = Vec::new();
+        for topic in order.iter().copied() {
+            let spec = &specs[topic];
+            if txn_read::prefix_of(topic).is_some() || self.skips(topic, spec) || !self.holds(spec)
+            {
+                continue;
+            }
+            if let Some((held_topic, role)) = held.get(&spec.name)
+                && let Err(refusal) = claims::judge(spec, &spec.role(), held_topic, role)
+            {
+                self.refuse(stats, spec, refusal).await?;
+                return Ok(None);
+            }
+            let fetched = self
+                .fetch_batch(spec, &by_topic[topic], positions, &[], false)
+                .await?;
+            tables.push((spec.clone(), fetched));
+        }
+        let merged: BTreeSet<&str> = tables.iter().map(|(s, _)| s.topic.as_str()).collect();
+        let mut ends = BTreeMap::new();
+        for topic in by_topic.keys() {
+            let Some(connector) = txn_read::prefix_of(topic) else {
+                continue;
+            };
+            metrics::transactions_seen(connector);
+            let from = positions.get(&(topic.clone(), 0)).copied().unwrap_or(0);
+            let (mut list, _) =
+                txn_read::ends_from(self.store.as_ref(), &self.root, topic, 0, from).await?;
+            for e in &mut list {
+                e.counts.retain(|(t, _)| merged.contains(t.as_str()));
+            }
+            ends.insert(topic.clone(), list);
+        }
+        Ok(Some(Read { tables, ends }))
+    }
+
+    /// Applies the batches and moves the ledger, all in one warehouse transaction. `false`
+    /// when nothing was committed (nothing to do, a table stopped, the lease was lost).
+    async fn apply_atomic(
+        &mut self,
+        specs: &BTreeMap<String, TableSpec>,
+        batches: &[(TableSpec, Result<TableBatch, String>, Moves)],
+        txn_moves: &[(String, Option<i64>, i64)],
+        stats: &mut super::CycleStats,
+    ) -> Result<bool, MergeError> {
+        let idle = |(_, b, m): &&(TableSpec, Result<TableBatch, String>, Moves)| {
+            m.is_empty() && b.is_ok()
+        };
+        if txn_moves.is_empty() && batches.iter().all(|b| idle(&b)) {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        let mut applied = Vec::new();
+        for entry in batches.iter().filter(|b| !idle(b)) {
+            let (spec, batch, moves) = entry;
+            let related: Vec<String> = spec
+                .references
+                .values()
+                .filter_map(|dim| specs.get(dim).map(|d| d.name.clone()))
+                .collect();
+            if let Err(refusal) = claims::hold(&mut tx, &self.target, spec, &related).await? {
+                tx.rollback().await?;
+                self.refuse(stats, spec, refusal).await?;
+                return Ok(false);
+            }
+            let batch = match batch {
+                Ok(b) => b,
+                Err(problem) => {
+                    tx.rollback().await?;
+                    self.stop(stats, spec, problem.clone());
+                    return Ok(false);
+                }
+            };
+            let ctx = Context {
+                target: &self.target,
+                specs,
+                now_ms: chrono::Utc::now().timestamp_millis(),
+                fact_marks: &self.fact_marks,
+            };
+            let span = tracing::info_span!("merge_batch", table = %spec.name, changes = batch.changes.len());
+            match apply(&mut tx, ctx, batch).instrument(span).await {
+                Ok(a) => applied.push((batch, moves, a)),
+                Err(e) => {
+                    let problem = apply_failure(e, &spec.topic, moves)?;
+                    tx.rollback().await?;
+                    self.stop(stats, spec, problem);
+                    return Ok(false);
+                }
+            }
+        }
+        if !self.leases.fence(&mut tx, &self.target, ATOMIC_GROUP).await? {
+            tx.rollback().await?;
+            self.lost_group(ATOMIC_GROUP, specs);
+            return Ok(false);
+        }
+        for (batch, moves, _) in &applied {
+            for (partition, (expected, next)) in moves.iter() {
+                let topic = &batch.spec.topic;
+                ledger::advance(&mut tx, &self.target, topic, *partition, *expected, *next).await?;
+            }
+        }
+        for (topic, expected, next) in txn_moves {
+            ledger::advance(&mut tx, &self.target, topic, 0, *expected, *next).await?;
+        }
+        let segments = self.lineages.take_dirty();
+        crate::sql::segments::write(&mut tx, &self.target, &segments).await?;
+        tx.commit().await?;
+        for (topic, _, next) in txn_moves {
+            metrics::merged_position(topic, 0, *next);
+        }
+        let took = started.elapsed();
+        for (batch, moves, a) in applied {
+            self.merged(batch, moves, &a, took);
+            stats.tables.insert(batch.spec.name.clone(), a);
+        }
+        Ok(true)
+    }
+
+    /// Which transactions stay open (and since when); after a commit also which went whole, in
+    /// pieces or past their timeout; metrics per connector.
+    fn note_transactions(
+        &mut self,
+        ends: &BTreeMap<String, Vec<TxEnd>>,
+        plan: &atomic::Plan,
+        (released, committed): (&BTreeSet<String>, bool),
+        parts: &[PartTxns],
+    ) {
+        let connector_of = |id: &str| -> Option<String> {
+            let by_end = ends
+                .iter()
+                .find(|(_, es)| es.iter().any(|e| e.id == id))
+                .map(|(t, _)| t.as_str());
+            let by_event = || {
+                parts
+                    .iter()
+                    .find(|p| p.txns.iter().any(|t| t.as_deref() == Some(id)))
+                    .and_then(|p| {
+                        ends.keys().find(|t| {
+                            txn_read::prefix_of(t)
+                                .is_some_and(|c| p.topic.starts_with(&format!("{c}.")))
+                        })
+                    })
+                    .map(String::as_str)
+            };
+            by_end
+                .or_else(by_event)
+                .and_then(txn_read::prefix_of)
+                .map(str::to_owned)
+        };
+        if committed {
+            self.count_transactions(ends, plan, released, &connector_of);
+        }
+        let now = Instant::now();
+        self.txns.since.retain(|id, _| plan.blocking.contains(id));
+        for id in &plan.blocking {
+            self.txns.since.entry(id.clone()).or_insert(now);
+        }
+        for topic in ends.keys() {
+            let connector = txn_read::prefix_of(topic).unwrap_or(topic);
+            let mine: Vec<Duration> = self
+                .txns
+                .since
+                .iter()
+                .filter(|(id, _)| connector_of(id).as_deref() == Some(connector))
+                .map(|(_, at)| now - *at)
+                .collect();
+            let oldest = mine.iter().max().copied().unwrap_or_default();
+            metrics::transactions_open(connector, mine.len(), oldest.as_secs_f64(), plan.held);
+        }
+    }
+
+    /// Transactions a committed cycle applied: whole, in pieces, or released at their timeout.
+    fn count_transactions(
+        &mut self,
+        ends: &BTreeMap<String, Vec<TxEnd>>,
+        plan: &atomic::Plan,
+        released: &BTreeSet<String>,
+        connector_of: &dyn Fn(&str) -> Option<String>,
+    ) {
+        for id in released.iter().filter(|id| !plan.blocking.contains(*id)) {
+            let connector = connector_of(id).unwrap_or_default();
+            tracing::warn!(
+                transaction = id,
+                connector,
+                "source transaction applied incomplete: its events or its END record did not reach bronze within merge.transaction_timeout_ms"
+            );
+            metrics::transaction_fallback(&connector, "timeout");
+            self.txns.since.remove(id);
+        }
+        for (id, counts) in &plan.pieces {
+            let connector = connector_of(id).unwrap_or_default();
+            if !self.txns.pieces.contains_key(id) {
+                tracing::warn!(
+                    transaction = id,
+                    connector,
+                    "source transaction larger than a batch (merge.max_batch_rows per table): applied in pieces"
+                );
+                metrics::transaction_fallback(&connector, "too_large");
+            }
+            let had = self.txns.pieces.entry(id.clone()).or_default();
+            for (t, n) in counts {
+                *had.entry(t.clone()).or_default() += n;
+            }
+        }
+        for (topic, done) in &plan.done {
+            let connector = txn_read::prefix_of(topic).unwrap_or(topic);
+            metrics::transactions_applied(connector, *done as u64);
+            for e in &ends[topic][..*done] {
+                self.txns.pieces.remove(&e.id);
+                self.txns.since.remove(&e.id);
+            }
+        }
+    }
+}
