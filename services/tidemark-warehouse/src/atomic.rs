@@ -81,7 +81,8 @@ pub fn plan(
         .collect();
     let mut pieces: BTreeSet<&str> = BTreeSet::new();
     for (t, es) in ends {
-        if let Some(e) = es.get(prefix[t.as_str()])
+        if prefix[t.as_str()] == 0
+            && let Some(e) = es.first()
             && too_large(e, &read, applied, parts)
         {
             pieces.insert(e.id.as_str());
@@ -165,8 +166,8 @@ fn read_counts(parts: &[PartTxns]) -> Applied {
     read
 }
 
-/// A transaction cannot be read whole: every table it still misses events of stopped its read
-/// at the row budget.
+/// The first pending transaction cannot be read whole: in every table it still misses events
+/// of, a partition's read stopped at the row budget holding nothing but its events.
 fn too_large(e: &TxEnd, read: &Applied, applied: &Applied, parts: &[PartTxns]) -> bool {
     let had = |m: &Applied, t: &str| m.get(&e.id).and_then(|c| c.get(t)).copied().unwrap_or(0);
     let short: Vec<&str> = e
@@ -176,9 +177,17 @@ fn too_large(e: &TxEnd, read: &Applied, applied: &Applied, parts: &[PartTxns]) -
         .map(|(t, _)| t.as_str())
         .collect();
     !short.is_empty()
-        && short
-            .iter()
-            .all(|t| parts.iter().any(|p| p.topic == *t && p.more))
+        && short.iter().all(|t| {
+            parts
+                .iter()
+                .any(|p| p.topic == *t && p.more && only(p, &e.id))
+        })
+}
+
+/// Whether a partition's read holds events of transaction `id` and none of another.
+fn only(p: &PartTxns, id: &str) -> bool {
+    p.txns.iter().all(|t| t.as_deref().is_none_or(|t| t == id))
+        && p.txns.iter().any(|t| t.as_deref() == Some(id))
 }
 
 /// How many changes of a partition go through: up to its first event of a transaction not
@@ -240,10 +249,7 @@ mod tests {
     fn whole_transactions_go_through_and_an_incomplete_one_waits_in_every_table() {
         // t1 and t2 each move money between accounts in two partitions; t2's credit has not
         // landed yet.
-        let ends = ends(vec![
-            end("t1", 10, &[("a", 2)]),
-            end("t2", 11, &[("a", 2)]),
-        ]);
+        let ends = ends(vec![end("t1", 10, &[("a", 2)]), end("t2", 11, &[("a", 2)])]);
         let parts = [
             part("a", 0, &[Some("t1"), Some("t2")], false),
             part("a", 1, &[Some("t1")], false),
@@ -271,7 +277,10 @@ mod tests {
     #[test]
     fn an_unknown_transaction_before_a_known_one_goes_through_and_alone_it_waits() {
         // Partition b0 holds an event of x (no pending END) before t1's.
-        let ends = ends(vec![end("t1", 10, &[("a", 1), ("b", 1)]), end("t2", 12, &[("a", 1)])]);
+        let ends = ends(vec![
+            end("t1", 10, &[("a", 1), ("b", 1)]),
+            end("t2", 12, &[("a", 1)]),
+        ]);
         let parts = [
             part("a", 0, &[Some("t1"), Some("t2")], false),
             part("b", 0, &[Some("x"), Some("t1")], false),
@@ -294,7 +303,10 @@ mod tests {
     fn a_complete_transaction_cut_in_one_partition_waits_in_all() {
         // Out of commit order (never from one Debezium connector, but never half applied):
         // t1 is whole, yet in b0 it follows t3, which is not.
-        let ends = ends(vec![end("t1", 1, &[("a", 1), ("b", 1)]), end("t3", 2, &[("b", 2)])]);
+        let ends = ends(vec![
+            end("t1", 1, &[("a", 1), ("b", 1)]),
+            end("t3", 2, &[("b", 2)]),
+        ]);
         let parts = [
             part("a", 0, &[Some("t1")], false),
             part("b", 0, &[Some("t3"), Some("t1")], false),
@@ -305,19 +317,26 @@ mod tests {
     }
 
     #[test]
+    fn a_read_stopped_at_its_budget_is_no_reason_to_split_a_transaction() {
+        let ends = ends(vec![end("t1", 1, &[("a", 1)]), end("t2", 2, &[("a", 2)])]);
+        let parts = [part("a", 0, &[Some("t1"), Some("t2")], true)];
+        let plan = plan(&ends, &parts, &Applied::new(), &BTreeSet::new());
+        assert_eq!(keep(&plan), vec![1]);
+        assert!(plan.pieces.is_empty());
+    }
+
+    #[test]
     fn a_transaction_larger_than_a_read_goes_in_pieces_and_ends_when_whole() {
-        let ends = ends(vec![end("big", 10, &[("a", 5)]), end("t2", 11, &[("a", 1)])]);
+        let ends = ends(vec![
+            end("big", 10, &[("a", 5)]),
+            end("t2", 11, &[("a", 1)]),
+        ]);
         let parts = [part("a", 0, &[Some("big"); 3], true)];
         let first = plan(&ends, &parts, &Applied::new(), &BTreeSet::new());
         assert_eq!(keep(&first), vec![3]);
         assert_eq!(first.done["c.transaction"], 0);
         assert_eq!(first.pieces["big"]["a"], 3);
-        let parts = [part(
-            "a",
-            0,
-            &[Some("big"), Some("big"), Some("t2")],
-            false,
-        )];
+        let parts = [part("a", 0, &[Some("big"), Some("big"), Some("t2")], false)];
         let second = plan(&ends, &parts, &first.pieces, &BTreeSet::new());
         assert_eq!(keep(&second), vec![3]);
         assert_eq!(second.done["c.transaction"], 2);
@@ -326,7 +345,12 @@ mod tests {
     #[test]
     fn events_without_transactions_never_wait() {
         let ends = ends(vec![end("t1", 3, &[("a", 1)])]);
-        let parts = [part("a", 0, &[None, Some("t1"), None, Some("t2"), None], false)];
+        let parts = [part(
+            "a",
+            0,
+            &[None, Some("t1"), None, Some("t2"), None],
+            false,
+        )];
         let plan = plan(&ends, &parts, &Applied::new(), &BTreeSet::new());
         assert_eq!(keep(&plan), vec![3]);
         assert_eq!(plan.done["c.transaction"], 1);

@@ -80,10 +80,11 @@ fn batch_ends(
         if offset.value(row) < from || !status.is_valid(row) || status.value(row) != "END" {
             continue;
         }
-        let counts = collections
-            .is_valid(row)
-            .then(|| collection_counts(collections.value(row), prefix))
-            .unwrap_or_default();
+        let counts = if collections.is_valid(row) {
+            collection_counts(collections.value(row), prefix)
+        } else {
+            Vec::new()
+        };
         out.push(TxEnd {
             id: id.value(row).to_owned(),
             offset: offset.value(row),

@@ -60,17 +60,26 @@ impl Merger {
         else {
             return Ok(());
         };
+        // A connector whose transaction topic is not in bronze has no transactions to wait for.
+        let connectors: Vec<String> = read
+            .ends
+            .keys()
+            .filter_map(|t| txn_read::prefix_of(t))
+            .map(|c| format!("{c}."))
+            .collect();
         let parts: Vec<PartTxns> = read
             .tables
             .iter()
             .flat_map(|(spec, f)| {
-                f.parts.iter().map(|p| PartTxns {
+                let tracked = connectors.iter().any(|c| spec.topic.starts_with(c));
+                f.parts.iter().map(move |p| PartTxns {
                     topic: spec.topic.clone(),
                     partition: p.partition,
                     txns: p
                         .files
                         .iter()
-                        .flat_map(|f| f.changes.changes.iter().map(|c| c.txn.clone()))
+                        .flat_map(|f| f.changes.changes.iter())
+                        .map(|c| c.txn.clone().filter(|_| tracked))
                         .collect(),
                     more: p.more,
                 })
@@ -167,9 +176,8 @@ impl Merger {
         txn_moves: &[(String, Option<i64>, i64)],
         stats: &mut super::CycleStats,
     ) -> Result<bool, MergeError> {
-        let idle = |(_, b, m): &&(TableSpec, Result<TableBatch, String>, Moves)| {
-            m.is_empty() && b.is_ok()
-        };
+        let idle =
+            |(_, b, m): &&(TableSpec, Result<TableBatch, String>, Moves)| m.is_empty() && b.is_ok();
         if txn_moves.is_empty() && batches.iter().all(|b| idle(&b)) {
             return Ok(false);
         }
@@ -213,7 +221,11 @@ impl Merger {
                 }
             }
         }
-        if !self.leases.fence(&mut tx, &self.target, ATOMIC_GROUP).await? {
+        if !self
+            .leases
+            .fence(&mut tx, &self.target, ATOMIC_GROUP)
+            .await?
+        {
             tx.rollback().await?;
             self.lost_group(ATOMIC_GROUP, specs);
             return Ok(false);
