@@ -499,6 +499,7 @@ mod tests {
     fn every_catalogue_entry_is_registered_and_exposed() {
         topic_seen("t");
         table_seen("x");
+        transactions_seen("c");
         record_consumed("t", 10);
         range_committed(&RangeCommitted {
             topic: "t",

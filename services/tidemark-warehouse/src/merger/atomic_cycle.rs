@@ -186,11 +186,7 @@ impl Merger {
         let mut applied = Vec::new();
         for entry in batches.iter().filter(|b| !idle(b)) {
             let (spec, batch, moves) = entry;
-            let related: Vec<String> = spec
-                .references
-                .values()
-                .filter_map(|dim| specs.get(dim).map(|d| d.name.clone()))
-                .collect();
+            let related = super::related(spec, specs);
             if let Err(refusal) = claims::hold(&mut tx, &self.target, spec, &related).await? {
                 tx.rollback().await?;
                 self.refuse(stats, spec, refusal).await?;

@@ -294,11 +294,7 @@ impl Merger {
             };
             let started = std::time::Instant::now();
             let mut tx = self.pool.begin().await?;
-            let related: Vec<String> = spec
-                .references
-                .values()
-                .filter_map(|dim| specs.get(dim).map(|d| d.name.clone()))
-                .collect();
+            let related = related(spec, &specs);
             if let Err(refusal) = claims::hold(&mut tx, &self.target, spec, &related).await? {
                 tx.rollback().await?;
                 self.refuse(&mut stats, spec, refusal).await?;
@@ -816,6 +812,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// An error of the warehouse that is about the data (a value it cannot hold, a name it refuses),
 /// not about reaching it: retrying cannot help, so the table stops. Connection, resource,
 /// serialization and operator errors are retried.
+/// The names of the dimensions a table references (its claim covers them).
+fn related(spec: &TableSpec, specs: &BTreeMap<String, TableSpec>) -> Vec<String> {
+    spec.references
+        .values()
+        .filter_map(|dim| specs.get(dim).map(|d| d.name.clone()))
+        .collect()
+}
+
 /// Why a table must stop after its batch failed to apply; `Err` for failures of the whole cycle
 /// (the warehouse went away).
 fn apply_failure(e: ApplyError, topic: &str, moves: &Moves) -> Result<String, MergeError> {
