@@ -25,18 +25,17 @@ pub fn topic_of(prefix: &str, collection: &str) -> String {
     format!("{prefix}.{collection}")
 }
 
-/// END records of partition `partition` of `topic` from offset `from`, in order, with the
-/// offset after the last commit record read. Counts are keyed by data topic.
+/// END records of partition `partition` of `topic` from offset `from`, in order. Counts are
+/// keyed by data topic.
 pub async fn ends_from(
     store: &dyn ObjectStore,
     root: &Path,
     topic: &str,
     partition: i32,
     from: i64,
-) -> Result<(Vec<TxEnd>, Option<i64>), ReadError> {
+) -> Result<Vec<TxEnd>, ReadError> {
     let prefix = prefix_of(topic).unwrap_or(topic);
     let mut ends = Vec::new();
-    let mut next = None;
     for rec in records_from(store, root, topic, partition, from, RECORDS_PER_READ).await? {
         for f in rec
             .files
@@ -47,9 +46,8 @@ pub async fn ends_from(
                 ends.extend(batch_ends(&batch, prefix, from, &f.path)?);
             }
         }
-        next = Some(rec.end + 1);
     }
-    Ok((ends, next))
+    Ok(ends)
 }
 
 fn batch_ends(

@@ -54,24 +54,16 @@ impl Merger {
         held: &BTreeMap<String, (String, String)>,
         stats: &mut super::CycleStats,
     ) -> Result<(), MergeError> {
-        let Some(read) = self
+        let read = self
             .read_atomic(specs, by_topic, order, positions, held, stats)
-            .await?
-        else {
-            return Ok(());
-        };
+            .await?;
         // A connector whose transaction topic is not in bronze has no transactions to wait for.
-        let connectors: Vec<String> = read
-            .ends
-            .keys()
-            .filter_map(|t| txn_read::prefix_of(t))
-            .map(|c| format!("{c}."))
-            .collect();
+        let connectors = Connectors::of(&read.ends, &[]);
         let parts: Vec<PartTxns> = read
             .tables
             .iter()
             .flat_map(|(spec, f)| {
-                let tracked = connectors.iter().any(|c| spec.topic.starts_with(c));
+                let tracked = connectors.of_topic(&spec.topic).is_some();
                 f.parts.iter().map(move |p| PartTxns {
                     topic: spec.topic.clone(),
                     partition: p.partition,
@@ -130,7 +122,7 @@ impl Merger {
         positions: &BTreeMap<(String, i32), i64>,
         held: &BTreeMap<String, (String, String)>,
         stats: &mut super::CycleStats,
-    ) -> Result<Option<Read>, MergeError> {
+    ) -> Result<Read, MergeError> {
         let mut tables = Vec::new();
         for topic in order.iter().copied() {
             let spec = &specs[topic];
@@ -142,7 +134,7 @@ impl Merger {
                 && let Err(refusal) = claims::judge(spec, &spec.role(), held_topic, role)
             {
                 self.refuse(stats, spec, refusal).await?;
-                return Ok(None);
+                continue;
             }
             let fetched = self
                 .fetch_batch(spec, &by_topic[topic], positions, &[], false)
@@ -157,14 +149,14 @@ impl Merger {
             };
             metrics::transactions_seen(connector);
             let from = positions.get(&(topic.clone(), 0)).copied().unwrap_or(0);
-            let (mut list, _) =
+            let mut list =
                 txn_read::ends_from(self.store.as_ref(), &self.root, topic, 0, from).await?;
             for e in &mut list {
                 e.counts.retain(|(t, _)| merged.contains(t.as_str()));
             }
             ends.insert(topic.clone(), list);
         }
-        Ok(Some(Read { tables, ends }))
+        Ok(Read { tables, ends })
     }
 
     /// Applies the batches and moves the ledger, all in one warehouse transaction. `false`
@@ -258,47 +250,32 @@ impl Merger {
         (released, committed): (&BTreeSet<String>, bool),
         parts: &[PartTxns],
     ) {
-        let connector_of = |id: &str| -> Option<String> {
-            let by_end = ends
-                .iter()
-                .find(|(_, es)| es.iter().any(|e| e.id == id))
-                .map(|(t, _)| t.as_str());
-            let by_event = || {
-                parts
-                    .iter()
-                    .find(|p| p.txns.iter().any(|t| t.as_deref() == Some(id)))
-                    .and_then(|p| {
-                        ends.keys().find(|t| {
-                            txn_read::prefix_of(t)
-                                .is_some_and(|c| p.topic.starts_with(&format!("{c}.")))
-                        })
-                    })
-                    .map(String::as_str)
-            };
-            by_end
-                .or_else(by_event)
-                .and_then(txn_read::prefix_of)
-                .map(str::to_owned)
-        };
+        let connectors = Connectors::of(ends, parts);
         if committed {
-            self.count_transactions(ends, plan, released, &connector_of);
+            self.count_transactions(ends, plan, released, &connectors);
+            self.txns.since.retain(|id, _| plan.blocking.contains(id));
         }
+        // Uncommitted, a released transaction keeps its timer: it is released again next cycle.
         let now = Instant::now();
-        self.txns.since.retain(|id, _| plan.blocking.contains(id));
         for id in &plan.blocking {
             self.txns.since.entry(id.clone()).or_insert(now);
         }
         for topic in ends.keys() {
             let connector = txn_read::prefix_of(topic).unwrap_or(topic);
-            let mine: Vec<Duration> = self
+            let waits: Vec<Duration> = self
                 .txns
                 .since
                 .iter()
-                .filter(|(id, _)| connector_of(id).as_deref() == Some(connector))
+                .filter(|(id, _)| connectors.of_txn(id) == connector)
                 .map(|(_, at)| now - *at)
                 .collect();
-            let oldest = mine.iter().max().copied().unwrap_or_default();
-            metrics::transactions_open(connector, mine.len(), oldest.as_secs_f64(), plan.held);
+            let oldest = waits.iter().max().copied().unwrap_or_default();
+            let held: usize = parts
+                .iter()
+                .filter(|p| connectors.of_topic(&p.topic) == Some(connector))
+                .map(|p| p.txns.len() - plan.keep[&(p.topic.clone(), p.partition)])
+                .sum();
+            metrics::transactions_open(connector, waits.len(), oldest.as_secs_f64(), held);
         }
     }
 
@@ -308,27 +285,27 @@ impl Merger {
         ends: &BTreeMap<String, Vec<TxEnd>>,
         plan: &atomic::Plan,
         released: &BTreeSet<String>,
-        connector_of: &dyn Fn(&str) -> Option<String>,
+        connectors: &Connectors,
     ) {
         for id in released.iter().filter(|id| !plan.blocking.contains(*id)) {
-            let connector = connector_of(id).unwrap_or_default();
+            let connector = connectors.of_txn(id);
             tracing::warn!(
                 transaction = id,
                 connector,
                 "source transaction applied incomplete: its events or its END record did not reach bronze within merge.transaction_timeout_ms"
             );
-            metrics::transaction_fallback(&connector, "timeout");
+            metrics::transaction_fallback(connector, "timeout");
             self.txns.since.remove(id);
         }
         for (id, counts) in &plan.pieces {
-            let connector = connector_of(id).unwrap_or_default();
+            let connector = connectors.of_txn(id);
             if !self.txns.pieces.contains_key(id) {
                 tracing::warn!(
                     transaction = id,
                     connector,
                     "source transaction larger than a batch (merge.max_batch_rows per table): applied in pieces"
                 );
-                metrics::transaction_fallback(&connector, "too_large");
+                metrics::transaction_fallback(connector, "too_large");
             }
             let had = self.txns.pieces.entry(id.clone()).or_default();
             for (t, n) in counts {
@@ -343,5 +320,56 @@ impl Merger {
                 self.txns.since.remove(&e.id);
             }
         }
+    }
+}
+
+/// The connector (topic prefix) of each data topic and source transaction of a cycle.
+struct Connectors {
+    /// `"<prefix>."` of each transaction topic in bronze, with its prefix.
+    prefixes: Vec<(String, String)>,
+    txns: BTreeMap<String, String>,
+}
+
+impl Connectors {
+    fn of(ends: &BTreeMap<String, Vec<TxEnd>>, parts: &[PartTxns]) -> Connectors {
+        let prefixes: Vec<(String, String)> = ends
+            .keys()
+            .filter_map(|t| txn_read::prefix_of(t))
+            .map(|c| (format!("{c}."), c.to_owned()))
+            .collect();
+        let mut c = Connectors {
+            prefixes,
+            txns: BTreeMap::new(),
+        };
+        for (topic, es) in ends {
+            let connector = txn_read::prefix_of(topic).unwrap_or(topic);
+            for e in es {
+                c.txns.insert(e.id.clone(), connector.to_owned());
+            }
+        }
+        for p in parts {
+            let Some(connector) = c.of_topic(&p.topic).map(str::to_owned) else {
+                continue;
+            };
+            for id in p.txns.iter().flatten() {
+                c.txns
+                    .entry(id.clone())
+                    .or_insert_with(|| connector.clone());
+            }
+        }
+        c
+    }
+
+    /// The connector whose transaction topic covers a data topic.
+    fn of_topic(&self, topic: &str) -> Option<&str> {
+        self.prefixes
+            .iter()
+            .find(|(dotted, _)| topic.starts_with(dotted.as_str()))
+            .map(|(_, c)| c.as_str())
+    }
+
+    /// A transaction's connector ("" when unknown).
+    fn of_txn(&self, id: &str) -> &str {
+        self.txns.get(id).map_or("", String::as_str)
     }
 }
