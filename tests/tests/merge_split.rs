@@ -62,6 +62,19 @@ fn done(child: std::process::Child) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Whether every table [`state`] reads exists yet.
+async fn built(url: &str) -> bool {
+    let pool = Pool::connect(url, None).await.unwrap();
+    let r = rows(
+        &pool,
+        "SELECT count(*)::text FROM unnest(ARRAY['silver.customers', 'gold.dim_customers', \
+         'gold.fact_transactions', 'silver.branches']) AS t(name) WHERE to_regclass(name) IS NULL",
+    )
+    .await;
+    pool.close().await;
+    r[0][0].as_deref() == Some("0")
+}
+
 /// Everything a merger builds here: the scenario's tables and the branches (silver only).
 async fn state(url: &str) -> Vec<Vec<Option<String>>> {
     let pool = Pool::connect(url, None).await.unwrap();
@@ -323,7 +336,8 @@ async fn three_mergers_share_the_tables_through_leases() {
     wait_for(
         "the survivor finishes the tables",
         std::time::Duration::from_secs(180),
-        || async { state(&shared).await == want },
+        // A table appears with its first batch: until the survivor has made them all, wait.
+        || async { built(&shared).await && state(&shared).await == want },
     )
     .await;
 
