@@ -7,6 +7,7 @@ pub mod merge_scenario;
 pub mod postgres;
 pub mod process;
 pub mod proof;
+pub mod proxy;
 pub mod readers;
 pub mod run_setup;
 pub mod scd2_floor;

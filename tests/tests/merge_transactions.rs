@@ -5,14 +5,19 @@
 //! runs and never sees money vanish or double, nor a fact without its balances; with
 //! `merge.transactions = "off"` the same reader does see such states (so the test can fail).
 
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, Record, pg_source};
+use tidemark_e2e::merge_scenario::tidemark_bin;
+use tidemark_e2e::proxy::Proxy;
 use tidemark_e2e::warehouse::rows;
 use tidemark_warehouse::sql::conn::Pool;
+use tokio::task::JoinHandle;
 
 const ACCOUNTS: i64 = 12;
 const OPENING: i64 = 1_000;
@@ -118,8 +123,8 @@ fn stream() -> Stream {
     (parts.into_iter().collect(), ends)
 }
 
-fn config(mode: &str) -> Config {
-    let toml = format!(
+fn merge_config(mode: &str) -> String {
+    format!(
         r#"
 [merge]
 max_batch_rows = 8
@@ -135,8 +140,11 @@ source = "{TRANSFERS_TOPIC}"
 kind = "fact"
 references = {{ account_id = "{ACCOUNTS_TOPIC}" }}
 "#
-    );
-    Config::from_toml_and_env(&toml, std::iter::empty()).expect("config")
+    )
+}
+
+fn config(mode: &str) -> Config {
+    Config::from_toml_and_env(&merge_config(mode), std::iter::empty()).expect("config")
 }
 
 /// One consistent read (one statement, one snapshot): accounts, their balance and moves in
@@ -160,103 +168,266 @@ fn inconsistent(r: &[Option<String>]) -> Option<String> {
         .then(|| format!("silver total {silver}, gold total {gold}, moves {moves}, facts {facts}"))
 }
 
-/// Lands the stream in small commits, partitions out of step, ENDs lagging, while a merger
-/// cycles and a reader polls; returns what the reader saw that no commit point had.
-async fn run(mode: &str) -> Option<Vec<String>> {
-    let url = tidemark_e2e::postgres::fresh_database().await?;
-    let pool = Pool::connect(&url, None).await.expect("pg");
-    let reader = Pool::connect(&url, None).await.expect("pg");
-    let mut bronze = BronzeFixture::new();
-    let cfg = config(mode);
-    let mut merger = bronze.merger(&pool, &cfg).await;
+/// Lands the whole stream in small commits, partitions out of step, the ENDs trailing the data
+/// by about twenty transactions, `pace` between commits.
+async fn land_stream(bronze: &mut BronzeFixture, pace: Duration) {
     let (mut parts, ends) = stream();
+    // Debezium writes a transaction's BEGIN before its events: the transaction topic is in
+    // bronze from the first transaction on.
+    let begin = json!({"status": "BEGIN", "id": "600:1017", "ts_ms": 1_700_000_100_000i64,
+                       "event_count": null, "data_collections": null});
+    let begin = (
+        Some(json!({"id": "600:1017"}).to_string()),
+        Some(begin.to_string()),
+    );
+    bronze.land(TXN_TOPIC, 0, &[begin]).await;
+    let mut rng = Rng(0xfeed);
+    let mut ends = ends.into_iter().peekable();
+    let mut ends_landed = 0usize;
+    let mut data_landed = 0usize;
+    while parts.iter().any(|(_, rs)| !rs.is_empty()) {
+        let open: Vec<usize> = (0..parts.len())
+            .filter(|i| !parts[*i].1.is_empty())
+            .collect();
+        let i = open[rng.below(open.len() as u64) as usize];
+        let ((topic, p), records) = &mut parts[i];
+        let n = (1 + rng.below(5) as usize).min(records.len());
+        let chunk: Vec<Record> = records.drain(..n).collect();
+        bronze.land(topic, *p, &chunk).await;
+        data_landed += n;
+        let due = (data_landed / 3).saturating_sub(20);
+        let chunk: Vec<Record> = ends
+            .by_ref()
+            .take(due.saturating_sub(ends_landed))
+            .collect();
+        if !chunk.is_empty() {
+            ends_landed += chunk.len();
+            bronze.land(TXN_TOPIC, 0, &chunk).await;
+        }
+        tokio::time::sleep(pace).await;
+    }
+    let rest: Vec<Record> = ends.collect();
+    if !rest.is_empty() {
+        bronze.land(TXN_TOPIC, 0, &rest).await;
+    }
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let landed = AtomicBool::new(false);
-    // The merger's futures are not `Send`: it runs beside the landing in this task.
-    let merging = async {
-        while !landed.load(Ordering::SeqCst) {
-            merger.cycle().await.expect("cycle");
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-    };
-    let seen = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut bad = Vec::new();
-            let mut reads = 0;
-            while !stop.load(Ordering::SeqCst) {
-                let mut tx = reader.begin().await.expect("begin");
-                if let Ok(r) = tx.fetch(READ, &[]).await {
-                    reads += 1;
-                    bad.extend(r.first().and_then(|r| inconsistent(r)));
-                }
-                tx.rollback().await.expect("rollback");
+/// A reader polling the warehouse in its own task until `stop`; it returns the states no commit
+/// point had and how many reads it made.
+fn watch(reader: Pool, stop: Arc<AtomicBool>) -> JoinHandle<(Vec<String>, usize)> {
+    tokio::spawn(async move {
+        let mut bad = Vec::new();
+        let mut reads = 0;
+        while !stop.load(Ordering::SeqCst) {
+            let mut tx = reader.begin().await.expect("begin");
+            if let Ok(r) = tx.fetch(READ, &[]).await {
+                reads += 1;
+                bad.extend(r.first().and_then(|r| inconsistent(r)));
             }
-            (bad, reads)
-        })
-    };
+            tx.rollback().await.expect("rollback");
+        }
+        (bad, reads)
+    })
+}
 
-    let landing = async {
-        // Debezium writes a transaction's BEGIN before its events: the transaction topic is in
-        // bronze from the first transaction on (the ENDs trail).
-        let begin = json!({"status": "BEGIN", "id": "600:1017", "ts_ms": 1_700_000_100_000i64,
-                           "event_count": null, "data_collections": null});
-        let begin = (
-            Some(json!({"id": "600:1017"}).to_string()),
-            Some(begin.to_string()),
-        );
-        bronze.land(TXN_TOPIC, 0, &[begin]).await;
-        let mut rng = Rng(0xfeed);
-        let mut ends = ends.into_iter().peekable();
-        let mut ends_landed = 0usize;
-        let mut data_landed = 0usize;
-        while parts.iter().any(|(_, rs)| !rs.is_empty()) {
-            let open: Vec<usize> = (0..parts.len())
-                .filter(|i| !parts[*i].1.is_empty())
-                .collect();
-            let i = open[rng.below(open.len() as u64) as usize];
-            let ((topic, p), records) = &mut parts[i];
-            let n = (1 + rng.below(5) as usize).min(records.len());
-            let chunk: Vec<Record> = records.drain(..n).collect();
-            bronze.land(topic, *p, &chunk).await;
-            data_landed += n;
-            // The transaction topic trails the data by about twenty transactions.
-            let due = (data_landed / 3).saturating_sub(20);
-            let chunk: Vec<Record> = ends
-                .by_ref()
-                .take(due.saturating_sub(ends_landed))
-                .collect();
-            if !chunk.is_empty() {
-                ends_landed += chunk.len();
-                bronze.land(TXN_TOPIC, 0, &chunk).await;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-        }
-        let rest: Vec<Record> = ends.collect();
-        if !rest.is_empty() {
-            bronze.land(TXN_TOPIC, 0, &rest).await;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        landed.store(true, Ordering::SeqCst);
-    };
-    tokio::join!(merging, landing);
+/// Stops the reader; checks it read during the run and that the end state is the source's.
+async fn finish(
+    pool: &Pool,
+    stop: &AtomicBool,
+    seen: JoinHandle<(Vec<String>, usize)>,
+) -> Vec<String> {
     stop.store(true, Ordering::SeqCst);
     let (bad, reads) = seen.await.expect("reader task");
     assert!(
         reads > 50,
         "the reader polled during the run ({reads} reads)"
     );
-    merger.catch_up().await.expect("catch up");
-
-    // Whatever the mode, the end state is the source's.
-    let end_state = rows(&pool, READ).await;
+    let end_state = rows(pool, READ).await;
     assert_eq!(inconsistent(&end_state[0]), None, "{end_state:?}");
     assert_eq!(
         end_state[0][4].as_deref(),
         Some(TRANSFERS.to_string().as_str())
     );
-    Some(bad)
+    bad
+}
+
+/// Lands the stream while a merger in this process cycles and a reader polls; returns what the
+/// reader saw that no commit point had.
+async fn run(mode: &str) -> Option<Vec<String>> {
+    let url = tidemark_e2e::postgres::fresh_database().await?;
+    let pool = Pool::connect(&url, None).await.expect("pg");
+    let reader = Pool::connect(&url, None).await.expect("pg");
+    let mut bronze = BronzeFixture::new();
+    let mut merger = bronze.merger(&pool, &config(mode)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = watch(reader, stop.clone());
+    let landed = AtomicBool::new(false);
+    // The merger's futures are not `Send`: it runs beside the landing in this task.
+    let merging = async {
+        while !landed.load(Ordering::SeqCst) {
+            merger.cycle().await.expect("cycle");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let landing = async {
+        land_stream(&mut bronze, Duration::from_millis(3)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        landed.store(true, Ordering::SeqCst);
+    };
+    tokio::join!(merging, landing);
+    merger.catch_up().await.expect("catch up");
+    Some(finish(&pool, &stop, seen).await)
+}
+
+/// What goes wrong while `tidemark merge` works.
+#[derive(Debug, Clone, Copy)]
+enum Chaos {
+    /// SIGKILL this many times, each after the run made progress; restart each time.
+    Kills(usize),
+    /// The warehouse goes away for this long (connections cut, new ones refused).
+    Outage(Duration),
+}
+
+/// A `tidemark merge` process, killed when dropped (a failing test leaves none behind).
+struct Merge(Child);
+
+impl Merge {
+    fn start(config: &std::path::Path) -> Merge {
+        let child = Command::new(tidemark_bin())
+            .env("TIDEMARK__METRICS__LISTEN", "127.0.0.1:0")
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--log-level",
+                "error",
+                "merge",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tidemark merge");
+        Merge(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Merge {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One value of a one-row query, `None` while its table does not exist yet.
+async fn scalar(pool: &Pool, sql: &str) -> Option<i64> {
+    let mut tx = pool.begin().await.unwrap();
+    let r = tx.fetch(sql, &[]).await;
+    tx.rollback().await.unwrap();
+    r.ok()?.first()?[0].as_deref()?.parse().ok()
+}
+
+/// The sum of the ledger's next offsets: 0 until a merger has created it.
+async fn ledger_total(pool: &Pool) -> i64 {
+    scalar(pool, "SELECT sum(next_offset)::text FROM tidemark.ledger")
+        .await
+        .unwrap_or(0)
+}
+
+/// Waits until the merger has committed something past `since`.
+async fn progress(pool: &Pool, since: i64) -> i64 {
+    let t = Instant::now();
+    loop {
+        let now = ledger_total(pool).await;
+        if now > since {
+            return now;
+        }
+        assert!(t.elapsed() < Duration::from_secs(90), "no merge progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether every transfer and both its balance moves are merged.
+async fn caught_up(pool: &Pool) -> bool {
+    let facts = scalar(pool, "SELECT count(*)::text FROM gold.fact_transfers").await;
+    let moves = scalar(pool, "SELECT sum(moves)::text FROM silver.accounts").await;
+    facts == Some(TRANSFERS as i64) && moves == Some(2 * TRANSFERS as i64)
+}
+
+/// `url` with its host and port replaced by the proxy's.
+fn through(url: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once('@').unwrap();
+    let (_, db) = rest.split_once('/').unwrap();
+    format!("{scheme}@127.0.0.1:{port}/{db}")
+}
+
+fn upstream(url: &str) -> std::net::SocketAddr {
+    let (_, rest) = url.split_once('@').unwrap();
+    let (host, _) = rest.split_once('/').unwrap();
+    host.parse().expect("host:port of the test PostgreSQL")
+}
+
+/// Lands the stream while `tidemark merge` (a process, its warehouse behind a proxy) works
+/// through it under `chaos`, and a reader polls the warehouse directly.
+async fn run_process(chaos: Chaos) -> Option<Vec<String>> {
+    let url = tidemark_e2e::postgres::fresh_database().await?;
+    let dir = tempfile::tempdir().unwrap();
+    let bronze_dir = dir.path().join("bronze");
+    std::fs::create_dir_all(&bronze_dir).unwrap();
+    let mut bronze = BronzeFixture::on_disk(&bronze_dir);
+    let proxy = Proxy::start(upstream(&url)).await;
+    let path = dir.path().join("tidemark.toml");
+    let text = format!(
+        "[bronze]\nurl = \"file://{}\"\n[warehouse]\nurl = \"{}\"\n{}",
+        bronze_dir.display(),
+        through(&url, proxy.port),
+        merge_config("atomic").replace("[merge]", "[merge]\ninterval_ms = 20")
+    );
+    std::fs::write(&path, text).unwrap();
+    let pool = Pool::connect(&url, None).await.expect("pg");
+    let reader = Pool::connect(&url, None).await.expect("pg");
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = watch(reader, stop.clone());
+
+    let mut child = Merge::start(&path);
+    let landing = land_stream(&mut bronze, Duration::from_millis(40));
+    let trouble = async {
+        match chaos {
+            Chaos::Kills(n) => {
+                let mut rng = Rng(0xdead);
+                let mut done = ledger_total(&pool).await;
+                for _ in 0..n {
+                    done = progress(&pool, done).await;
+                    tokio::time::sleep(Duration::from_millis(rng.below(120))).await;
+                    child.kill();
+                    child = Merge::start(&path);
+                }
+            }
+            Chaos::Outage(d) => {
+                progress(&pool, 0).await;
+                proxy.down();
+                tokio::time::sleep(d).await;
+                proxy.up();
+                assert!(
+                    child.0.try_wait().unwrap().is_none(),
+                    "the merger outlives the outage"
+                );
+            }
+        }
+    };
+    tokio::join!(landing, trouble);
+    let t = Instant::now();
+    while !caught_up(&pool).await {
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "the merger caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(child);
+    Some(finish(&pool, &stop, seen).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,5 +451,31 @@ async fn without_atomic_transactions_readers_see_half_applied_ones() {
     assert!(
         !bad.is_empty(),
         "merge.transactions = \"off\" applies tables apart, so a reader sees half a transfer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_sigkills_never_leave_half_a_source_transaction_visible() {
+    let Some(bad) = run_process(Chaos::Kills(5)).await else {
+        return;
+    };
+    assert!(
+        bad.is_empty(),
+        "{} bad states, first: {:?}",
+        bad.len(),
+        bad.first()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30s_warehouse_outage_never_leaves_half_a_source_transaction_visible() {
+    let Some(bad) = run_process(Chaos::Outage(Duration::from_secs(30))).await else {
+        return;
+    };
+    assert!(
+        bad.is_empty(),
+        "{} bad states, first: {:?}",
+        bad.len(),
+        bad.first()
     );
 }
