@@ -479,3 +479,82 @@ async fn a_30s_warehouse_outage_never_leaves_half_a_source_transaction_visible()
         bad.first()
     );
 }
+
+/// One source transaction of 40 balance moves between the accounts (in both partitions), with
+/// batches of 8: the cycle that applies it either reads on to take it whole (up to
+/// `merge.max_transaction_rows`) or, past that bound, applies it in pieces. Returns the totals
+/// readers could see after each cycle, once every account is in.
+async fn one_large_transaction(max_transaction_rows: usize) -> Option<Vec<i64>> {
+    let url = tidemark_e2e::postgres::fresh_database().await?;
+    let pool = Pool::connect(&url, None).await.expect("pg");
+    let mut bronze = BronzeFixture::new();
+    let toml = format!(
+        "[merge]\nmax_batch_rows = 8\nmax_transaction_rows = {max_transaction_rows}\n\
+         [[tables]]\nsource = \"{ACCOUNTS_TOPIC}\"\nkind = \"dimension\"\n"
+    );
+    let config = Config::from_toml_and_env(&toml, std::iter::empty()).expect("config");
+    let mut merger = bronze.merger(&pool, &config).await;
+    let mut balance = vec![OPENING; ACCOUNTS as usize];
+    let mut lsn = 1_000u64;
+    for id in 0..ACCOUNTS {
+        lsn += 1;
+        let after = json!({"id": id, "balance": OPENING, "moves": 0});
+        let src = pg_source(None, lsn, 1_700_000_000_000, true);
+        bronze
+            .land(
+                ACCOUNTS_TOPIC,
+                (id % 2) as i32,
+                &[record(id, "r", after, src, None)],
+            )
+            .await;
+    }
+    let txn = "700:5000";
+    for i in 0..40i64 {
+        // Every debit before every credit: any piece of it shows money gone.
+        let (id, delta) = if i < 20 {
+            (i % ACCOUNTS, -3)
+        } else {
+            ((i - 20) % ACCOUNTS, 3)
+        };
+        lsn += 1;
+        balance[id as usize] += delta;
+        let after = json!({"id": id, "balance": balance[id as usize], "moves": i + 1});
+        let src = pg_source(Some(5000), lsn, 1_700_000_100_000, false);
+        let r = record(id, "u", after, src, Some((txn, i as u64 + 1, i as u64 + 1)));
+        bronze.land(ACCOUNTS_TOPIC, (id % 2) as i32, &[r]).await;
+    }
+    bronze
+        .land(TXN_TOPIC, 0, &[end(txn, &[("public.accounts", 40)])])
+        .await;
+    let mut totals = Vec::new();
+    for _ in 0..20 {
+        let s = merger.cycle().await.expect("cycle");
+        let r = rows(
+            &pool,
+            "SELECT sum(balance)::text FROM silver.accounts HAVING count(*) = 12",
+        )
+        .await;
+        totals.extend(r.first().and_then(|r| r[0].as_deref()?.parse::<i64>().ok()));
+        if s.is_idle() {
+            break;
+        }
+    }
+    Some(totals)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_larger_than_a_batch_is_applied_whole() {
+    let Some(totals) = one_large_transaction(1_000_000).await else {
+        return;
+    };
+    assert!(
+        totals.iter().all(|t| *t == ACCOUNTS * OPENING),
+        "every state after a cycle is a commit point: {totals:?}"
+    );
+    // Past the bound it goes in pieces, which a reader can see.
+    let totals = one_large_transaction(8).await.unwrap();
+    assert!(
+        totals.iter().any(|t| *t != ACCOUNTS * OPENING),
+        "with max_transaction_rows = 8 the transaction goes in pieces: {totals:?}"
+    );
+}

@@ -28,6 +28,9 @@ pub struct Request {
     pub topic: String,
     pub starts: Starts,
     pub budget: usize,
+    /// Commit records read per partition at most ([`RECORDS_PER_READ`] but for a cycle that
+    /// reads more to take a large source transaction in).
+    pub records: usize,
 }
 
 /// A table's bronze from the ledger positions, read and decoded.
@@ -168,7 +171,7 @@ async fn read_partition(
         problem: None,
         more: false,
     };
-    let records = match records_from(store, root, topic, p, from, RECORDS_PER_READ).await {
+    let records = match records_from(store, root, topic, p, from, req.records).await {
         Ok(r) => r,
         Err(e) if e.is_data() => {
             part.problem = Some(format!(
@@ -188,7 +191,7 @@ async fn read_partition(
         part.more = true;
         return Ok(part);
     }
-    part.more = records.len() >= RECORDS_PER_READ;
+    part.more = records.len() >= req.records;
     part.committed_at_ms = records.iter().filter_map(|r| r.committed_at_ms()).max();
     let mut rows = 0;
     'records: for rec in records {
@@ -312,6 +315,7 @@ mod tests {
             topic: "t".into(),
             starts: vec![(0, Some(5))],
             budget: 10,
+            records: RECORDS_PER_READ,
         };
         let mut ahead = ReadAheads::default();
         ahead.start(store.clone(), Path::from("b"), opts.clone(), req.clone());

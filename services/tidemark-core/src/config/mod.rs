@@ -249,6 +249,10 @@ pub struct MergeConfig {
     /// How long a source transaction may hold changes back while its events or its END record
     /// are missing from bronze, ms; then it is applied as it is, with a warning and a metric.
     pub transaction_timeout_ms: u64,
+    /// The largest source transaction applied whole, in events of one table: a cycle reads past
+    /// `max_batch_rows` up to this many to take a transaction in; a larger one is applied in
+    /// pieces, with a warning and a metric.
+    pub max_transaction_rows: usize,
 }
 
 /// `merge.transactions`.
@@ -269,6 +273,7 @@ impl Default for MergeConfig {
             fact_hold_ms: 1_000,
             transactions: TransactionMode::Atomic,
             transaction_timeout_ms: 30_000,
+            max_transaction_rows: 1_000_000,
         }
     }
 }

@@ -305,6 +305,16 @@ impl Config {
                 "use at least 1000 (10000 by default): a merger renews its leases every cycle",
             );
         }
+        if self.merge.max_transaction_rows < self.merge.max_batch_rows {
+            err(
+                "merge.max_transaction_rows",
+                format!(
+                    "is {}, below merge.max_batch_rows ({})",
+                    self.merge.max_transaction_rows, self.merge.max_batch_rows
+                ),
+                "use at least merge.max_batch_rows (1000000 by default)",
+            );
+        }
         if self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
             err(
                 "metrics.listen",

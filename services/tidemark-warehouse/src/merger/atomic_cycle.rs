@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tidemark_core::metrics;
 use tracing::Instrument as _;
 
-use super::{MergeError, Merger, Moves, apply_failure};
+use super::{MergeError, Merger, Moves, Reach, apply_failure};
 use crate::apply::{Context, TableBatch, apply};
 use crate::atomic::{self, PartTxns, TxEnd};
 use crate::bronze_fetch::Fetched;
@@ -29,6 +29,14 @@ pub(super) struct OpenTxns {
     /// Events of transactions applied in pieces so far.
     pieces: atomic::Applied,
 }
+
+/// The tables of a cycle: their specs by topic, the partitions of each topic in bronze, the
+/// order to apply them in.
+type Tables<'a> = (
+    &'a BTreeMap<String, TableSpec>,
+    &'a BTreeMap<String, Vec<i32>>,
+    &'a [&'a String],
+);
 
 /// What the cycle reads and plans.
 struct Read {
@@ -54,9 +62,55 @@ impl Merger {
         held: &BTreeMap<String, (String, String)>,
         stats: &mut super::CycleStats,
     ) -> Result<(), MergeError> {
-        let read = self
-            .read_atomic(specs, by_topic, order, positions, held, stats)
+        // A transaction larger than a batch: read up to max_transaction_rows to take it whole.
+        let most = self.config.merge.max_transaction_rows;
+        let mut scale = 1;
+        let (read, parts, plan, released) = loop {
+            let read = self
+                .read_atomic((specs, by_topic, order), positions, held, scale, stats)
+                .await?;
+            let (parts, plan, released) = self.plan_atomic(&read);
+            let reach = self.opts.max_batch_rows.saturating_mul(scale);
+            if plan.pieces.is_empty() || reach >= most {
+                break (read, parts, plan, released);
+            }
+            scale = scale
+                .saturating_mul(4)
+                .min(most.div_ceil(self.opts.max_batch_rows.max(1)));
+            tracing::debug!(
+                rows = reach,
+                "a source transaction is larger than a batch: reading more"
+            );
+        };
+        let mut batches = Vec::new();
+        for (spec, mut fetched) in read.tables {
+            for p in &mut fetched.parts {
+                let keep = plan.keep[&(spec.topic.clone(), p.partition)];
+                p.keep_first(keep);
+            }
+            fetched.behind |= fetched.parts.iter().any(|p| p.more);
+            let (batch, moves) = self.assemble(&spec, fetched);
+            batches.push((spec, batch, moves));
+        }
+        let txn_moves: Vec<(String, Option<i64>, i64)> = plan
+            .done
+            .iter()
+            .filter(|(_, done)| **done > 0)
+            .map(|(t, done)| {
+                let next = read.ends[t][done - 1].offset + 1;
+                (t.clone(), positions.get(&(t.clone(), 0)).copied(), next)
+            })
+            .collect();
+        let committed = self
+            .apply_atomic(specs, &batches, &txn_moves, stats)
             .await?;
+        self.note_transactions(&read.ends, &plan, (&released, committed), &parts);
+        Ok(())
+    }
+
+    /// Each partition's transactions in order, and the plan of the cycle with the transactions
+    /// released at their timeout.
+    fn plan_atomic(&self, read: &Read) -> (Vec<PartTxns>, atomic::Plan, BTreeSet<String>) {
         // A connector whose transaction topic is not in bronze has no transactions to wait for.
         let connectors = Connectors::of(&read.ends, &[]);
         let parts: Vec<PartTxns> = read
@@ -86,41 +140,17 @@ impl Merger {
             .map(|(id, _)| id.clone())
             .collect();
         let plan = atomic::plan(&read.ends, &parts, &self.txns.pieces, &released);
-        let mut batches = Vec::new();
-        for (spec, mut fetched) in read.tables {
-            for p in &mut fetched.parts {
-                let keep = plan.keep[&(spec.topic.clone(), p.partition)];
-                p.keep_first(keep);
-            }
-            fetched.behind |= fetched.parts.iter().any(|p| p.more);
-            let (batch, moves) = self.assemble(&spec, fetched);
-            batches.push((spec, batch, moves));
-        }
-        let txn_moves: Vec<(String, Option<i64>, i64)> = plan
-            .done
-            .iter()
-            .filter(|(_, done)| **done > 0)
-            .map(|(t, done)| {
-                let next = read.ends[t][done - 1].offset + 1;
-                (t.clone(), positions.get(&(t.clone(), 0)).copied(), next)
-            })
-            .collect();
-        let committed = self
-            .apply_atomic(specs, &batches, &txn_moves, stats)
-            .await?;
-        self.note_transactions(&read.ends, &plan, (&released, committed), &parts);
-        Ok(())
+        (parts, plan, released)
     }
 
     /// Every held table's batch, and the pending END records of every transaction topic (their
     /// counts only for the tables read here: the others count as present).
     async fn read_atomic(
         &mut self,
-        specs: &BTreeMap<String, TableSpec>,
-        by_topic: &BTreeMap<String, Vec<i32>>,
-        order: &[&String],
+        (specs, by_topic, order): Tables<'_>,
         positions: &BTreeMap<(String, i32), i64>,
         held: &BTreeMap<String, (String, String)>,
+        scale: usize,
         stats: &mut super::CycleStats,
     ) -> Result<Read, MergeError> {
         let mut tables = Vec::new();
@@ -137,7 +167,7 @@ impl Merger {
                 continue;
             }
             let fetched = self
-                .fetch_batch(spec, &by_topic[topic], positions, &[], false)
+                .fetch_batch(spec, &by_topic[topic], positions, &[], Reach::Scaled(scale))
                 .await?;
             tables.push((spec.clone(), fetched));
         }
@@ -303,7 +333,7 @@ impl Merger {
                 tracing::warn!(
                     transaction = id,
                     connector,
-                    "source transaction larger than a batch (merge.max_batch_rows per table): applied in pieces"
+                    "source transaction larger than merge.max_transaction_rows (events of one table): applied in pieces"
                 );
                 metrics::transaction_fallback(connector, "too_large");
             }

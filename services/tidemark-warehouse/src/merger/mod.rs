@@ -585,29 +585,34 @@ impl Merger {
         limits: &[Limit],
     ) -> Result<(Result<TableBatch, String>, Moves), MergeError> {
         let fetched = self
-            .fetch_batch(spec, partitions, positions, limits, true)
+            .fetch_batch(spec, partitions, positions, limits, Reach::Batch)
             .await?;
         Ok(self.assemble(spec, fetched))
     }
 
-    /// A table's bronze from the ledger positions, facts held back at `limits`; with
-    /// `read_ahead`, the batch after it starts reading when the table is behind.
+    /// A table's bronze from the ledger positions, facts held back at `limits`. A batch's
+    /// reach starts reading the batch after it when the table is behind.
     async fn fetch_batch(
         &mut self,
         spec: &TableSpec,
         partitions: &[i32],
         positions: &BTreeMap<(String, i32), i64>,
         limits: &[Limit],
-        read_ahead: bool,
+        reach: Reach,
     ) -> Result<Fetched, MergeError> {
         let starts: Starts = partitions
             .iter()
             .map(|p| (*p, positions.get(&(spec.topic.clone(), *p)).copied()))
             .collect();
+        let scale = match reach {
+            Reach::Batch => 1,
+            Reach::Scaled(n) => n,
+        };
         let req = Request {
             topic: spec.topic.clone(),
             starts,
-            budget: self.opts.max_batch_rows,
+            budget: self.opts.max_batch_rows.saturating_mul(scale),
+            records: crate::bronze_fetch::RECORDS_PER_READ.saturating_mul(scale),
         };
         let mut fetched = match self.ahead.take(&req.topic, &req.starts).await {
             Some(read) => read,
@@ -618,7 +623,7 @@ impl Merger {
             metrics::facts_waiting(&spec.name, waiting as u64);
         }
         fetched.behind |= waiting > 0;
-        if read_ahead && fetched.behind && !fetched.has_problem() {
+        if reach == Reach::Batch && fetched.behind && !fetched.has_problem() {
             let next = Request {
                 starts: fetched.next_starts(&req.starts),
                 ..req.clone()
@@ -804,6 +809,17 @@ impl Merger {
             }
         }
     }
+}
+
+/// How far one table's read reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reach {
+    /// A batch: `max_batch_rows` changes, [`crate::bronze_fetch::RECORDS_PER_READ`] commit
+    /// records per partition, the next batch read ahead.
+    Batch,
+    /// That many batches' worth at once, nothing read ahead (a cycle taking in a large source
+    /// transaction).
+    Scaled(usize),
 }
 
 /// How long a cycle under way may finish after SIGTERM.
