@@ -16,6 +16,8 @@ pub enum RecordKind {
     Change(Op),
     Tombstone,
     Poison,
+    /// A record of a connector's own topics (transaction BEGIN/END): landed, not a change.
+    Transaction,
 }
 
 #[derive(Debug, Clone)]

@@ -12,9 +12,24 @@ use std::time::{Duration, Instant};
 use tidemark_e2e::kafka::Kafka;
 use tidemark_e2e::merge_scenario::tidemark_bin;
 use tidemark_e2e::run_setup::{free_port, run_config};
-use tidemark_e2e::stream::generate;
+use tidemark_e2e::stream::{Record, RecordKind, generate};
 
 const TOPIC: &str = "bank.public.accounts";
+const TXN_TOPIC: &str = "bank.transaction";
+
+/// A BEGIN record of the connector's transaction topic.
+fn begin() -> Record {
+    let value = serde_json::json!({"status": "BEGIN", "id": "571:53195829", "ts_ms": 1_700_000_000_000i64,
+                                   "event_count": null, "data_collections": null});
+    Record {
+        topic: TXN_TOPIC.into(),
+        partition: 0,
+        key: Some(br#"{"id":"571:53195829"}"#.to_vec()),
+        value: Some(value.to_string().into_bytes()),
+        timestamp_ms: 1_700_000_000_000,
+        kind: RecordKind::Transaction,
+    }
+}
 
 fn monitoring() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitoring")
@@ -85,10 +100,18 @@ async fn every_dashboard_and_alert_expression_finds_series_in_a_real_prometheus(
         return;
     }
     // A running tidemark with data: Kafka → bronze → SQLite.
-    let kafka = Kafka::start(&[(TOPIC, 2)]);
+    let kafka = Kafka::start(&[(TOPIC, 2), (TXN_TOPIC, 1)]);
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = run_config(dir.path(), &kafka.bootstrap(), TOPIC, "mon", Some(port));
+    // The connector's transaction topic too (one BEGIN in it), so the per-connector transaction
+    // series exist and atomic cycles run.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("topics = [\"{TOPIC}\"]"),
+        &format!("topics = [\"{TOPIC}\", \"{TXN_TOPIC}\"]"),
+    );
+    std::fs::write(&config, text).unwrap();
+    kafka.produce(&[begin()]).await;
     let _tidemark = Killed(
         Command::new(tidemark_bin())
             .args([
