@@ -558,3 +558,37 @@ async fn a_transaction_larger_than_a_batch_is_applied_whole() {
         "with max_transaction_rows = 8 the transaction goes in pieces: {totals:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_says_which_connectors_lack_transaction_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let bronze_dir = dir.path().join("bronze");
+    std::fs::create_dir_all(&bronze_dir).unwrap();
+    let mut bronze = BronzeFixture::on_disk(&bronze_dir);
+    let after = json!({"id": 1, "balance": OPENING, "moves": 0});
+    let src = pg_source(None, 1, 1_700_000_000_000, true);
+    let r = record(1, "r", after, src, None);
+    bronze.land(ACCOUNTS_TOPIC, 0, &[r.clone()]).await;
+    bronze.land("shop.public.orders", 0, &[r]).await;
+    bronze
+        .land(TXN_TOPIC, 0, &[end("1:1", &[("public.accounts", 1)])])
+        .await;
+    let path = dir.path().join("tidemark.toml");
+    let text = format!(
+        "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n[bronze]\nurl = \"file://{}\"\n",
+        bronze_dir.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(tidemark_bin())
+        .args(["--config", path.to_str().unwrap(), "inspect", "bronze"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bank.transaction is in bronze"), "{text}");
+    assert!(
+        text.contains("no shop.transaction in bronze")
+            && text.contains("provide.transaction.metadata=true"),
+        "{text}"
+    );
+    assert!(!text.contains("no bank.transaction"), "{text}");
+}

@@ -25,6 +25,31 @@ pub fn topic_of(prefix: &str, collection: &str) -> String {
     format!("{prefix}.{collection}")
 }
 
+/// The connectors of data topics whose transaction topic is not among `topics`: readers of their
+/// tables can see half a source transaction. A Debezium topic is `<prefix>.<schema>.<table>`;
+/// a topic under a transaction topic's prefix belongs to it, any other topic of three or more
+/// segments names its prefix by all but its last two.
+pub fn without_metadata<'a>(topics: impl IntoIterator<Item = &'a str> + Clone) -> Vec<String> {
+    let prefixes: Vec<String> = topics
+        .clone()
+        .into_iter()
+        .filter_map(prefix_of)
+        .map(|p| format!("{p}."))
+        .collect();
+    let mut missing: Vec<String> = topics
+        .into_iter()
+        .filter(|t| prefix_of(t).is_none() && !t.starts_with("__"))
+        .filter(|t| !prefixes.iter().any(|p| t.starts_with(p.as_str())))
+        .filter_map(|t| {
+            let segments: Vec<&str> = t.split('.').collect();
+            (segments.len() >= 3).then(|| segments[..segments.len() - 2].join("."))
+        })
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
 /// END records of partition `partition` of `topic` from offset `from`, in order. Counts are
 /// keyed by data topic.
 pub async fn ends_from(
@@ -110,6 +135,20 @@ fn collection_counts(json: &str, prefix: &str) -> Vec<(String, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connectors_without_their_transaction_topic_are_named() {
+        let topics = [
+            "bank.public.accounts",
+            "bank.transaction",
+            "shop.public.orders",
+            "prod.crm.dbo.users",
+            "__debezium-heartbeat.shop",
+            "plain",
+        ];
+        assert_eq!(without_metadata(topics), ["prod.crm", "shop"]);
+        assert!(without_metadata(["bank.public.accounts", "bank.transaction"]).is_empty());
+    }
 
     #[test]
     fn collections_map_to_the_connectors_topics() {

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tidemark_bronze::{admin, store};
-use tidemark_core::config::Config;
+use tidemark_core::config::{Config, TransactionMode};
+use tidemark_warehouse::txn_read;
 
 fn open(
     config_path: &Path,
@@ -119,11 +120,34 @@ pub fn inspect(config_path: &Path) -> anyhow::Result<ExitCode> {
             config.kafka.bootstrap_servers
         );
     }
+    transactions_hint(&config, &summaries);
     Ok(if broken {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Which connectors' tables merge as whole source transactions, and how to turn it on for the
+/// others.
+fn transactions_hint(config: &Config, summaries: &[admin::PartitionSummary]) {
+    if config.merge.transactions != TransactionMode::Atomic || summaries.is_empty() {
+        return;
+    }
+    let topics = summaries.iter().map(|s| s.topic.as_str());
+    for t in topics.clone().filter(|t| txn_read::prefix_of(t).is_some()) {
+        println!(
+            "transactions: {t} is in bronze: its connector's tables merge whole source transactions"
+        );
+    }
+    for prefix in txn_read::without_metadata(topics) {
+        println!(
+            "transactions: no {prefix}.transaction in bronze: changes of connector `{prefix}` are not \
+             held to source transactions, so readers can see half of one. Set \
+             provide.transaction.metadata=true on the connector and add {prefix}.transaction to \
+             kafka.topics."
+        );
+    }
 }
 
 pub fn dlq_list(config_path: &Path) -> anyhow::Result<ExitCode> {
