@@ -568,7 +568,7 @@ async fn inspect_says_which_connectors_lack_transaction_metadata() {
     let after = json!({"id": 1, "balance": OPENING, "moves": 0});
     let src = pg_source(None, 1, 1_700_000_000_000, true);
     let r = record(1, "r", after, src, None);
-    bronze.land(ACCOUNTS_TOPIC, 0, &[r.clone()]).await;
+    bronze.land(ACCOUNTS_TOPIC, 0, std::slice::from_ref(&r)).await;
     bronze.land("shop.public.orders", 0, &[r]).await;
     bronze
         .land(TXN_TOPIC, 0, &[end("1:1", &[("public.accounts", 1)])])

@@ -118,6 +118,7 @@ async fn metrics_count_exactly_what_was_processed() {
             RecordKind::Change(op) => *by_op.entry(op.code()).or_default() += 1.0,
             RecordKind::Tombstone => tombstones += 1.0,
             RecordKind::Poison => poison += 1.0,
+            RecordKind::Transaction => {}
         }
     }
     let changes: f64 = by_op.values().sum();
