@@ -52,9 +52,10 @@ fn record(id: i64, op: &str, after: Json, source: Json, txn: Option<(&str, u64, 
     )
 }
 
-fn end(id: &str, counts: &[(&str, i64)]) -> Record {
+/// An END record; its time is the transaction's commit time.
+fn end(id: &str, ts_ms: i64, counts: &[(&str, i64)]) -> Record {
     let value = json!({
-        "status": "END", "id": id, "ts_ms": 1_700_000_000_000i64,
+        "status": "END", "id": id, "ts_ms": ts_ms,
         "event_count": counts.iter().map(|(_, n)| n).sum::<i64>(),
         "data_collections": counts.iter()
             .map(|(c, n)| json!({"data_collection": c, "event_count": n}))
@@ -115,8 +116,10 @@ fn stream() -> Stream {
             record(t as i64, "c", fact, src, txn_block),
         );
         lsn += 1;
+        // Committed 5 ms after its statements ran.
         ends.push(end(
             &txn,
+            ts + 5,
             &[("public.accounts", 2), ("public.transfers", 1)],
         ));
     }
@@ -276,7 +279,22 @@ async fn run(mode: &str) -> Option<Vec<String>> {
     };
     tokio::join!(merging, landing);
     merger.catch_up().await.expect("catch up");
-    Some(finish(&pool, &stop, seen).await)
+    let bad = finish(&pool, &stop, seen).await;
+    if mode == "atomic" {
+        // Every version and fact a transaction wrote carries its commit time (its END's).
+        let off_commit = rows(
+            &pool,
+            "SELECT count(*)::text FROM gold.dim_accounts \
+             WHERE version > 1 AND (extract(epoch FROM valid_from) * 1000)::bigint % 10 <> 5",
+        )
+        .await;
+        assert_eq!(
+            off_commit[0][0].as_deref(),
+            Some("0"),
+            "versions at commit time"
+        );
+    }
+    Some(bad)
 }
 
 /// What goes wrong while `tidemark merge` works.
@@ -524,7 +542,11 @@ async fn one_large_transaction(max_transaction_rows: usize) -> Option<Vec<i64>> 
         bronze.land(ACCOUNTS_TOPIC, (id % 2) as i32, &[r]).await;
     }
     bronze
-        .land(TXN_TOPIC, 0, &[end(txn, &[("public.accounts", 40)])])
+        .land(
+            TXN_TOPIC,
+            0,
+            &[end(txn, 1_700_000_100_005, &[("public.accounts", 40)])],
+        )
         .await;
     let mut totals = Vec::new();
     for _ in 0..20 {
@@ -568,10 +590,16 @@ async fn inspect_says_which_connectors_lack_transaction_metadata() {
     let after = json!({"id": 1, "balance": OPENING, "moves": 0});
     let src = pg_source(None, 1, 1_700_000_000_000, true);
     let r = record(1, "r", after, src, None);
-    bronze.land(ACCOUNTS_TOPIC, 0, std::slice::from_ref(&r)).await;
+    bronze
+        .land(ACCOUNTS_TOPIC, 0, std::slice::from_ref(&r))
+        .await;
     bronze.land("shop.public.orders", 0, &[r]).await;
     bronze
-        .land(TXN_TOPIC, 0, &[end("1:1", &[("public.accounts", 1)])])
+        .land(
+            TXN_TOPIC,
+            0,
+            &[end("1:1", 1_700_000_000_005, &[("public.accounts", 1)])],
+        )
         .await;
     let path = dir.path().join("tidemark.toml");
     let text = format!(

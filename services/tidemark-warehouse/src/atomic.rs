@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::change::Change;
+
 /// A source transaction's END record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxEnd {
@@ -23,6 +25,8 @@ pub struct TxEnd {
     pub offset: i64,
     /// Events per data topic.
     pub counts: Vec<(String, i64)>,
+    /// The END record's time: the transaction's commit time.
+    pub commit_ms: Option<i64>,
 }
 
 /// One partition's read: the transaction of each change, in offset order.
@@ -216,12 +220,35 @@ fn split(id: &str, parts: &[PartTxns], keep: &[usize]) -> bool {
         .any(|(p, k)| p.txns[*k..].iter().any(|t| t.as_deref() == Some(id)))
 }
 
+/// Gives every change of a transaction whose END is known that END's time, so all versions
+/// and facts one source transaction writes share its commit time (`valid_from`; a fact resolves
+/// to the dimension versions its own transaction wrote). Other changes keep their event time.
+pub fn at_commit_times<'a>(
+    changes: impl IntoIterator<Item = &'a mut Change>,
+    ends: &BTreeMap<String, Vec<TxEnd>>,
+) {
+    let times: BTreeMap<&str, i64> = ends
+        .values()
+        .flatten()
+        .filter_map(|e| Some((e.id.as_str(), e.commit_ms?)))
+        .collect();
+    if times.is_empty() {
+        return;
+    }
+    for c in changes {
+        if let Some(t) = c.txn.as_deref().and_then(|id| times.get(id)) {
+            c.ts_ms = *t;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn end(id: &str, offset: i64, counts: &[(&str, i64)]) -> TxEnd {
         TxEnd {
+            commit_ms: None,
             id: id.into(),
             offset,
             counts: counts.iter().map(|(t, n)| (t.to_string(), *n)).collect(),
@@ -368,5 +395,38 @@ mod tests {
         );
         assert_eq!(keep(&plan), vec![1]);
         assert_eq!(plan.done["c.transaction"], 1);
+    }
+
+    #[test]
+    fn changes_of_a_transaction_take_its_commit_time() {
+        let change = |txn: Option<&str>, ts_ms: i64| Change {
+            topic: "bank.public.a".into(),
+            partition: 0,
+            offset: 0,
+            op: tidemark_core::event::Op::Update,
+            pos: String::new(),
+            ts_ms,
+            record_key: Default::default(),
+            before: None,
+            after: None,
+            txn: txn.map(String::from),
+        };
+        let mut changes = vec![
+            change(Some("t1"), 10),
+            change(Some("t1"), 12),
+            change(Some("t2"), 20),
+            change(None, 30),
+        ];
+        let mut ends = BTreeMap::new();
+        let mut e1 = end("t1", 0, &[]);
+        e1.commit_ms = Some(15);
+        ends.insert("bank.transaction".to_owned(), vec![e1, end("t2", 1, &[])]);
+        at_commit_times(&mut changes, &ends);
+        let ts: Vec<i64> = changes.iter().map(|c| c.ts_ms).collect();
+        assert_eq!(
+            ts,
+            [15, 15, 20, 30],
+            "t2's END has no time: its events keep theirs"
+        );
     }
 }

@@ -98,6 +98,10 @@ fn batch_ends(
     let collections = col("data_collections")?
         .as_string_opt::<i32>()
         .ok_or_else(|| shape("data_collections"))?;
+    // Older bronze may lack the END's time: the events keep their own then.
+    let ts = batch
+        .column_by_name("ts_ms")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>());
     let mut out = Vec::new();
     for row in 0..batch.num_rows() {
         if offset.value(row) < from || !status.is_valid(row) || status.value(row) != "END" {
@@ -112,6 +116,7 @@ fn batch_ends(
             id: id.value(row).to_owned(),
             offset: offset.value(row),
             counts,
+            commit_ms: ts.filter(|t| t.is_valid(row)).map(|t| t.value(row)),
         });
     }
     Ok(out)

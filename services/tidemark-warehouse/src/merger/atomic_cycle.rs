@@ -87,6 +87,11 @@ impl Merger {
             for p in &mut fetched.parts {
                 let keep = plan.keep[&(spec.topic.clone(), p.partition)];
                 p.keep_first(keep);
+                let changes = p
+                    .files
+                    .iter_mut()
+                    .flat_map(|f| f.changes.changes.iter_mut());
+                atomic::at_commit_times(changes, &read.ends);
             }
             fetched.behind |= fetched.parts.iter().any(|p| p.more);
             let (batch, moves) = self.assemble(&spec, fetched);
