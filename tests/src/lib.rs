@@ -13,4 +13,5 @@ pub mod run_setup;
 pub mod scd2_floor;
 pub mod stream;
 pub mod tls;
+pub mod transfers;
 pub mod warehouse;

@@ -10,140 +10,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value as Json, json};
+use serde_json::json;
 use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, Record, pg_source};
-use tidemark_e2e::merge_scenario::tidemark_bin;
+use tidemark_e2e::merge_scenario::{Rng, tidemark_bin};
 use tidemark_e2e::proxy::Proxy;
+use tidemark_e2e::transfers::{self, ACCOUNTS_TOPIC, OPENING, Stream, TXN_TOPIC, end, record};
 use tidemark_e2e::warehouse::rows;
 use tidemark_warehouse::sql::conn::Pool;
 use tokio::task::JoinHandle;
 
 const ACCOUNTS: i64 = 12;
-const OPENING: i64 = 1_000;
 const TRANSFERS: u64 = 160;
-const ACCOUNTS_TOPIC: &str = "bank.public.accounts";
-const TRANSFERS_TOPIC: &str = "bank.public.transfers";
-const TXN_TOPIC: &str = "bank.transaction";
-
-/// xorshift: the same stream every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-fn record(id: i64, op: &str, after: Json, source: Json, txn: Option<(&str, u64, u64)>) -> Record {
-    let ts = source["ts_ms"].clone();
-    let value = json!({
-        "before": null, "after": after, "source": source, "op": op, "ts_ms": ts,
-        "transaction": txn.map(|(id, total, order)| json!({
-            "id": id, "total_order": total, "data_collection_order": order,
-        })),
-    });
-    (
-        Some(json!({ "id": id }).to_string()),
-        Some(value.to_string()),
-    )
-}
-
-/// An END record; its time is the transaction's commit time.
-fn end(id: &str, ts_ms: i64, counts: &[(&str, i64)]) -> Record {
-    let value = json!({
-        "status": "END", "id": id, "ts_ms": ts_ms,
-        "event_count": counts.iter().map(|(_, n)| n).sum::<i64>(),
-        "data_collections": counts.iter()
-            .map(|(c, n)| json!({"data_collection": c, "event_count": n}))
-            .collect::<Vec<_>>(),
-    });
-    (
-        Some(json!({ "id": id }).to_string()),
-        Some(value.to_string()),
-    )
-}
-
-/// The stream: per `(topic, partition)` its records in order, and the END records in order.
-type Stream = (Vec<((String, i32), Vec<Record>)>, Vec<Record>);
-
-fn stream() -> Stream {
-    let mut rng = Rng(0x5eed);
-    let mut parts: std::collections::BTreeMap<(String, i32), Vec<Record>> = Default::default();
-    let mut push = |topic: &str, id: i64, r: Record| {
-        parts
-            .entry((topic.to_owned(), (id % 2) as i32))
-            .or_default()
-            .push(r)
-    };
-    let mut balance = vec![OPENING; ACCOUNTS as usize];
-    let mut moves = vec![0i64; ACCOUNTS as usize];
-    let mut lsn = 1_000u64;
-    for id in 0..ACCOUNTS {
-        lsn += 1;
-        let after = json!({"id": id, "balance": OPENING, "moves": 0});
-        let src = pg_source(None, lsn, 1_700_000_000_000 + lsn as i64, true);
-        push(ACCOUNTS_TOPIC, id, record(id, "r", after, src, None));
-    }
-    let mut ends = Vec::new();
-    for t in 0..TRANSFERS {
-        let from = rng.below(ACCOUNTS as u64) as i64;
-        let to = (from + 1 + rng.below(ACCOUNTS as u64 - 1) as i64) % ACCOUNTS;
-        let amount = 1 + rng.below(50) as i64;
-        let txn = format!("{}:{}", 600 + t, lsn + 4);
-        let commit = lsn + 4;
-        let ts = 1_700_000_100_000 + (t as i64) * 10;
-        for (order, (id, delta)) in [(from, -amount), (to, amount)].into_iter().enumerate() {
-            lsn += 1;
-            balance[id as usize] += delta;
-            moves[id as usize] += 1;
-            let after =
-                json!({"id": id, "balance": balance[id as usize], "moves": moves[id as usize]});
-            let src = pg_source(Some(commit), lsn, ts, false);
-            let txn = Some((txn.as_str(), order as u64 + 1, order as u64 + 1));
-            push(ACCOUNTS_TOPIC, id, record(id, "u", after, src, txn));
-        }
-        lsn += 1;
-        let fact = json!({"id": t, "account_id": from, "amount": amount});
-        let src = pg_source(Some(commit), lsn, ts, false);
-        let txn_block = Some((txn.as_str(), 3, 1));
-        push(
-            TRANSFERS_TOPIC,
-            t as i64,
-            record(t as i64, "c", fact, src, txn_block),
-        );
-        lsn += 1;
-        // Committed 5 ms after its statements ran.
-        ends.push(end(
-            &txn,
-            ts + 5,
-            &[("public.accounts", 2), ("public.transfers", 1)],
-        ));
-    }
-    (parts.into_iter().collect(), ends)
-}
 
 fn merge_config(mode: &str) -> String {
-    format!(
-        r#"
-[merge]
-max_batch_rows = 8
-transactions = "{mode}"
-transaction_timeout_ms = 600000
+    transfers::tables(mode, 8)
+}
 
-[[tables]]
-source = "{ACCOUNTS_TOPIC}"
-kind = "dimension"
-
-[[tables]]
-source = "{TRANSFERS_TOPIC}"
-kind = "fact"
-references = {{ account_id = "{ACCOUNTS_TOPIC}" }}
-"#
-    )
+fn stream() -> Stream {
+    transfers::stream(ACCOUNTS, TRANSFERS, 2)
 }
 
 fn config(mode: &str) -> Config {
@@ -192,9 +77,9 @@ async fn land_stream(bronze: &mut BronzeFixture, pace: Duration) {
         let open: Vec<usize> = (0..parts.len())
             .filter(|i| !parts[*i].1.is_empty())
             .collect();
-        let i = open[rng.below(open.len() as u64) as usize];
+        let i = open[rng.next(open.len() as u64) as usize];
         let ((topic, p), records) = &mut parts[i];
-        let n = (1 + rng.below(5) as usize).min(records.len());
+        let n = (1 + rng.next(5) as usize).min(records.len());
         let chunk: Vec<Record> = records.drain(..n).collect();
         bronze.land(topic, *p, &chunk).await;
         data_landed += n;
@@ -418,7 +303,7 @@ async fn run_process(chaos: Chaos) -> Option<Vec<String>> {
                 let mut done = ledger_total(&pool).await;
                 for _ in 0..n {
                     done = progress(&pool, done).await;
-                    tokio::time::sleep(Duration::from_millis(rng.below(120))).await;
+                    tokio::time::sleep(Duration::from_millis(rng.next(120))).await;
                     child.kill();
                     child = Merge::start(&path);
                 }
