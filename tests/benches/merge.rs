@@ -13,8 +13,13 @@
 //! same size: a snapshot of `TIDEMARK_BENCH_ROWS` (default 1,000,000) rows, 1% and 10% of them
 //! changed, 5 rounds of 100,000 changes on 200 hot keys (history grows by 500 versions per key
 //! and round), and an empty cycle. `TIDEMARK_BENCH_STEPS` picks sections (default
-//! `backlog,facts,scd2`), `TIDEMARK_BENCH_BACKENDS` the SCD2 steps' backends (default
+//! `backlog,facts,scd2,transactions`), `TIDEMARK_BENCH_BACKENDS` the SCD2 steps' backends (default
 //! `sqlite,postgres`).
+//!
+//! Then whole source transactions: `TIDEMARK_BENCH_TRANSFERS` (default 100,000) transfers between
+//! 10,000 accounts on 4 partitions, each a source transaction of two account updates and a
+//! transfer fact, with their END records, merged with `merge.transactions = "off"` and
+//! `"atomic"` on each backend; prints both times and their ratio.
 
 use std::time::Instant;
 
@@ -23,6 +28,7 @@ use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, change};
 use tidemark_e2e::merge_scenario::{Rng, TABLES};
 use tidemark_e2e::scd2_floor::{CustomerChange, Floor};
+use tidemark_e2e::transfers;
 use tidemark_warehouse::merger::{MergeOptions, Merger};
 use tidemark_warehouse::sql::conn::Pool;
 
@@ -423,7 +429,8 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let events = env("TIDEMARK_BENCH_EVENTS", 200_000);
     let batch = env("TIDEMARK_BENCH_BATCH", 50_000);
-    let sections = std::env::var("TIDEMARK_BENCH_STEPS").unwrap_or("backlog,facts,scd2".into());
+    let sections =
+        std::env::var("TIDEMARK_BENCH_STEPS").unwrap_or("backlog,facts,scd2,transactions".into());
     let wants = |s: &str| sections.split(',').any(|x| x.trim() == s);
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -435,6 +442,9 @@ fn main() {
         }
         if wants("scd2") {
             scd2_steps(env("TIDEMARK_BENCH_ROWS", 1_000_000), batch, dir.path()).await;
+        }
+        if wants("transactions") {
+            transactions_section(batch, dir.path()).await;
         }
     });
 }
@@ -475,5 +485,60 @@ async fn facts_section(dir: &std::path::Path) {
         let url = tidemark_e2e::postgres::fresh_database().await.expect("pg");
         let pool = Pool::connect(&url, None).await.expect("pg");
         deep_history("postgres", pool, Some(&url), versions).await;
+    }
+}
+
+/// The same transfer stream merged per table (`"off"`) and as whole source transactions.
+async fn transactions_section(batch: usize, dir: &std::path::Path) {
+    let n = env("TIDEMARK_BENCH_TRANSFERS", 100_000) as u64;
+    let (parts, ends) = transfers::stream(10_000, n, 4);
+    let mut bronze = BronzeFixture::new();
+    let mut events = 0;
+    for ((topic, p), records) in &parts {
+        events += records.len();
+        for chunk in records.chunks(5000) {
+            bronze.land(topic, *p, chunk).await;
+        }
+    }
+    for chunk in ends.chunks(5000) {
+        bronze.land(transfers::TXN_TOPIC, 0, chunk).await;
+    }
+    println!("transactions: {n} transfers, {events} events in 4 partitions; batch {batch}");
+    let mut backends = vec![("sqlite", None)];
+    if std::env::var_os("TIDEMARK_TEST_PG_URL").is_some() {
+        backends.push(("postgres", Some(())));
+    }
+    for (name, pg) in backends {
+        let mut secs = Vec::new();
+        for mode in ["off", "atomic"] {
+            let url = match pg {
+                Some(()) => tidemark_e2e::postgres::fresh_database().await.expect("pg"),
+                None => format!("sqlite://{}/txn-{mode}.db", dir.display()),
+            };
+            let pool = Pool::connect(&url, None).await.expect("warehouse");
+            let toml = transfers::tables(mode, batch);
+            let config = Config::from_toml_and_env(&toml, std::iter::empty()).expect("config");
+            let mut m = Merger::with(
+                pool,
+                bronze.store.clone(),
+                bronze.root.clone(),
+                &config,
+                MergeOptions::from_config(&config),
+            )
+            .await
+            .expect("merger");
+            let t = Instant::now();
+            m.catch_up().await.expect("merge");
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "{name:>10}  {mode:<6} {events:>8} events in {s:.2} s = {:.0} events/s",
+                events as f64 / s
+            );
+            secs.push(s);
+        }
+        println!(
+            "{name:>10}  atomic / off = {:.2} (aim <= 1.3)",
+            secs[1] / secs[0]
+        );
     }
 }

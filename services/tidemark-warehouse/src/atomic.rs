@@ -13,7 +13,7 @@
 //!   `merge.transaction_timeout`; one too large for a batch (its tables' reads stopped at the
 //!   row budget before it was whole) is applied in pieces.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::change::Change;
 
@@ -67,12 +67,11 @@ pub fn plan(
 ) -> Plan {
     let read = read_counts(parts);
     let complete = |e: &TxEnd| {
-        e.counts.iter().all(|(topic, n)| {
-            let had = |m: &Applied| m.get(&e.id).and_then(|t| t.get(topic)).copied();
-            had(&read).unwrap_or(0) + had(applied).unwrap_or(0) >= *n
-        })
+        e.counts
+            .iter()
+            .all(|(topic, n)| had(&read, applied, &e.id, topic) >= *n)
     };
-    let known: BTreeSet<&str> = ends.values().flatten().map(|e| e.id.as_str()).collect();
+    let known: HashSet<&str> = ends.values().flatten().map(|e| e.id.as_str()).collect();
     let mut prefix: BTreeMap<&str, usize> = ends
         .iter()
         .map(|(t, es)| {
@@ -93,7 +92,7 @@ pub fn plan(
         }
     }
     loop {
-        let included: BTreeSet<&str> = ends
+        let included: HashSet<&str> = ends
             .iter()
             .flat_map(|(t, es)| es[..prefix[t.as_str()]].iter().map(|e| e.id.as_str()))
             .chain(released.iter().map(String::as_str))
@@ -101,10 +100,17 @@ pub fn plan(
             .collect();
         let keep: Vec<usize> = parts.iter().map(|p| cut(p, &included, &known)).collect();
         // A transaction with an event past some cut is not whole: it and those after it wait.
+        let past_cuts: HashSet<&str> = parts
+            .iter()
+            .zip(&keep)
+            .flat_map(|(p, k)| p.txns[*k..].iter().flatten().map(String::as_str))
+            .collect();
         let mut shrunk = false;
         for (t, es) in ends {
             let k = prefix[t.as_str()];
-            let first_split = es[..k].iter().position(|e| split(&e.id, parts, &keep));
+            let first_split = es[..k]
+                .iter()
+                .position(|e| past_cuts.contains(e.id.as_str()));
             if let Some(i) = first_split {
                 prefix.insert(t.as_str(), i);
                 if let Some(e) = es.get(k) {
@@ -156,28 +162,32 @@ fn finish(
     plan
 }
 
-fn read_counts(parts: &[PartTxns]) -> Applied {
-    let mut read: Applied = BTreeMap::new();
+/// Events read per transaction and topic.
+type ReadCounts<'a> = HashMap<(&'a str, &'a str), i64>;
+
+fn read_counts(parts: &[PartTxns]) -> ReadCounts<'_> {
+    let mut read = HashMap::new();
     for p in parts {
         for id in p.txns.iter().flatten() {
-            *read
-                .entry(id.clone())
-                .or_default()
-                .entry(p.topic.clone())
-                .or_default() += 1;
+            *read.entry((id.as_str(), p.topic.as_str())).or_default() += 1;
         }
     }
     read
 }
 
+/// Events of transaction `id` in `topic` read now or applied in earlier pieces.
+fn had(read: &ReadCounts<'_>, applied: &Applied, id: &str, topic: &str) -> i64 {
+    let before = applied.get(id).and_then(|t| t.get(topic)).copied();
+    read.get(&(id, topic)).copied().unwrap_or(0) + before.unwrap_or(0)
+}
+
 /// The first pending transaction cannot be read whole: in every table it still misses events
 /// of, a partition's read stopped at the row budget holding nothing but its events.
-fn too_large(e: &TxEnd, read: &Applied, applied: &Applied, parts: &[PartTxns]) -> bool {
-    let had = |m: &Applied, t: &str| m.get(&e.id).and_then(|c| c.get(t)).copied().unwrap_or(0);
+fn too_large(e: &TxEnd, read: &ReadCounts<'_>, applied: &Applied, parts: &[PartTxns]) -> bool {
     let short: Vec<&str> = e
         .counts
         .iter()
-        .filter(|(t, n)| had(read, t) + had(applied, t) < *n)
+        .filter(|(t, n)| had(read, applied, &e.id, t) < *n)
         .map(|(t, _)| t.as_str())
         .collect();
     !short.is_empty()
@@ -196,7 +206,7 @@ fn only(p: &PartTxns, id: &str) -> bool {
 
 /// How many changes of a partition go through: up to its first event of a transaction not
 /// included, unless that transaction is unknown and an event of a known one follows it.
-fn cut(p: &PartTxns, included: &BTreeSet<&str>, known: &BTreeSet<&str>) -> usize {
+fn cut(p: &PartTxns, included: &HashSet<&str>, known: &HashSet<&str>) -> usize {
     let last_known = p
         .txns
         .iter()
@@ -210,14 +220,6 @@ fn cut(p: &PartTxns, included: &BTreeSet<&str>, known: &BTreeSet<&str>) -> usize
             Some(id) => known.contains(id) || last_known.is_none_or(|k| i > k),
         })
         .unwrap_or(p.txns.len())
-}
-
-/// Whether some event of transaction `id` lies past its partition's cut.
-fn split(id: &str, parts: &[PartTxns], keep: &[usize]) -> bool {
-    parts
-        .iter()
-        .zip(keep)
-        .any(|(p, k)| p.txns[*k..].iter().any(|t| t.as_deref() == Some(id)))
 }
 
 /// Gives every change of a transaction whose END is known that END's time, so all versions
