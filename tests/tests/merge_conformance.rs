@@ -1,4 +1,4 @@
-//! The merger's warehouse contract (DESIGN §4), run identically on SQLite and a real PostgreSQL:
+//! The merger's warehouse contract, run identically on SQLite and a real PostgreSQL:
 //! SCD2 rules, late and redelivered events, deletes and re-inserts, TOAST placeholders, facts
 //! with references and inferred members, schema evolution, hostile identifiers.
 

@@ -1,4 +1,4 @@
-//! Record batches for bronze files: the columns of DESIGN §7 (`_kafka_topic`, `_kafka_partition`,
+//! Record batches for bronze files: the bronze columns (`_kafka_topic`, `_kafka_partition`,
 //! `_kafka_offset`, `_kafka_timestamp`, `op`, `ts_ms`, `source`, `transaction`, `key`, `before`,
 //! `after`), typed from the event's schema, or JSON text for schemaless records.
 

@@ -1,5 +1,5 @@
 //! Dead letters: records that could not be decoded, kept with their raw bytes, the error and
-//! their coordinates (DESIGN §3). Written as JSON lines next to the commit that accounts for them.
+//! their coordinates. Written as JSON lines next to the commit that accounts for them.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Where things live under the bronze root (DESIGN §3):
+//! Where things live under the bronze root:
 //!
 //! ```text
 //! <root>/<table>/dt=<YYYY-MM-DD>/<topic>+<partition>+<start>-<end>+<writer>.parquet   data (hive style)

@@ -1,4 +1,4 @@
-//! The change event model (DESIGN §2): what one Kafka record from Debezium means.
+//! The change event model: what one Kafka record from Debezium means.
 
 use std::cmp::Ordering;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! tidemark-core: what every part of tidemark agrees on.
 //!
 //! Layout:
-//! - [`event`]: the change event model (DESIGN §2) — `ChangeEvent`, `Decoded`, `Source`.
+//! - [`event`]: the change event model — `ChangeEvent`, `Decoded`, `Source`.
 //! - [`value`]: typed values of rows (`Value`, `Decimal`, `Timestamp`, `Row`).
 //! - [`schema`]: the Kafka Connect schema model and Debezium logical types.
 //! - [`avro_schema`]: Avro schemas ↔ the Connect model.
@@ -10,8 +10,8 @@
 //! - [`encode`]: the inverse of `decode` (load generator, tests, benchmarks).
 //! - [`mapping`]: Connect schema → Arrow (bronze) → PostgreSQL / SQLite (warehouse).
 //! - [`render`]: readable JSON of decoded records (inspect, logs).
-//! - [`config`]: the typed configuration (DESIGN §7).
-//! - [`metrics`]: the Prometheus metrics catalogue and the helpers that record them (DESIGN §6).
+//! - [`config`]: the typed configuration.
+//! - [`metrics`]: the Prometheus metrics catalogue and the helpers that record them.
 //! - [`health`]: whether the process's loops make progress, for `/healthz` and `/readyz`.
 //! - [`allocator`]: how the binaries tune their allocator (mimalloc).
 //!

@@ -1,4 +1,4 @@
-//! The command line (DESIGN §7): a stable interface, scripts depend on it.
+//! The command line: a stable interface, scripts depend on it.
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! The typed configuration (DESIGN §7): one TOML file plus `TIDEMARK__SECTION__KEY` environment
+//! The typed configuration: one TOML file plus `TIDEMARK__SECTION__KEY` environment
 //! overrides, unknown keys rejected, validated into errors that name the key and the fix before
 //! anything starts. Defaults are defined once, here.
 

@@ -2,7 +2,7 @@
 //!
 //! One borrowed pass over the record captures the members (row images as raw text); with a
 //! schema, the images are then decoded straight into typed values under the cached schema.
-//! Without one they are kept as JSON text (DESIGN §3: schemaless rows land as JSON).
+//! Without one they are kept as JSON text (schemaless rows land as JSON).
 
 use std::collections::HashMap;
 use std::sync::Arc;

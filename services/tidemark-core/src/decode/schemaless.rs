@@ -1,5 +1,5 @@
 //! Schemaless JSON rows (`Row::Json`): typed later, either under a schema the user declares or by
-//! inferring types from the values (DESIGN §4: integer → bigint, other number → double,
+//! inferring types from the values (integer → bigint, other number → double,
 //! string → text, boolean, object/array → json).
 
 use std::fmt;

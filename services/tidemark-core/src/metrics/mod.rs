@@ -1,4 +1,4 @@
-//! Prometheus metrics (DESIGN §6): one registry built from the [`catalogue`], and small helpers
+//! Prometheus metrics: one registry built from the [`catalogue`], and small helpers
 //! named for what happened (`record_consumed`, `range_committed`, `batch_merged`, …) so call
 //! sites never touch metric objects. Labels are low-cardinality: topic, partition, table, op,
 //! layer, action, reason.
