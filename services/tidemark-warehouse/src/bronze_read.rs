@@ -214,22 +214,56 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, String
         .ok_or_else(|| format!("no column `{name}`"))
 }
 
+/// A column of the type bronze writes it with; another type is a read error naming it (a file
+/// written by something else, or damaged), never a panic.
+fn typed<'a, T: 'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    want: &str,
+    cast: impl FnOnce(&'a ArrayRef) -> Option<T>,
+) -> Result<T, String> {
+    let a = column(batch, name)?;
+    cast(a).ok_or_else(|| format!("column `{name}` is {}, not {want}", a.data_type()))
+}
+
+fn text<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::StringArray, String> {
+    typed(batch, name, "Utf8", |a| a.as_string_opt::<i32>())
+}
+
+/// `key`, `before` and `after`: a struct of typed values, or JSON text (schemaless).
+fn image_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, String> {
+    let a = column(batch, name)?;
+    match a.data_type() {
+        DataType::Struct(_) | DataType::Utf8 | DataType::Null => Ok(a),
+        other => Err(format!("column `{name}` is {other}, not a struct or Utf8")),
+    }
+}
+
 fn read_batch(
     batch: &RecordBatch,
     from: i64,
     opts: &ReadOptions,
     out: &mut FileChanges,
 ) -> Result<(), String> {
-    let topic = column(batch, "_kafka_topic")?.as_string::<i32>();
-    let partition = column(batch, "_kafka_partition")?.as_primitive::<Int32Type>();
-    let offset = column(batch, "_kafka_offset")?.as_primitive::<Int64Type>();
-    let op = column(batch, "op")?.as_string::<i32>();
-    let ts = column(batch, "ts_ms")?.as_primitive::<Int64Type>();
-    let source = column(batch, "source")?.as_struct();
-    let key = column(batch, "key")?;
-    let before = column(batch, "before")?;
-    let after = column(batch, "after")?;
-    let kafka_ts = column(batch, "_kafka_timestamp")?;
+    let topic = text(batch, "_kafka_topic")?;
+    let partition = typed(batch, "_kafka_partition", "Int32", |a| {
+        a.as_primitive_opt::<Int32Type>()
+    })?;
+    let offset = typed(batch, "_kafka_offset", "Int64", |a| {
+        a.as_primitive_opt::<Int64Type>()
+    })?;
+    let op = text(batch, "op")?;
+    let ts = typed(batch, "ts_ms", "Int64", |a| {
+        a.as_primitive_opt::<Int64Type>()
+    })?;
+    let source = typed(batch, "source", "a struct", |a| a.as_struct_opt())?;
+    check_source(source)?;
+    let key = image_column(batch, "key")?;
+    let before = image_column(batch, "before")?;
+    let after = image_column(batch, "after")?;
+    let kafka_ts = typed(batch, "_kafka_timestamp", "Timestamp(ms)", |a| {
+        a.as_primitive_opt::<TimestampMillisecondType>()
+    })?;
     let txn_ids = transaction_ids(batch);
 
     if let DataType::Struct(fields) = after.data_type() {
@@ -259,10 +293,7 @@ fn read_batch(
         let ts_ms = src
             .ts_ms
             .or((!ts.is_null(row)).then(|| ts.value(row)))
-            .or_else(|| {
-                let k = kafka_ts.as_primitive::<TimestampMillisecondType>();
-                (!k.is_null(row)).then(|| k.value(row))
-            })
+            .or_else(|| (!kafka_ts.is_null(row)).then(|| kafka_ts.value(row)))
             .unwrap_or(0);
         let part = partition.value(row);
         let record_key = match key.data_type() {
@@ -283,6 +314,7 @@ fn read_batch(
             }
             Some(match a.data_type() {
                 DataType::Struct(_) => struct_values(a.as_struct(), row),
+                // Checked by `image_column`: Utf8 (a valid value is never of type Null).
                 _ => json_values(a.as_string::<i32>().value(row), opts, &mut out.columns),
             })
         };
@@ -345,17 +377,46 @@ fn mysql_pos(src: &Source, topic: &str, ts_ms: i64) -> Option<crate::lineage::My
     })
 }
 
+/// The `source` fields read as integers and as text.
+const SOURCE_INTS: [&str; 6] = ["ts_ms", "lsn", "server_id", "pos", "row", "event_serial_no"];
+const SOURCE_TEXTS: [&str; 7] = [
+    "sequence",
+    "gtid",
+    "file",
+    "change_lsn",
+    "commit_lsn",
+    "scn",
+    "commit_scn",
+];
+
+/// The `source` fields the reader uses have the types bronze writes them with.
+fn check_source(source: &StructArray) -> Result<(), String> {
+    let want = |names: &[&str], t: DataType| {
+        for n in names {
+            if let Some(a) = source.column_by_name(n)
+                && a.data_type() != &t
+            {
+                return Err(format!("column `source.{n}` is {}, not {t}", a.data_type()));
+            }
+        }
+        Ok(())
+    };
+    want(&SOURCE_INTS, DataType::Int64)?;
+    want(&SOURCE_TEXTS, DataType::Utf8)
+}
+
+/// A row's `source` block ([`check_source`] has checked its types).
 fn source_at(source: &StructArray, row: usize) -> Source {
     let int = |name: &str| {
         source
             .column_by_name(name)
-            .map(|a| a.as_primitive::<Int64Type>())
+            .and_then(|a| a.as_primitive_opt::<Int64Type>())
             .and_then(|a| a.is_valid(row).then(|| a.value(row)))
     };
     let text = |name: &str| {
         source
             .column_by_name(name)
-            .map(|a| a.as_string::<i32>())
+            .and_then(|a| a.as_string_opt::<i32>())
             .and_then(|a| a.is_valid(row).then(|| a.value(row).to_owned()))
     };
     Source {
@@ -380,9 +441,11 @@ fn struct_values(st: &StructArray, row: usize) -> Image {
     let mut img = Image::default();
     for (f, a) in st.fields().iter().zip(st.columns()) {
         if f.name() == UNAVAILABLE_FIELD {
-            if a.is_valid(row) {
-                let list = a.as_list::<i32>().value(row);
-                let names = list.as_string::<i32>();
+            // Mistyped, it says nothing is unavailable.
+            let list = a.as_list_opt::<i32>().filter(|_| a.is_valid(row));
+            if let Some(list) = list.map(|l| l.value(row))
+                && let Some(names) = list.as_string_opt::<i32>()
+            {
                 img.unavailable = (0..names.len())
                     .filter(|i| names.is_valid(*i))
                     .map(|i| names.value(i).to_owned())
