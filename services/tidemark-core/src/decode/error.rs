@@ -53,7 +53,22 @@ impl DecodeError {
         }
     }
 
-    /// A short, stable label for metrics (`reason` label of dead letters).
+    /// Every value [`DecodeError::reason`] gives (the dead-letter series exist from the start).
+    pub const REASONS: &'static [&'static str] = &[
+        "invalid_json",
+        "bad_field",
+        "bad_schema",
+        "missing_op",
+        "unknown_op",
+        "bad_envelope",
+        "bad_avro_wire",
+        "bad_avro",
+        "schema_registry",
+        "decoder_panic",
+    ];
+
+    /// A short, stable label for metrics (`reason` label of dead letters), one of
+    /// [`DecodeError::REASONS`].
     pub fn reason(&self) -> &'static str {
         match self.kind.as_ref() {
             DecodeErrorKind::Json { .. } => "invalid_json",
@@ -126,4 +141,46 @@ pub enum FieldReason {
     BadJson(String),
     #[error("{0}")]
     Other(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_listed() {
+        let kinds = [
+            DecodeErrorKind::Json {
+                line: 1,
+                column: 1,
+                message: String::new(),
+            },
+            DecodeErrorKind::Field {
+                path: "a".into(),
+                reason: FieldReason::WrongType {
+                    expected: "int".into(),
+                    found: "string",
+                },
+            },
+            DecodeErrorKind::MissingOp,
+            DecodeErrorKind::UnknownOp("x".into()),
+            DecodeErrorKind::Envelope(String::new()),
+            DecodeErrorKind::AvroWire(String::new()),
+            DecodeErrorKind::Avro(String::new()),
+            DecodeErrorKind::Panic(String::new()),
+        ];
+        for kind in kinds {
+            let e = DecodeError {
+                kafka: crate::event::KafkaCoords {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: 0,
+                    timestamp_ms: None,
+                },
+                part: RecordPart::Value,
+                kind: Box::new(kind),
+            };
+            assert!(DecodeError::REASONS.contains(&e.reason()), "{}", e.reason());
+        }
+    }
 }

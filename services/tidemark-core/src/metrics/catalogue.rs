@@ -243,7 +243,7 @@ pub const CATALOGUE: &[MetricDoc] = &[
         FRESHNESS,
         Gauge,
         &["table"],
-        "Now minus the newest source time through which the warehouse holds every change (the newest change applied, or a heartbeat of a quiet source).",
+        "Now minus the newest source time through which the warehouse holds every change (the newest change applied, or a heartbeat of a quiet source); NaN until the first of either.",
     ),
     m(
         END_TO_END,

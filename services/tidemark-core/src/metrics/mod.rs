@@ -189,6 +189,9 @@ pub fn topic_seen(topic: &str) {
     for reason in ["kafka", "object_store", "schema_registry"] {
         m.counter(catalogue::ERRORS, &["ingest", reason]);
     }
+    for reason in crate::decode::DecodeError::REASONS {
+        m.counter(catalogue::DEAD_LETTERS, &[topic, reason]);
+    }
 }
 
 /// The consumed-records counters of one topic, resolved once: per record only two atomic adds
@@ -336,6 +339,23 @@ pub fn table_seen(table: &str) {
         m.counter(catalogue::SCD2_EVENTS, &[table, e]);
     }
     m.counter(catalogue::MERGE_ROWS, &[table, "silver", "upserted"]);
+    for op in ["c", "u", "d", "r", "t"] {
+        m.counter(catalogue::MERGE_CHANGES, &[table, op]);
+    }
+    m.histogram(catalogue::MERGE_DURATION, &[table]);
+    m.histogram(catalogue::END_TO_END, &[table]);
+    // Unknown (NaN) until the table's first change or heartbeat is merged: no alert fires on
+    // it, and a dashboard shows it rather than nothing.
+    let known = m
+        .newest_applied
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(table);
+    if !known {
+        m.float_gauges[catalogue::FRESHNESS]
+            .with_label_values(&[table])
+            .set(f64::NAN);
+    }
     for r in ["warehouse", "bronze", "ledger_conflict"] {
         m.counter(catalogue::MERGE_FAILURES, &[r]);
         m.counter(catalogue::ERRORS, &["merge", r]);

@@ -223,6 +223,12 @@ impl Merger {
         for s in specs.values() {
             metrics::table_seen(&s.name);
         }
+        for (topic, parts) in &by_topic {
+            for p in parts {
+                let next = positions.get(&(topic.clone(), *p)).copied().unwrap_or(0);
+                metrics::merged_position(topic, *p, next);
+            }
+        }
 
         let rank = |s: &TableSpec| match (s.is_dimension(), s.is_fact()) {
             (true, _) => 0,
