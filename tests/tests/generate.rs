@@ -11,12 +11,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tidemark_core::decode::{Decoder, DecoderOptions, Format};
 use tidemark_core::event::{Decoded, RawRecord};
-use tidemark_core::generator::{Bank, BankOptions, avro_subjects};
 use tidemark_core::registry::{RegistryClient, RegistrySettings};
 use tidemark_core::value::Value;
 use tidemark_e2e::kafka::Kafka;
 use tidemark_e2e::merge_scenario::tidemark_bin;
 use tidemark_e2e::run_setup::free_port;
+use tidemark_generator::{Bank, BankOptions, avro_subjects};
 use wiremock::matchers::{body_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

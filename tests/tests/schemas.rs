@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sqlx::{Connection, Executor};
-use tidemark_core::generator::{Bank, BankOptions, avro_subjects};
 use tidemark_e2e::merge_scenario::{run_demo, tidemark_bin};
+use tidemark_generator::{Bank, BankOptions, avro_subjects};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -26,7 +26,6 @@ pub mod config;
 pub mod decode;
 pub mod encode;
 pub mod event;
-pub mod generator;
 pub mod health;
 pub mod mapping;
 pub mod metrics;

@@ -9,7 +9,7 @@ use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
-use tidemark_core::generator::{Bank, Emitted, RecordEncoder};
+use tidemark_generator::{Bank, Emitted, RecordEncoder};
 
 /// When to stop producing (whichever comes first; none: until `stop`).
 #[derive(Debug, Clone, Copy, Default)]

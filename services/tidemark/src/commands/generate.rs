@@ -9,8 +9,8 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureProducer;
-use tidemark_core::generator::{Bank, BankOptions, RecordEncoder, Table, avro_subjects};
 use tidemark_core::registry::{RegistryClient, RegistrySettings};
+use tidemark_generator::{Bank, BankOptions, RecordEncoder, Table, avro_subjects};
 
 use super::shutdown_signal;
 use crate::cli::{GenerateArgs, GenerateFormat, StreamArgs};

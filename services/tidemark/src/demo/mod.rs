@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rdkafka::mocking::MockCluster;
 use tidemark_core::config::Config;
-use tidemark_core::generator::{RecordEncoder, Table, bank::tables_toml};
 use tidemark_core::metrics::{self, catalogue};
+use tidemark_generator::{RecordEncoder, Table, bank::tables_toml};
 use tidemark_warehouse::merger::{MergeOptions, Merger};
 use tokio::sync::watch;
 use tracing::Instrument as _;
@@ -195,7 +195,7 @@ impl Bars {
 async fn demo(
     args: &DemoArgs,
     dir: &Path,
-    mut bank: tidemark_core::generator::Bank,
+    mut bank: tidemark_generator::Bank,
     limits: crate::produce::Limits,
 ) -> anyhow::Result<ExitCode> {
     let cluster = MockCluster::new(1)?;

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use crate::avro_schema::from_connect;
-use crate::decode::Placeholder;
-use crate::encode::{AvroEventEncoder, JsonEventEncoder, avro_value, confluent_frame, key_json};
-use crate::value::{Row, Value};
+use tidemark_core::avro_schema::from_connect;
+use tidemark_core::decode::Placeholder;
+use tidemark_core::encode::{
+    AvroEventEncoder, JsonEventEncoder, avro_value, confluent_frame, key_json,
+};
+use tidemark_core::value::{Row, Value};
 
-use super::bank::{Bank, Emitted, Table, key_schema};
+use crate::bank::{Bank, Emitted, Table, key_schema};
 
 /// The wire format of generated records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,10 +160,10 @@ impl RecordEncoder {
         let Row::Typed(t) = key else {
             return Err("a generated key is typed".into());
         };
-        let schema = crate::schema::Schema {
-            kind: crate::schema::Kind::Struct(t.schema.clone()),
+        let schema = tidemark_core::schema::Schema {
+            kind: tidemark_core::schema::Kind::Struct(t.schema.clone()),
             optional: false,
-            logical: crate::schema::Logical::None,
+            logical: tidemark_core::schema::Logical::None,
             name: t.schema.name.clone(),
         };
         let v = avro_value(&Value::Struct(t.values.clone()), &schema, &self.placeholder);

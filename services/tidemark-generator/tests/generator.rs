@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use tidemark_core::decode::{Decoder, DecoderOptions, Format};
 use tidemark_core::event::{Decoded, Op, RawRecord};
-use tidemark_core::generator::{Bank, BankOptions, Emitted, RecordEncoder, Table, avro_subjects};
 use tidemark_core::value::{Row, Value};
+use tidemark_generator::{Bank, BankOptions, Emitted, RecordEncoder, Table, avro_subjects};
 
 fn stream(steps: usize, seed: u64) -> (Bank, Vec<Emitted>) {
     let mut bank = Bank::new(BankOptions {
