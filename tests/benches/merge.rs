@@ -88,15 +88,7 @@ async fn backlog(events: usize) -> (BronzeFixture, usize, usize) {
 async fn bench(name: &str, pool: Pool, bronze: &BronzeFixture, batch: usize, total: usize) {
     let mut config = Config::from_toml_and_env(TABLES, std::iter::empty()).expect("config");
     config.merge.max_batch_rows = batch;
-    let mut m = Merger::with(
-        pool,
-        bronze.store.clone(),
-        bronze.root.clone(),
-        &config,
-        MergeOptions::from_config(&config),
-    )
-    .await
-    .expect("merger");
+    let mut m = bronze.merger(&pool, &config).await;
     let t = Instant::now();
     let stats = m.catch_up().await.expect("merge");
     let secs = t.elapsed().as_secs_f64();
@@ -518,15 +510,7 @@ async fn transactions_section(batch: usize, dir: &std::path::Path) {
             let pool = Pool::connect(&url, None).await.expect("warehouse");
             let toml = transfers::tables(mode, batch);
             let config = Config::from_toml_and_env(&toml, std::iter::empty()).expect("config");
-            let mut m = Merger::with(
-                pool,
-                bronze.store.clone(),
-                bronze.root.clone(),
-                &config,
-                MergeOptions::from_config(&config),
-            )
-            .await
-            .expect("merger");
+            let mut m = bronze.merger(&pool, &config).await;
             let t = Instant::now();
             m.catch_up().await.expect("merge");
             let s = t.elapsed().as_secs_f64();
