@@ -8,8 +8,9 @@
 //! - [`batch`] / [`arrow_values`]: decoded events → Arrow record batches (typed or JSON text).
 //! - [`parquet_file`]: record batch → Parquet bytes (zstd, schema in key-value metadata).
 //! - [`writer`]: a segment → data files, dead-letter file, commit record.
-//! - [`commit_log`]: commit records, put-if-absent, chain reading.
-//! - [`layout`]: paths under the bronze root; [`store`]: `file://`, `s3://`, `memory://`.
+//! - [`commit_log`]: commit records, put-if-absent, chain reading; [`layout`]: paths under the
+//!   bronze root; [`store`]: `file://`, `s3://`, `memory://`. These are the bronze format, in the
+//!   `tidemark-lake` crate (re-exported here) so that readers of bronze do not link librdkafka.
 //! - [`dead_letter`]: records that could not be decoded; [`admin`]: inspect, dlq list, gc.
 //! - [`service`]: `tidemark ingest` wired from the configuration.
 //!
@@ -48,14 +49,14 @@
 pub mod admin;
 pub mod arrow_values;
 pub mod batch;
-pub mod commit_log;
 pub mod dead_letter;
 pub mod ingest;
 pub mod kafka;
 pub mod kafka_check;
-pub mod layout;
 pub mod parquet_file;
 pub mod segment;
 pub mod service;
-pub mod store;
 pub mod writer;
+
+// The bronze format lives in `tidemark-lake` (readers need no Kafka); ingest writes it.
+pub use tidemark_lake::{commit_log, layout, store};

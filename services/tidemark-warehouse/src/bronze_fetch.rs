@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::path::Path;
-use tidemark_bronze::commit_log::CommitRecord;
+use tidemark_lake::commit_log::CommitRecord;
 
 use crate::bronze_read::{FileChanges, ReadError, ReadOptions, read_file, records_from};
 

@@ -21,11 +21,11 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value as Json;
-use tidemark_bronze::commit_log::{self, CommitLogError, CommitRecord};
-use tidemark_bronze::layout;
 use tidemark_core::event::Source;
 use tidemark_core::mapping::{ColType, UNAVAILABLE_FIELD};
 use tidemark_core::value::duration_text;
+use tidemark_lake::commit_log::{self, CommitLogError, CommitRecord};
+use tidemark_lake::layout;
 
 use crate::cell::{Cell, Values, canonical_decimal, canonical_json, infer};
 use crate::change::{Change, Columns, Image, Op, position_key};

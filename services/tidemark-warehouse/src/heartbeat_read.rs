@@ -4,8 +4,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use object_store::ObjectStore;
 use object_store::path::Path;
-use tidemark_bronze::commit_log::{self, CommitRecord};
-use tidemark_bronze::layout::TableDir;
+use tidemark_lake::commit_log::{self, CommitRecord};
+use tidemark_lake::layout::TableDir;
 
 use crate::bronze_read::{ReadError, file_batches, records_from, starts_from};
 use crate::freshness::Heartbeat;

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use object_store::ObjectStore;
 use object_store::path::Path;
-use tidemark_bronze::commit_log;
 use tidemark_core::config::Config;
+use tidemark_lake::commit_log;
 
 use crate::bronze_read::ReadError;
 use crate::cell::Cell;

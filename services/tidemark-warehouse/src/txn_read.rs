@@ -6,7 +6,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use object_store::ObjectStore;
 use object_store::path::Path;
-use tidemark_bronze::layout::TableDir;
+use tidemark_lake::layout::TableDir;
 
 use crate::atomic::TxEnd;
 use crate::bronze_fetch::RECORDS_PER_READ;

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use object_store::ObjectStore;
 use object_store::path::Path;
-use tidemark_bronze::commit_log;
 use tidemark_core::config::Config;
 use tidemark_core::metrics::{self, BatchMerged};
+use tidemark_lake::commit_log;
 use tracing::Instrument as _;
 
 mod atomic_cycle;
@@ -44,7 +44,7 @@ pub enum MergeError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("bronze: {0}")]
-    Store(#[from] tidemark_bronze::store::StoreError),
+    Store(#[from] tidemark_lake::store::StoreError),
     #[error("{0}")]
     Setup(String),
 }
@@ -134,7 +134,7 @@ pub struct Merger {
 
 impl Merger {
     pub async fn open(config: &Config, opts: MergeOptions) -> Result<Merger, MergeError> {
-        let (store, root) = tidemark_bronze::store::open(&config.bronze)?;
+        let (store, root) = tidemark_lake::store::open(&config.bronze)?;
         let pool = Pool::connect_to(&config.warehouse).await?;
         Merger::with(pool, store, root, config, opts).await
     }

@@ -1,0 +1,18 @@
+//! tidemark-lake: the bronze format, shared by the ingest service that writes it and the merger,
+//! `replay` and `inspect` that read it. No Kafka here: readers of bronze do not link librdkafka.
+//!
+//! Layout:
+//! - [`layout`]: where data files, commit records and dead letters live under the bronze root.
+//! - [`commit_log`]: commit records (one per committed offset range of a topic-partition),
+//!   created with put-if-absent; reading a partition's chain, or its records from an offset.
+//! - [`store`]: the object store of a bronze URL (`file://`, `s3://`, `memory://`).
+//!
+//! Invariants (the ingest side keeps them, every reader relies on them):
+//! - A partition's commit records form a gap-free chain: each starts at the previous `end + 1`.
+//! - A file is part of bronze only when a commit record names it, with its checksum; committed
+//!   files are never modified.
+//! - A reader refuses a commit record of a newer format version instead of misreading it.
+
+pub mod commit_log;
+pub mod layout;
+pub mod store;
