@@ -155,3 +155,102 @@ pub async fn bronze_topics(
         .map(|(t, _)| t)
         .collect())
 }
+
+/// What to rebuild: into the live tables (`target_suffix` `None`, in place) or a side target;
+/// all topics in bronze or `tables` (with the facts of chosen dimensions); everything, or only
+/// what has bronze committed since `from`.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayRequest {
+    pub target_suffix: Option<String>,
+    pub tables: Vec<String>,
+    pub from: Option<DateTime<Utc>>,
+}
+
+/// A replay ready to run: its topics' tables dropped from the target and a merger that merges
+/// only them, from the first commit record.
+#[derive(Debug)]
+pub struct Replay {
+    pub merger: crate::merger::Merger,
+    pub topics: BTreeSet<String>,
+    /// Changes in bronze for the replayed topics (for progress).
+    pub pending: u64,
+    /// What the plan decided beyond the request, for the operator.
+    pub notes: Vec<String>,
+}
+
+impl Replay {
+    /// Chooses the topics, drops their tables and opens the merger that rebuilds them.
+    pub async fn prepare(config: &Config, req: &ReplayRequest) -> Result<Replay, MergeError> {
+        use crate::merger::{MergeOptions, Merger};
+        let mut opts = MergeOptions::from_config(config);
+        opts.target_suffix = req.target_suffix.clone();
+        let probe = Merger::open(config, opts.clone()).await?;
+        let mut notes = Vec::new();
+        let topics = if req.tables.is_empty() {
+            bronze_topics(probe.store(), probe.root()).await?
+        } else {
+            let chosen = req.tables.iter().cloned().collect();
+            let all = with_dependents(config, &chosen);
+            for extra in all.difference(&chosen) {
+                notes.push(format!(
+                    "also {extra} (facts referencing a replayed dimension)"
+                ));
+            }
+            all
+        };
+        let topics = match req.from {
+            Some(t) => {
+                if req.target_suffix.is_some() && probe.has_merged_nothing().await? {
+                    return Err(MergeError::Setup(format!(
+                        "--from rebuilds tables of a target that exists; {:?} has none yet: build it whole (drop --from)",
+                        probe.target().schemas()
+                    )));
+                }
+                let touched = touched_since(probe.store(), probe.root(), &topics, t).await?;
+                let touched = with_dependents(config, &touched);
+                notes.push(format!(
+                    "--from {t}: {} topics have bronze committed since, rebuilt from bronze: {}; {} unchanged",
+                    touched.len(),
+                    touched.iter().cloned().collect::<Vec<_>>().join(", "),
+                    topics.difference(&touched).count()
+                ));
+                touched
+            }
+            None => topics,
+        };
+        drop_tables(probe.pool(), probe.target(), config, &topics).await?;
+        opts.only_topics = Some(topics.clone());
+        let merger = Merger::open(config, opts).await?;
+        let pending = pending_rows(
+            merger.pool(),
+            merger.target(),
+            merger.store(),
+            merger.root(),
+            &topics,
+        )
+        .await?;
+        Ok(Replay {
+            merger,
+            topics,
+            pending,
+            notes,
+        })
+    }
+
+    /// Merges until bronze is applied, calling `progress` after every cycle that did something;
+    /// returns how many tables stopped.
+    pub async fn run(
+        &mut self,
+        mut progress: impl FnMut(&crate::merger::CycleStats),
+    ) -> Result<usize, MergeError> {
+        let mut stopped = 0;
+        loop {
+            let s = self.merger.cycle().await?;
+            if s.is_idle() {
+                return Ok(stopped);
+            }
+            stopped += s.stopped.len();
+            progress(&s);
+        }
+    }
+}

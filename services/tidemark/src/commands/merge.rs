@@ -1,13 +1,12 @@
 //! `tidemark merge`, `run` and `replay`.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tidemark_core::config::Config;
 use tidemark_warehouse::merger::{CycleStats, MergeOptions, Merger};
-use tidemark_warehouse::replay;
+use tidemark_warehouse::replay::{Replay, ReplayRequest};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
@@ -144,80 +143,40 @@ pub fn replay(config_path: &Path, args: &ReplayArgs) -> anyhow::Result<ExitCode>
                 })
         })
         .transpose()?;
+    let req = ReplayRequest {
+        target_suffix: args.target_suffix.clone(),
+        tables: args.tables.clone(),
+        from,
+    };
     runtime()?.block_on(async {
-        let mut opts = MergeOptions::from_config(&config);
-        opts.target_suffix = args.target_suffix.clone();
-        let merger = Merger::open(&config, opts).await?;
-        let topics: BTreeSet<String> = if args.tables.is_empty() {
-            replay::bronze_topics(merger.store(), merger.root()).await?
-        } else {
-            let chosen = args.tables.iter().cloned().collect();
-            let all = replay::with_dependents(&config, &chosen);
-            for extra in all.difference(&chosen) {
-                eprintln!("replay: also {extra} (facts referencing a replayed dimension)");
-            }
-            all
-        };
-        let topics = match from {
-            Some(t) => {
-                if args.target_suffix.is_some() && merger.has_merged_nothing().await? {
-                    anyhow::bail!(
-                        "--from rebuilds tables of a target that exists; {:?} has none yet: build it whole (drop --from)",
-                        merger.target().schemas()
-                    );
-                }
-                let touched =
-                    replay::touched_since(merger.store(), merger.root(), &topics, t).await?;
-                let touched = replay::with_dependents(&config, &touched);
-                let untouched = topics.difference(&touched).count();
-                eprintln!(
-                    "replay --from {t}: {} topics have bronze committed since, rebuilt from bronze: {}; {untouched} unchanged",
-                    touched.len(),
-                    touched.iter().cloned().collect::<Vec<_>>().join(", ")
-                );
-                touched
-            }
-            None => topics,
-        };
-        replay::drop_tables(merger.pool(), merger.target(), &config, &topics).await?;
-        // Only the chosen topics from here on.
-        let mut opts = MergeOptions::from_config(&config);
-        opts.target_suffix = args.target_suffix.clone();
-        opts.only_topics = Some(topics.clone());
-        let mut merger = Merger::open(&config, opts).await?;
-        serve(&config, &merger, false).await?;
-        let total = replay::pending_rows(
-            merger.pool(),
-            merger.target(),
-            merger.store(),
-            merger.root(),
-            &topics,
-        )
-        .await?;
-        let bar = ProgressBar::new(total).with_style(
+        let mut replay = Replay::prepare(&config, &req).await?;
+        for note in &replay.notes {
+            eprintln!("replay: {note}");
+        }
+        serve(&config, &replay.merger, false).await?;
+        let bar = ProgressBar::new(replay.pending).with_style(
             ProgressStyle::with_template(
                 "replay {bar:40} {pos}/{len} changes  {per_sec}  eta {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        let mut stopped = 0;
-        loop {
-            let s = merger.cycle().await?;
-            if s.is_idle() {
-                break;
-            }
-            bar.inc(s.changes());
-            stopped += s.stopped.len();
-            print_summary(
-                "replay",
-                &CycleStats {
-                    tables: Default::default(),
-                    stopped: s.stopped,
-                },
-            );
-        }
+        let stopped = replay
+            .run(|s| {
+                bar.inc(s.changes());
+                print_summary(
+                    "replay",
+                    &CycleStats {
+                        tables: Default::default(),
+                        stopped: s.stopped.clone(),
+                    },
+                );
+            })
+            .await?;
         bar.finish();
-        eprintln!("replay done into {}", merger.target().schemas().join(", "));
+        eprintln!(
+            "replay done into {}",
+            replay.merger.target().schemas().join(", ")
+        );
         Ok(exit_for(stopped))
     })
 }
