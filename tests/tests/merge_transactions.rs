@@ -480,6 +480,14 @@ async fn inspect_says_which_connectors_lack_transaction_metadata() {
             &[end("1:1", 1_700_000_000_005, &[("public.accounts", 1)])],
         )
         .await;
+    // A second partition of the transaction topic: its ENDs are not read, which inspect says.
+    bronze
+        .land(
+            TXN_TOPIC,
+            1,
+            &[end("2:2", 1_700_000_000_006, &[("public.accounts", 1)])],
+        )
+        .await;
     let path = dir.path().join("tidemark.toml");
     let text = format!(
         "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n[bronze]\nurl = \"file://{}\"\n",
@@ -498,4 +506,13 @@ async fn inspect_says_which_connectors_lack_transaction_metadata() {
         "{text}"
     );
     assert!(!text.contains("no bank.transaction"), "{text}");
+    assert!(
+        text.contains("bank.transaction has more than one partition"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("bank.transaction is in bronze").count(),
+        1,
+        "{text}"
+    );
 }

@@ -28,6 +28,8 @@ pub(super) struct OpenTxns {
     since: BTreeMap<String, Instant>,
     /// Events of transactions applied in pieces so far.
     pieces: atomic::Applied,
+    /// Transaction topics with more than one partition, warned about once.
+    split_topics: BTreeSet<String>,
 }
 
 /// The tables of a cycle: their specs by topic, the partitions of each topic in bronze, the
@@ -183,6 +185,17 @@ impl Merger {
                 continue;
             };
             metrics::transactions_seen(connector);
+            if by_topic[topic].iter().any(|p| *p != 0)
+                && self.txns.split_topics.insert(topic.clone())
+            {
+                tracing::warn!(
+                    topic,
+                    "the transaction topic has more than one partition: END records are read from \
+                     partition 0 only (their commit order across partitions is unknown), so \
+                     transactions ending elsewhere wait for merge.transaction_timeout_ms; create \
+                     the topic with one partition"
+                );
+            }
             let from = positions.get(&(topic.clone(), 0)).copied().unwrap_or(0);
             let mut list =
                 txn_read::ends_from(self.store.as_ref(), &self.root, topic, 0, from).await?;

@@ -135,10 +135,22 @@ fn transactions_hint(config: &Config, summaries: &[admin::PartitionSummary]) {
         return;
     }
     let topics = summaries.iter().map(|s| s.topic.as_str());
-    for t in topics.clone().filter(|t| txn_read::prefix_of(t).is_some()) {
+    let mut txn_topics: Vec<&str> = topics
+        .clone()
+        .filter(|t| txn_read::prefix_of(t).is_some())
+        .collect();
+    txn_topics.dedup();
+    for t in txn_topics {
         println!(
             "transactions: {t} is in bronze: its connector's tables merge whole source transactions"
         );
+        if summaries.iter().any(|s| s.topic == t && s.partition != 0) {
+            println!(
+                "transactions: {t} has more than one partition: END records are read from \
+                 partition 0 only, others wait for merge.transaction_timeout_ms; create it with \
+                 one partition"
+            );
+        }
     }
     for prefix in txn_read::without_metadata(topics) {
         println!(
