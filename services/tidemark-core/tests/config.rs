@@ -396,3 +396,27 @@ ssl_mode = "verify_full"
     );
     assert!(errs[3].fix.contains("verify-full"), "{errs:?}");
 }
+
+#[test]
+fn durations_take_milliseconds_or_human_forms() {
+    let c = load(
+        "[merge]\ninterval_ms = \"2s\"\nlease_ms = \"1m\"\ntransaction_timeout_ms = 45000\n\
+         [bronze]\nmax_age_ms = \"250ms\"\n",
+        &[
+            ("TIDEMARK__MERGE__FACT_HOLD_MS", "1.5s"),
+            ("TIDEMARK__KAFKA__SCHEMA_REGISTRY_TIMEOUT_MS", "3000"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.merge.interval_ms, 2000);
+    assert_eq!(c.merge.lease_ms, 60_000);
+    assert_eq!(c.merge.transaction_timeout_ms, 45_000);
+    assert_eq!(c.merge.fact_hold_ms, 1500);
+    assert_eq!(c.bronze.max_age_ms, 250);
+    assert_eq!(c.kafka.schema_registry_timeout_ms, 3000);
+    let e = load("[merge]\ninterval_ms = \"5 parsecs\"\n", &[]).unwrap_err();
+    assert!(
+        e.to_string().contains("5 parsecs") && e.to_string().contains("interval_ms"),
+        "{e}"
+    );
+}

@@ -19,6 +19,8 @@ pub use validate::{ConfigError, ConfigErrors, is_valid_identifier, max_table_nam
 
 use crate::decode::{DEFAULT_PLACEHOLDER, Format};
 
+pub mod duration_ms;
+
 /// The prefix of environment overrides: `TIDEMARK__KAFKA__GROUP_ID=x` sets `kafka.group_id`.
 pub const ENV_PREFIX: &str = "TIDEMARK__";
 
@@ -61,6 +63,7 @@ pub struct KafkaConfig {
     /// Basic-auth password of the Schema Registry (a secret).
     pub schema_registry_password: Option<Secret>,
     /// Timeout of one Schema Registry request, ms.
+    #[serde(deserialize_with = "duration_ms::deserialize")]
     pub schema_registry_timeout_ms: u64,
     /// CA bundle (PEM) the Schema Registry's certificate is checked against, on top of the
     /// system's trust store.
@@ -112,6 +115,7 @@ pub struct BronzeConfig {
     /// Roll a file after this many bytes of buffered data.
     pub max_bytes: u64,
     /// Roll a file when its first record is this old, ms (the latency bound).
+    #[serde(deserialize_with = "duration_ms::deserialize")]
     pub max_age_ms: u64,
     /// zstd level of the Parquet files (1 is ~27% faster than 3 for ~2% more bytes).
     pub zstd_level: i32,
@@ -158,6 +162,7 @@ pub struct S3Config {
     /// Secret access key (a secret).
     pub secret_access_key: Option<Secret>,
     /// Timeout of one request, ms (failed requests are retried with backoff).
+    #[serde(deserialize_with = "duration_ms::deserialize")]
     pub request_timeout_ms: u64,
 }
 
@@ -228,6 +233,7 @@ fn serialize_masked_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, 
 #[serde(deny_unknown_fields, default)]
 pub struct MergeConfig {
     /// Pause between micro-batches when there is nothing new, ms.
+    #[serde(deserialize_with = "duration_ms::deserialize")]
     pub interval_ms: u64,
     /// At most this many changes of one table per merge transaction.
     pub max_batch_rows: usize,
@@ -236,10 +242,12 @@ pub struct MergeConfig {
     pub unconfigured_topics: bool,
     /// How long a merger's hold on its tables lasts without renewal, ms: when several mergers
     /// share a warehouse, the tables of one that stops move to the others after this.
+    #[serde(deserialize_with = "duration_ms::deserialize")]
     pub lease_ms: u64,
     /// How long a running merger may hold back a fact table's changes that are newer than what
     /// its dimensions have merged, ms (0: never): facts merged after their dimensions' changes
     /// need no re-pointing. Counted from when the facts landed in bronze.
+    #[serde(deserialize_with = "duration_ms::deserialize")]
     pub fact_hold_ms: u64,
     /// "atomic": where the connector sends transaction metadata (a `<prefix>.transaction` topic
     /// in bronze), each cycle applies whole source transactions only, every table in one
@@ -248,6 +256,7 @@ pub struct MergeConfig {
     pub transactions: TransactionMode,
     /// How long a source transaction may hold changes back while its events or its END record
     /// are missing from bronze, ms; then it is applied as it is, with a warning and a metric.
+    #[serde(deserialize_with = "duration_ms::deserialize")]
     pub transaction_timeout_ms: u64,
     /// The largest source transaction applied whole, in events of one table: a cycle reads past
     /// `max_batch_rows` up to this many to take a transaction in; a larger one is applied in
