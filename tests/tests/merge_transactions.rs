@@ -57,8 +57,8 @@ fn inconsistent(r: &[Option<String>]) -> Option<String> {
 }
 
 /// Lands the whole stream in small commits, partitions out of step, the ENDs trailing the data
-/// by about twenty transactions, `pace` between commits.
-async fn land_stream(bronze: &mut BronzeFixture, pace: Duration) {
+/// by about twenty transactions, `pace` between commits (none once `hurry` is set).
+async fn land_stream(bronze: &mut BronzeFixture, pace: Duration, hurry: &AtomicBool) {
     let (mut parts, ends) = stream();
     // Debezium writes a transaction's BEGIN before its events: the transaction topic is in
     // bronze from the first transaction on.
@@ -92,7 +92,9 @@ async fn land_stream(bronze: &mut BronzeFixture, pace: Duration) {
             ends_landed += chunk.len();
             bronze.land(TXN_TOPIC, 0, &chunk).await;
         }
-        tokio::time::sleep(pace).await;
+        if !hurry.load(Ordering::SeqCst) {
+            tokio::time::sleep(pace).await;
+        }
     }
     let rest: Vec<Record> = ends.collect();
     if !rest.is_empty() {
@@ -158,7 +160,12 @@ async fn run(mode: &str) -> Option<Vec<String>> {
         }
     };
     let landing = async {
-        land_stream(&mut bronze, Duration::from_millis(3)).await;
+        land_stream(
+            &mut bronze,
+            Duration::from_millis(3),
+            &AtomicBool::new(false),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         landed.store(true, Ordering::SeqCst);
     };
@@ -295,7 +302,10 @@ async fn run_process(chaos: Chaos) -> Option<Vec<String>> {
     let seen = watch(reader, stop.clone());
 
     let mut child = Merge::start(&path);
-    let landing = land_stream(&mut bronze, Duration::from_millis(40));
+    // Slow landing until the trouble is over, so there is work left for every kill to interrupt
+    // however slowly the merger starts on this machine.
+    let hurry = AtomicBool::new(false);
+    let landing = land_stream(&mut bronze, Duration::from_millis(80), &hurry);
     let trouble = async {
         match chaos {
             Chaos::Kills(n) => {
@@ -319,6 +329,7 @@ async fn run_process(chaos: Chaos) -> Option<Vec<String>> {
                 );
             }
         }
+        hurry.store(true, Ordering::SeqCst);
     };
     tokio::join!(landing, trouble);
     let t = Instant::now();
