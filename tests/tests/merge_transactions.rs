@@ -527,3 +527,38 @@ async fn inspect_says_which_connectors_lack_transaction_metadata() {
         "{text}"
     );
 }
+
+/// A source table named `transaction` has a topic named like a transaction topic
+/// (`bank.public.transaction`): it holds rows, so it is merged like any other table, beside the
+/// connector's real transaction topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_named_transaction_is_merged_not_taken_for_the_transaction_topic() {
+    let pool = Pool::connect("sqlite::memory:", None)
+        .await
+        .expect("sqlite");
+    let mut bronze = BronzeFixture::new();
+    let rows_of = |n: i64| -> Vec<Record> {
+        (0..n)
+            .map(|id| {
+                let src = pg_source(None, 10 + id as u64, 1_700_000_000_000, true);
+                record(id, "r", json!({"id": id, "memo": "m"}), src, None)
+            })
+            .collect()
+    };
+    bronze.land("bank.public.transaction", 0, &rows_of(3)).await;
+    bronze
+        .land(
+            TXN_TOPIC,
+            0,
+            &[end("1:1", 1_700_000_000_005, &[("public.accounts", 0)])],
+        )
+        .await;
+    let mut merger = bronze.merger(&pool, &config("atomic")).await;
+    merger.catch_up().await.expect("catch up");
+    let got = rows(&pool, "SELECT CAST(count(*) AS TEXT) FROM silver__transaction").await;
+    assert_eq!(
+        got[0][0].as_deref(),
+        Some("3"),
+        "the table's rows are merged"
+    );
+}

@@ -30,6 +30,11 @@ pub(super) struct OpenTxns {
     pieces: atomic::Applied,
     /// Transaction topics with more than one partition, warned about once.
     split_topics: BTreeSet<String>,
+    /// Whether each topic named like a transaction topic holds transaction records (`true`) or
+    /// rows (a table named `transaction`), once its first commit record told.
+    kinds: BTreeMap<String, bool>,
+    /// This cycle's transaction topics.
+    topics: BTreeSet<String>,
 }
 
 /// The tables of a cycle: their specs by topic, the partitions of each topic in bronze, the
@@ -49,9 +54,58 @@ struct Read {
 impl Merger {
     /// Whether this cycle applies whole source transactions: the mode is on and some connector's
     /// transaction topic is in bronze.
-    pub(super) fn atomic(&self, by_topic: &BTreeMap<String, Vec<i32>>) -> bool {
-        self.config.merge.transactions == tidemark_core::config::TransactionMode::Atomic
-            && by_topic.keys().any(|t| txn_read::prefix_of(t).is_some())
+    pub(super) async fn atomic(
+        &mut self,
+        by_topic: &BTreeMap<String, Vec<i32>>,
+    ) -> Result<bool, MergeError> {
+        if self.config.merge.transactions != tidemark_core::config::TransactionMode::Atomic {
+            return Ok(false);
+        }
+        self.txns.topics = self.transaction_topics(by_topic).await?;
+        Ok(!self.txns.topics.is_empty())
+    }
+
+    /// The connectors' transaction topics in bronze: named `<prefix>.transaction` and holding
+    /// transaction records rather than rows (a source table named `transaction` has a topic of
+    /// that name too, and is merged like any other).
+    async fn transaction_topics(
+        &mut self,
+        by_topic: &BTreeMap<String, Vec<i32>>,
+    ) -> Result<BTreeSet<String>, MergeError> {
+        let mut out = BTreeSet::new();
+        for (topic, parts) in by_topic {
+            if txn_read::prefix_of(topic).is_none() {
+                continue;
+            }
+            let is_txn = match self.txns.kinds.get(topic) {
+                Some(k) => *k,
+                None => {
+                    let p = parts.iter().min().copied().unwrap_or(0);
+                    let first = crate::bronze_read::records_from(
+                        self.store.as_ref(),
+                        &self.root,
+                        topic,
+                        p,
+                        0,
+                        1,
+                    )
+                    .await?;
+                    match first.first().filter(|r| !r.files.is_empty()) {
+                        Some(rec) => {
+                            let rows = rec.files.iter().any(|f| f.table == *topic);
+                            self.txns.kinds.insert(topic.clone(), !rows);
+                            !rows
+                        }
+                        // Nothing landed to tell by yet: by its name.
+                        None => true,
+                    }
+                }
+            };
+            if is_txn {
+                out.insert(topic.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// One atomic cycle over the tables this merger holds.
@@ -163,8 +217,7 @@ impl Merger {
         let mut tables = Vec::new();
         for topic in order.iter().copied() {
             let spec = &specs[topic];
-            if txn_read::prefix_of(topic).is_some() || self.skips(topic, spec) || !self.holds(spec)
-            {
+            if self.txns.topics.contains(topic) || self.skips(topic, spec) || !self.holds(spec) {
                 continue;
             }
             if let Some((held_topic, role)) = held.get(&spec.name)
@@ -180,12 +233,12 @@ impl Merger {
         }
         let merged: BTreeSet<&str> = tables.iter().map(|(s, _)| s.topic.as_str()).collect();
         let mut ends = BTreeMap::new();
-        for topic in by_topic.keys() {
-            let Some(connector) = txn_read::prefix_of(topic) else {
+        for topic in self.txns.topics.clone() {
+            let Some(connector) = txn_read::prefix_of(&topic) else {
                 continue;
             };
             metrics::transactions_seen(connector);
-            if by_topic[topic].iter().any(|p| *p != 0)
+            if by_topic[&topic].iter().any(|p| *p != 0)
                 && self.txns.split_topics.insert(topic.clone())
             {
                 tracing::warn!(
@@ -198,7 +251,7 @@ impl Merger {
             }
             let from = positions.get(&(topic.clone(), 0)).copied().unwrap_or(0);
             let mut list =
-                txn_read::ends_from(self.store.as_ref(), &self.root, topic, 0, from).await?;
+                txn_read::ends_from(self.store.as_ref(), &self.root, &topic, 0, from).await?;
             for e in &mut list {
                 e.counts.retain(|(t, _)| merged.contains(t.as_str()));
             }

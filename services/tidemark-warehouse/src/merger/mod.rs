@@ -238,7 +238,7 @@ impl Merger {
         let mut order: Vec<&String> = by_topic.keys().collect();
         order.sort_by_key(|t| (rank(&specs[*t]), (*t).clone()));
 
-        let atomic = self.atomic(&by_topic);
+        let atomic = self.atomic(&by_topic).await?;
         let mut groups = leases::groups(&specs);
         if atomic {
             // A source transaction's tables are applied together, by one merger.
