@@ -555,7 +555,11 @@ async fn a_table_named_transaction_is_merged_not_taken_for_the_transaction_topic
         .await;
     let mut merger = bronze.merger(&pool, &config("atomic")).await;
     merger.catch_up().await.expect("catch up");
-    let got = rows(&pool, "SELECT CAST(count(*) AS TEXT) FROM silver__transaction").await;
+    let got = rows(
+        &pool,
+        "SELECT CAST(count(*) AS TEXT) FROM silver__transaction",
+    )
+    .await;
     assert_eq!(
         got[0][0].as_deref(),
         Some("3"),
