@@ -222,18 +222,21 @@ fn cut(p: &PartTxns, included: &HashSet<&str>, known: &HashSet<&str>) -> usize {
         .unwrap_or(p.txns.len())
 }
 
-/// Gives every change of a transaction whose END is known that END's time, so all versions
-/// and facts one source transaction writes share its commit time (`valid_from`; a fact resolves
+/// Each transaction's commit time, from its END record where that has one.
+pub fn commit_times(ends: &BTreeMap<String, Vec<TxEnd>>) -> BTreeMap<&str, i64> {
+    ends.values()
+        .flatten()
+        .filter_map(|e| Some((e.id.as_str(), e.commit_ms?)))
+        .collect()
+}
+
+/// Gives every change of a transaction with a commit time (see [`commit_times`]) that time, so
+/// all versions and facts one source transaction writes share it (`valid_from`; a fact resolves
 /// to the dimension versions its own transaction wrote). Other changes keep their event time.
 pub fn at_commit_times<'a>(
     changes: impl IntoIterator<Item = &'a mut Change>,
-    ends: &BTreeMap<String, Vec<TxEnd>>,
+    times: &BTreeMap<&str, i64>,
 ) {
-    let times: BTreeMap<&str, i64> = ends
-        .values()
-        .flatten()
-        .filter_map(|e| Some((e.id.as_str(), e.commit_ms?)))
-        .collect();
     if times.is_empty() {
         return;
     }
@@ -423,7 +426,7 @@ mod tests {
         let mut e1 = end("t1", 0, &[]);
         e1.commit_ms = Some(15);
         ends.insert("bank.transaction".to_owned(), vec![e1, end("t2", 1, &[])]);
-        at_commit_times(&mut changes, &ends);
+        at_commit_times(&mut changes, &commit_times(&ends));
         let ts: Vec<i64> = changes.iter().map(|c| c.ts_ms).collect();
         assert_eq!(
             ts,

@@ -37,14 +37,6 @@ pub(super) struct OpenTxns {
     topics: BTreeSet<String>,
 }
 
-/// The tables of a cycle: their specs by topic, the partitions of each topic in bronze, the
-/// order to apply them in.
-type Tables<'a> = (
-    &'a BTreeMap<String, TableSpec>,
-    &'a BTreeMap<String, Vec<i32>>,
-    &'a [&'a String],
-);
-
 /// What the cycle reads and plans.
 struct Read {
     tables: Vec<(TableSpec, Fetched)>,
@@ -121,14 +113,26 @@ impl Merger {
         // A transaction larger than a batch: read up to max_transaction_rows to take it whole.
         let most = self.config.merge.max_transaction_rows;
         let mut scale = 1;
+        let chosen = self.choose_tables((specs, order), held, stats).await?;
+        let ends = self.read_ends(by_topic, positions, &chosen).await?;
         let (read, parts, plan, released) = loop {
-            let read = self
-                .read_atomic((specs, by_topic, order), positions, held, scale, stats)
-                .await?;
-            let (parts, plan, released) = self.plan_atomic(&read);
+            let mut tables = Vec::with_capacity(chosen.len());
+            for spec in &chosen {
+                let fetched = self
+                    .fetch_batch(
+                        spec,
+                        &by_topic[&spec.topic],
+                        positions,
+                        &[],
+                        Reach::Scaled(scale),
+                    )
+                    .await?;
+                tables.push((spec.clone(), fetched));
+            }
+            let (parts, plan, released) = self.plan_atomic(&tables, &ends);
             let reach = self.opts.max_batch_rows.saturating_mul(scale);
             if plan.pieces.is_empty() || reach >= most {
-                break (read, parts, plan, released);
+                break (Read { tables, ends }, parts, plan, released);
             }
             scale = scale
                 .saturating_mul(4)
@@ -138,6 +142,7 @@ impl Merger {
                 "a source transaction is larger than a batch: reading more"
             );
         };
+        let times = atomic::commit_times(&read.ends);
         let mut batches = Vec::new();
         for (spec, mut fetched) in read.tables {
             for p in &mut fetched.parts {
@@ -147,7 +152,7 @@ impl Merger {
                     .files
                     .iter_mut()
                     .flat_map(|f| f.changes.changes.iter_mut());
-                atomic::at_commit_times(changes, &read.ends);
+                atomic::at_commit_times(changes, &times);
             }
             fetched.behind |= fetched.parts.iter().any(|p| p.more);
             let (batch, moves) = self.assemble(&spec, fetched);
@@ -171,11 +176,14 @@ impl Merger {
 
     /// Each partition's transactions in order, and the plan of the cycle with the transactions
     /// released at their timeout.
-    fn plan_atomic(&self, read: &Read) -> (Vec<PartTxns>, atomic::Plan, BTreeSet<String>) {
+    fn plan_atomic(
+        &self,
+        tables: &[(TableSpec, Fetched)],
+        ends: &BTreeMap<String, Vec<TxEnd>>,
+    ) -> (Vec<PartTxns>, atomic::Plan, BTreeSet<String>) {
         // A connector whose transaction topic is not in bronze has no transactions to wait for.
-        let connectors = Connectors::of(&read.ends, &[]);
-        let parts: Vec<PartTxns> = read
-            .tables
+        let connectors = Connectors::of(ends, &[]);
+        let parts: Vec<PartTxns> = tables
             .iter()
             .flat_map(|(spec, f)| {
                 let tracked = connectors.of_topic(&spec.topic).is_some();
@@ -200,21 +208,19 @@ impl Merger {
             .filter(|(_, at)| at.elapsed() >= timeout)
             .map(|(id, _)| id.clone())
             .collect();
-        let plan = atomic::plan(&read.ends, &parts, &self.txns.pieces, &released);
+        let plan = atomic::plan(ends, &parts, &self.txns.pieces, &released);
         (parts, plan, released)
     }
 
-    /// Every held table's batch, and the pending END records of every transaction topic (their
-    /// counts only for the tables read here: the others count as present).
-    async fn read_atomic(
+    /// The tables this cycle merges: held, not skipped, their claims agreeing (a refused one
+    /// is stopped here, once per cycle).
+    async fn choose_tables(
         &mut self,
-        (specs, by_topic, order): Tables<'_>,
-        positions: &BTreeMap<(String, i32), i64>,
+        (specs, order): (&BTreeMap<String, TableSpec>, &[&String]),
         held: &BTreeMap<String, (String, String)>,
-        scale: usize,
         stats: &mut super::CycleStats,
-    ) -> Result<Read, MergeError> {
-        let mut tables = Vec::new();
+    ) -> Result<Vec<TableSpec>, MergeError> {
+        let mut chosen = Vec::new();
         for topic in order.iter().copied() {
             let spec = &specs[topic];
             if self.txns.topics.contains(topic) || self.skips(topic, spec) || !self.holds(spec) {
@@ -226,12 +232,20 @@ impl Merger {
                 self.refuse(stats, spec, refusal).await?;
                 continue;
             }
-            let fetched = self
-                .fetch_batch(spec, &by_topic[topic], positions, &[], Reach::Scaled(scale))
-                .await?;
-            tables.push((spec.clone(), fetched));
+            chosen.push(spec.clone());
         }
-        let merged: BTreeSet<&str> = tables.iter().map(|(s, _)| s.topic.as_str()).collect();
+        Ok(chosen)
+    }
+
+    /// The pending END records of every transaction topic, their counts only for the `chosen`
+    /// tables (the others count as present).
+    async fn read_ends(
+        &mut self,
+        by_topic: &BTreeMap<String, Vec<i32>>,
+        positions: &BTreeMap<(String, i32), i64>,
+        chosen: &[TableSpec],
+    ) -> Result<BTreeMap<String, Vec<TxEnd>>, MergeError> {
+        let merged: BTreeSet<&str> = chosen.iter().map(|s| s.topic.as_str()).collect();
         let mut ends = BTreeMap::new();
         for topic in self.txns.topics.clone() {
             let Some(connector) = txn_read::prefix_of(&topic) else {
@@ -255,9 +269,9 @@ impl Merger {
             for e in &mut list {
                 e.counts.retain(|(t, _)| merged.contains(t.as_str()));
             }
-            ends.insert(topic.clone(), list);
+            ends.insert(topic, list);
         }
-        Ok(Read { tables, ends })
+        Ok(ends)
     }
 
     /// Applies the batches and moves the ledger, all in one warehouse transaction. `false`
