@@ -56,6 +56,9 @@ pub struct BronzeWriter {
     root: Path,
     zstd_level: i32,
     writer_id: String,
+    /// Commits per partition since this writer started: every
+    /// [`commit_log::HINT_EVERY`]th refreshes the partition's end hint.
+    commits: Arc<std::sync::Mutex<std::collections::HashMap<(String, i32), usize>>>,
 }
 
 struct Group {
@@ -85,16 +88,48 @@ impl BronzeWriter {
             root,
             zstd_level,
             writer_id: uuid::Uuid::new_v4().simple().to_string(),
+            commits: Arc::default(),
         }
     }
 
-    /// The next offset of a partition according to the commit log.
+    /// The next offset of a partition according to the commit log. A lookup that had to list
+    /// many records (no hint yet, or an old one) points the end hint at the last record.
     pub async fn next_offset(
         &self,
         topic: &str,
         partition: i32,
     ) -> Result<Option<i64>, CommitLogError> {
-        commit_log::next_offset(self.store.as_ref(), &self.root, topic, partition).await
+        let last = commit_log::find_last(self.store.as_ref(), &self.root, topic, partition).await?;
+        if let Some(rec) = &last.record
+            && last.listed > commit_log::HINT_EVERY
+        {
+            self.hint(topic, partition, rec.start).await;
+        }
+        Ok(last.record.map(|r| r.end + 1))
+    }
+
+    /// Points the end hint at `start` (best effort: a hint only saves listing).
+    async fn hint(&self, topic: &str, partition: i32, start: i64) {
+        let store = self.store.as_ref();
+        if let Err(e) = commit_log::write_hint(store, &self.root, topic, partition, start).await {
+            tracing::warn!(topic, partition, error = %e, "could not update the commit log's end hint");
+        }
+    }
+
+    /// Counts a commit; every [`commit_log::HINT_EVERY`]th of a partition refreshes its hint.
+    async fn committed(&self, record: &CommitRecord) {
+        let n = {
+            let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+            let n = commits
+                .entry((record.topic.clone(), record.partition))
+                .or_default();
+            *n += 1;
+            *n
+        };
+        if n % commit_log::HINT_EVERY == 0 {
+            self.hint(&record.topic, record.partition, record.start)
+                .await;
+        }
     }
 
     fn groups(&self, seg: &Segment) -> Result<Vec<Group>, FlushError> {
@@ -213,7 +248,10 @@ impl BronzeWriter {
             committed_at: Utc::now().to_rfc3339(),
         };
         match commit_log::create(self.store.as_ref(), &self.root, &record).await? {
-            CommitOutcome::Committed => Ok(Flushed::Committed(Box::new(record))),
+            CommitOutcome::Committed => {
+                self.committed(&record).await;
+                Ok(Flushed::Committed(Box::new(record)))
+            }
             CommitOutcome::Fenced(winner) => {
                 // Never delete a path the winner names (defensive: names carry our writer id).
                 let theirs: Vec<&str> = winner

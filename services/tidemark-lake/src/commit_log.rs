@@ -181,12 +181,131 @@ pub async fn last_record(
     topic: &str,
     partition: i32,
 ) -> Result<Option<CommitRecord>, CommitLogError> {
-    let Some(last) = starts(store, root, topic, partition).await?.last().copied() else {
-        return Ok(None);
+    Ok(find_last(store, root, topic, partition).await?.record)
+}
+
+/// How often (in commits of one partition) a writer refreshes the partition's end hint, and how
+/// many record names a lookup may list past the hint before the writer refreshes it at once.
+/// Finding the end of a chain then lists at most about this many names, however long the chain.
+pub const HINT_EVERY: usize = 32;
+
+/// The newest record of a partition, and how many record names were listed to find it.
+#[derive(Debug, Clone)]
+pub struct Last {
+    pub record: Option<CommitRecord>,
+    pub listed: usize,
+}
+
+/// Finds the newest record: from the end hint (`_last.json`, the start of a recent record) it
+/// lists only the names after it. Without a hint, or when the hinted record is gone, it lists
+/// the whole chain. The hint only saves listing: records are the truth, and a stale hint (an
+/// older record) still finds the newest one.
+pub async fn find_last(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+) -> Result<Last, CommitLogError> {
+    if let Some(hinted) = read_hint(store, root, topic, partition).await? {
+        let after = starts_after(store, root, topic, partition, hinted).await?;
+        let last = after.last().copied().unwrap_or(hinted);
+        match read(store, &layout::commit_record(root, topic, partition, last)).await {
+            Ok(record) => {
+                return Ok(Last {
+                    record: Some(record),
+                    listed: after.len(),
+                });
+            }
+            Err(CommitLogError::Store(object_store::Error::NotFound { .. })) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let all = starts(store, root, topic, partition).await?;
+    let record = match all.last() {
+        Some(&last) => {
+            Some(read(store, &layout::commit_record(root, topic, partition, last)).await?)
+        }
+        None => None,
     };
-    Ok(Some(
-        read(store, &layout::commit_record(root, topic, partition, last)).await?,
-    ))
+    Ok(Last {
+        record,
+        listed: all.len(),
+    })
+}
+
+/// The end hint's body.
+#[derive(Debug, Serialize, Deserialize)]
+struct Hint {
+    version: u32,
+    /// Start offset of a committed record of the partition.
+    start: i64,
+}
+
+async fn read_hint(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<i64>, CommitLogError> {
+    let path = layout::last_hint(root, topic, partition);
+    let bytes = match store.get(&path).await {
+        Ok(got) => got.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // An unreadable hint (another format, a torn write on a store without atomic puts) is
+    // ignored: the listing finds the end without it.
+    Ok(serde_json::from_slice::<Hint>(&bytes)
+        .ok()
+        .filter(|h| h.version <= FORMAT_VERSION)
+        .map(|h| h.start))
+}
+
+/// Points the partition's end hint at a committed record's start (an overwrite: only the
+/// partition's writer calls it, after its record was created).
+pub async fn write_hint(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+    start: i64,
+) -> Result<(), CommitLogError> {
+    let body = serde_json::to_vec(&Hint {
+        version: FORMAT_VERSION,
+        start,
+    })
+    .expect("hints serialize");
+    store
+        .put(
+            &layout::last_hint(root, topic, partition),
+            PutPayload::from(body),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Start offsets of the records after the one starting at `after`, sorted: lists only the names
+/// that sort after it.
+async fn starts_after(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+    after: i64,
+) -> Result<Vec<i64>, CommitLogError> {
+    let dir = layout::log_dir(root, topic, partition);
+    let from = layout::commit_record(root, topic, partition, after);
+    let metas: Vec<_> = store
+        .list_with_offset(Some(&dir), &from)
+        .try_collect()
+        .await?;
+    let mut starts: Vec<i64> = metas
+        .iter()
+        .filter_map(|m| m.location.filename().and_then(layout::parse_commit_name))
+        .filter(|s| *s > after)
+        .collect();
+    starts.sort_unstable();
+    Ok(starts)
 }
 
 /// The whole chain of a partition, checked.
@@ -260,6 +379,82 @@ pub async fn partitions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn range(start: i64, end: i64) -> CommitRecord {
+        CommitRecord {
+            version: FORMAT_VERSION,
+            topic: "t".into(),
+            partition: 0,
+            start,
+            end,
+            records: (end - start + 1) as u64,
+            rows: 0,
+            skipped: 0,
+            dead_letters: 0,
+            files: vec![],
+            dead_letter_file: None,
+            writer: "w".into(),
+            committed_at: "2026-12-07T00:00:00Z".into(),
+        }
+    }
+
+    /// A chain of `n` records of 10 offsets each.
+    async fn chain(n: i64) -> (object_store::memory::InMemory, Path) {
+        let store = object_store::memory::InMemory::new();
+        let root = Path::from("bronze");
+        for i in 0..n {
+            create(&store, &root, &range(i * 10, i * 10 + 9))
+                .await
+                .unwrap();
+        }
+        (store, root)
+    }
+
+    #[tokio::test]
+    async fn the_end_hint_lists_only_the_records_after_it() {
+        let (store, root) = chain(200).await;
+        let full = find_last(&store, &root, "t", 0).await.unwrap();
+        assert_eq!(full.record.as_ref().map(|r| r.end), Some(1999));
+        assert_eq!(full.listed, 200, "no hint: the whole chain is listed");
+
+        write_hint(&store, &root, "t", 0, 1900).await.unwrap();
+        let hinted = find_last(&store, &root, "t", 0).await.unwrap();
+        assert_eq!(hinted.record, full.record);
+        assert_eq!(hinted.listed, 9, "only the names after the hinted record");
+
+        // A hint at the last record lists nothing more.
+        write_hint(&store, &root, "t", 0, 1990).await.unwrap();
+        assert_eq!(find_last(&store, &root, "t", 0).await.unwrap().listed, 0);
+        assert_eq!(
+            next_offset(&store, &root, "t", 0).await.unwrap(),
+            Some(2000)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_missing_or_unreadable_hint_still_finds_the_end() {
+        let (store, root) = chain(50).await;
+        // Stale (an older record): still the newest.
+        write_hint(&store, &root, "t", 0, 0).await.unwrap();
+        assert_eq!(next_offset(&store, &root, "t", 0).await.unwrap(), Some(500));
+        // The hinted record is gone (the bronze root was cleared and landed again): the whole
+        // chain is listed.
+        write_hint(&store, &root, "t", 0, 7000).await.unwrap();
+        let last = find_last(&store, &root, "t", 0).await.unwrap();
+        assert_eq!((last.record.map(|r| r.end), last.listed), (Some(499), 50));
+        // Not a hint.
+        store
+            .put(
+                &layout::last_hint(&root, "t", 0),
+                PutPayload::from_static(b"{not json"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(next_offset(&store, &root, "t", 0).await.unwrap(), Some(500));
+        // The hint is not taken for a record by readers of the chain.
+        let chain = read_chain(&store, &root, "t", 0).await.unwrap();
+        assert_eq!((chain.records.len(), chain.is_gap_free()), (50, true));
+    }
 
     fn record(version: u32) -> Vec<u8> {
         let r = CommitRecord {

@@ -3,6 +3,7 @@
 //! ```text
 //! <root>/<table>/dt=<YYYY-MM-DD>/<topic>+<partition>+<start>-<end>+<writer>.parquet   data (hive style)
 //! <root>/_log/<topic>/<partition>/<start, 20 digits>.json                            commit records
+//! <root>/_log/<topic>/<partition>/_last.json                                         where the chain ends (a hint)
 //! <root>/_dlq/<topic>/<partition>/<start>-<end>+<writer>.jsonl                        dead letters
 //! ```
 //! `<table>` is the topic for row changes, and `_transactions`, `_heartbeats`,
@@ -111,6 +112,12 @@ pub fn log_dir(root: &Path, topic: &str, partition: i32) -> Path {
 
 pub fn commit_record(root: &Path, topic: &str, partition: i32, start: i64) -> Path {
     log_dir(root, topic, partition).child(format!("{}.json", offset_name(start)))
+}
+
+/// The hint of where a partition's chain ends: the start of a recent record. Its name sorts
+/// after every record's (`_` after digits) and is not a record name.
+pub fn last_hint(root: &Path, topic: &str, partition: i32) -> Path {
+    log_dir(root, topic, partition).child("_last.json")
 }
 
 pub fn dead_letter_file(root: &Path, id: &FlushId<'_>) -> Path {
