@@ -4,6 +4,7 @@
 pub mod bronze_fixture;
 pub mod kafka;
 pub mod merge_scenario;
+pub mod moto;
 pub mod postgres;
 pub mod process;
 pub mod proof;

@@ -2,68 +2,18 @@
 //! conditional puts, rides out the server being stopped for 30 s (SIGSTOP: connections hang,
 //! nothing answers), and ends with the same exactly-once proof.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use object_store::path::Path;
 use tidemark_core::config::Config;
 use tidemark_e2e::kafka::Kafka;
+use tidemark_e2e::moto::Moto;
 use tidemark_e2e::proof::{caught_up, produced, prove};
 use tidemark_e2e::stream::generate;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_moto() -> Option<(Server, u16)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let server = Server(child);
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "moto_server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let ok = Command::new("curl")
-        .args(["-sf", "-X", "PUT", &format!("http://127.0.0.1:{port}/lake")])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "bucket creation failed");
-    Some((server, port))
-}
-
-fn signal(server: &Server, sig: &str) {
-    Command::new("kill")
-        .args([sig, &server.0.id().to_string()])
-        .status()
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_to_s3_survives_a_30s_outage_exactly_once() {
-    let Some((server, port)) = start_moto() else {
+    let Some(server) = Moto::start() else {
         assert!(
             std::env::var_os("TIDEMARK_REQUIRE_S3").is_none(),
             "moto_server required"
@@ -76,7 +26,8 @@ async fn ingest_to_s3_survives_a_30s_outage_exactly_once() {
     let toml = format!(
         "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"s3-{}\"\ntopics = [\"{topic}\"]\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n[bronze]\nurl = \"s3://lake/bronze\"\nmax_records = 500\nmax_age_ms = 200\n[bronze.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nallow_http = true\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\nrequest_timeout_ms = 2000\n",
         kafka.bootstrap(),
-        uuid::Uuid::new_v4().simple()
+        uuid::Uuid::new_v4().simple(),
+        port = server.port,
     );
     let cfg = Config::from_toml_and_env(&toml, Vec::new()).unwrap();
     let (store, root) = tidemark_bronze::store::open(&cfg.bronze).unwrap();
@@ -105,10 +56,10 @@ async fn ingest_to_s3_survives_a_30s_outage_exactly_once() {
     }
 
     // The outage: the server stops answering while more events arrive.
-    signal(&server, "-STOP");
+    server.signal("-STOP");
     let more = kafka.produce(rest).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
-    signal(&server, "-CONT");
+    server.signal("-CONT");
     for (k, v) in more {
         deliveries
             .entry(k)

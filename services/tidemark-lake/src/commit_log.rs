@@ -119,7 +119,8 @@ pub async fn create(
     }
 }
 
-async fn read(store: &dyn ObjectStore, path: &Path) -> Result<CommitRecord, CommitLogError> {
+/// Reads one commit record.
+pub async fn read(store: &dyn ObjectStore, path: &Path) -> Result<CommitRecord, CommitLogError> {
     let bytes = store.get(path).await?.bytes().await?;
     parse(&bytes, path)
 }
@@ -207,7 +208,7 @@ pub async fn find_last(
     partition: i32,
 ) -> Result<Last, CommitLogError> {
     if let Some(hinted) = read_hint(store, root, topic, partition).await? {
-        let after = starts_after(store, root, topic, partition, hinted).await?;
+        let after = starts_after(store, root, topic, partition, Some(hinted)).await?;
         let last = after.last().copied().unwrap_or(hinted);
         match read(store, &layout::commit_record(root, topic, partition, last)).await {
             Ok(record) => {
@@ -284,15 +285,18 @@ pub async fn write_hint(
     Ok(())
 }
 
-/// Start offsets of the records after the one starting at `after`, sorted: lists only the names
-/// that sort after it.
-async fn starts_after(
+/// Start offsets of the records after the one starting at `after` (every record for `None`),
+/// sorted: lists only the names that sort after it.
+pub async fn starts_after(
     store: &dyn ObjectStore,
     root: &Path,
     topic: &str,
     partition: i32,
-    after: i64,
+    after: Option<i64>,
 ) -> Result<Vec<i64>, CommitLogError> {
+    let Some(after) = after else {
+        return starts(store, root, topic, partition).await;
+    };
     let dir = layout::log_dir(root, topic, partition);
     let from = layout::commit_record(root, topic, partition, after);
     let metas: Vec<_> = store

@@ -5,6 +5,7 @@
 //! <root>/_log/<topic>/<partition>/<start, 20 digits>.json                            commit records
 //! <root>/_log/<topic>/<partition>/_last.json                                         where the chain ends (a hint)
 //! <root>/_dlq/<topic>/<partition>/<start>-<end>+<writer>.jsonl                        dead letters
+//! <root>/_manifest/<table>.parquet                                                   committed files, for engines
 //! ```
 //! `<table>` is the topic for row changes, and `_transactions`, `_heartbeats`,
 //! `_schema_changes`, `_messages` for the other record kinds.
@@ -118,6 +119,15 @@ pub fn commit_record(root: &Path, topic: &str, partition: i32, start: i64) -> Pa
 /// after every record's (`_` after digits) and is not a record name.
 pub fn last_hint(root: &Path, topic: &str, partition: i32) -> Path {
     log_dir(root, topic, partition).child("_last.json")
+}
+
+/// Where the manifest of a table's committed files lives (see `manifest`).
+pub fn manifest_dir(root: &Path) -> Path {
+    root.child("_manifest")
+}
+
+pub fn manifest_file(root: &Path, table: &str) -> Path {
+    manifest_dir(root).child(format!("{table}.parquet"))
 }
 
 pub fn dead_letter_file(root: &Path, id: &FlushId<'_>) -> Path {

@@ -6,6 +6,8 @@
 //! - [`commit_log`]: commit records (one per committed offset range of a topic-partition),
 //!   created with put-if-absent; reading a partition's chain, or its records from an offset.
 //! - [`store`]: the object store of a bronze URL (`file://`, `s3://`, `memory://`).
+//! - [`manifest`]: per table, the committed files as one Parquet file, for engines (DuckDB,
+//!   Spark, Trino) that read bronze by a list of files; never names an uncommitted file.
 //!
 //! Invariants (the ingest side keeps them, every reader relies on them):
 //! - A partition's commit records form a gap-free chain: each starts at the previous `end + 1`.
@@ -15,4 +17,5 @@
 
 pub mod commit_log;
 pub mod layout;
+pub mod manifest;
 pub mod store;
