@@ -184,12 +184,14 @@ pub async fn gc(
         ..Default::default()
     };
     let log_prefix = root.child("_log");
+    let manifests = crate::layout::manifest_dir(root);
     let all: Vec<_> = store.list(Some(root)).try_collect().await?;
     let cutoff = Utc::now() - chrono::Duration::from_std(min_age).unwrap_or_default();
     for meta in all {
         let path = meta.location.to_string();
         let is_data = path.ends_with(".parquet") || path.ends_with(".jsonl");
-        if !is_data || meta.location.prefix_matches(&log_prefix) || referenced.contains(&path) {
+        let own = meta.location.prefix_matches(&log_prefix) || meta.location.prefix_matches(&manifests);
+        if !is_data || own || referenced.contains(&path) {
             continue;
         }
         if meta.last_modified > cutoff {

@@ -59,4 +59,4 @@ pub mod service;
 pub mod writer;
 
 // The bronze format lives in `tidemark-lake` (readers need no Kafka); ingest writes it.
-pub use tidemark_lake::{commit_log, layout, store};
+pub use tidemark_lake::{commit_log, layout, manifest, store};

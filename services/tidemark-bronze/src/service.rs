@@ -77,16 +77,48 @@ pub fn settings(cfg: &Config) -> IngestSettings {
     s
 }
 
+/// Brings the manifests up to the commit log; a failure is logged and retried next time (the
+/// manifests stay consistent, only behind).
+async fn refresh_manifests(store: &dyn object_store::ObjectStore, root: &object_store::path::Path) {
+    match crate::manifest::refresh(store, root).await {
+        Ok(done) => tracing::debug!(
+            records = done.records,
+            files = done.files_added,
+            "manifests refreshed"
+        ),
+        Err(e) => {
+            tidemark_core::metrics::error("ingest", "object_store");
+            tracing::warn!(error = %e, "could not refresh the bronze manifests; retrying later");
+        }
+    }
+}
+
 /// Runs ingest until `shutdown` completes.
 pub async fn run(
     cfg: &Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<IngestStats, ServiceError> {
     let (store, root) = store::open(&cfg.bronze)?;
-    let writer = BronzeWriter::new(store, root, cfg.bronze.zstd_level);
+    let writer = BronzeWriter::new(store.clone(), root.clone(), cfg.bronze.zstd_level);
     let consumer = consumer(cfg)?;
     tracing::info!(bronze = %cfg.bronze.url, group = %cfg.kafka.group_id, "ingest started");
-    let stats = ingest::run(consumer, decoder(cfg)?, writer, settings(cfg), shutdown).await?;
+    let every = std::time::Duration::from_millis(cfg.bronze.manifest_interval_ms);
+    let manifests = (!every.is_zero()).then(|| {
+        let (store, root) = (store.clone(), root.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                refresh_manifests(store.as_ref(), &root).await;
+            }
+        })
+    });
+    let stats = ingest::run(consumer, decoder(cfg)?, writer, settings(cfg), shutdown).await;
+    if let Some(task) = manifests {
+        task.abort();
+        // What the last flushes committed is in the manifests when ingest stops.
+        refresh_manifests(store.as_ref(), &root).await;
+    }
+    let stats = stats?;
     tracing::info!(
         records = stats.records,
         bytes = stats.bytes,

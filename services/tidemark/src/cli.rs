@@ -55,6 +55,10 @@ pub enum Command {
     Dlq(DlqCommand),
     /// Remove orphan bronze files (written, never committed: a crash between the two writes).
     Gc(GcArgs),
+    /// Bring the manifests (`<bronze>/_manifest/<table>.parquet`: exactly the committed files,
+    /// for DuckDB, Spark, Trino) up to the commit log now; `ingest` also does it every
+    /// `bronze.manifest_interval_ms`.
+    Manifest,
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -1,4 +1,4 @@
-//! `tidemark inspect bronze`, `tidemark dlq list`, `tidemark gc`: read-mostly views of a bronze
+//! `tidemark inspect bronze`, `tidemark dlq list`, `tidemark gc`, `tidemark manifest`: read-mostly views of a bronze
 //! root through its commit log.
 
 use std::path::Path;
@@ -169,6 +169,19 @@ pub fn dlq_list(config_path: &Path) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(l)?);
     }
     eprintln!("{} dead letter(s)", letters.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn manifest(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let (_, store, root) = open(config_path)?;
+    let done = runtime()?.block_on(tidemark_bronze::manifest::refresh(store.as_ref(), &root))?;
+    eprintln!(
+        "{} new commit record(s) read, {} file(s) added, {} manifest(s) written under {}",
+        done.records,
+        done.files_added,
+        done.manifests_written,
+        tidemark_bronze::layout::manifest_dir(&root)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> ExitCode {
             std::time::Duration::from_secs(args.older_than_secs),
             args.dry_run,
         ),
+        Command::Manifest => bronze_admin::manifest(&cli.config),
         Command::Inspect(InspectCommand::Bronze) => bronze_admin::inspect(&cli.config),
         Command::Dlq(DlqCommand::List) => bronze_admin::dlq_list(&cli.config),
         Command::Dlq(DlqCommand::Requeue) => not_available("dlq requeue", "a later version"),
@@ -129,7 +130,7 @@ async fn recv(signal: Option<tokio::signal::unix::Signal>) {
 fn not_available(command: &str, part: &str) -> anyhow::Result<ExitCode> {
     eprintln!(
         "`tidemark {command}` is not available yet in this version: it arrives with {part}. \
-         Available now: `tidemark demo`, `generate`, `ingest`, `merge`, `run`, `replay`, `inspect bronze`, `inspect decode`, `dlq list`, `gc`, `config check`."
+         Available now: `tidemark demo`, `generate`, `ingest`, `merge`, `run`, `replay`, `inspect bronze`, `inspect decode`, `dlq list`, `gc`, `manifest`, `config check`."
     );
     Ok(ExitCode::from(NOT_AVAILABLE))
 }
