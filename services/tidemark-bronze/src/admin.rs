@@ -190,7 +190,8 @@ pub async fn gc(
     for meta in all {
         let path = meta.location.to_string();
         let is_data = path.ends_with(".parquet") || path.ends_with(".jsonl");
-        let own = meta.location.prefix_matches(&log_prefix) || meta.location.prefix_matches(&manifests);
+        let own =
+            meta.location.prefix_matches(&log_prefix) || meta.location.prefix_matches(&manifests);
         if !is_data || own || referenced.contains(&path) {
             continue;
         }
