@@ -158,3 +158,50 @@ print('ok')
     );
     tidemark_e2e::readers::duckdb_script(&script, dir.path());
 }
+
+/// Under a memory budget segments are written before they grow past their share (here a
+/// budget 1 MiB above the reserve: segments of at most 64 KiB), and everything still lands
+/// exactly once. Without the budget the same run writes one file per partition, at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_budget_writes_segments_early_and_lands_everything_once() {
+    let topic = "bank.public.customers";
+    let kafka = Kafka::start(&[(topic, 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&kafka.bootstrap(), dir.path(), &[topic]);
+    cfg.bronze.max_records = 1_000_000;
+    cfg.bronze.max_age_ms = 600_000;
+    let records = generate(topic, 2, 3_000, false, 11);
+    let deliveries = kafka.produce(&records).await;
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut settings = tidemark_bronze::service::settings(&cfg);
+    settings.memory_budget = Some(tidemark_bronze::ingest::MEMORY_RESERVE + (1 << 20));
+    settings.progress = Some(seen.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (store, root) = tidemark_bronze::store::open(&cfg.bronze).unwrap();
+    let writer = tidemark_bronze::writer::BronzeWriter::new(store.clone(), root.clone(), 1);
+    let run = tokio::spawn(tidemark_bronze::ingest::run(
+        tidemark_bronze::service::consumer(&cfg).unwrap(),
+        tidemark_bronze::service::decoder(&cfg).unwrap(),
+        writer,
+        settings,
+        async {
+            stop_rx.await.ok();
+        },
+    ));
+    let started = Instant::now();
+    while seen.load(std::sync::atomic::Ordering::Relaxed) < records.len() as u64 {
+        assert!(started.elapsed() < Duration::from_secs(60), "not consumed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_tx.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    let proof = prove(store.as_ref(), &root, &produced(&deliveries, &records)).await;
+    assert_eq!(
+        proof.rows + proof.dead_letters + proof.tombstones,
+        records.len() as u64
+    );
+    assert!(
+        proof.commits >= 8,
+        "segments were written early under the budget: {proof:?}"
+    );
+}

@@ -257,8 +257,15 @@ fn ingest() {
         arg(5).parse::<i64>().unwrap(),
         arg(6),
     );
+    // TIDEMARK_BENCH_KAFKA_PROPS="k=v,k=v" adds librdkafka properties (experiments).
+    let extra: String = std::env::var("TIDEMARK_BENCH_KAFKA_PROPS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
+        .collect();
     let toml = format!(
-        "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"ingest-{}\"\ntopics = [\"{topic}\"]\n[kafka.properties]\n\"fetch.wait.max.ms\" = \"5\"\n[bronze]\nurl = \"file://{dir}\"\n",
+        "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"ingest-{}\"\ntopics = [\"{topic}\"]\n[kafka.properties]\n\"fetch.wait.max.ms\" = \"5\"\n{extra}[bronze]\nurl = \"file://{dir}\"\n",
         std::process::id()
     );
     // TIDEMARK__… environment variables tune the run (e.g. TIDEMARK__BRONZE__MAX_RECORDS).

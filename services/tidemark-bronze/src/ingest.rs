@@ -41,6 +41,9 @@ pub struct IngestSettings {
     pub policy: FlushPolicy,
     /// Above this many buffered bytes (all partitions) the largest segment is flushed early.
     pub max_buffered_bytes: u64,
+    /// What the whole process may take (see [`MEMORY_RESERVE`]); `None`: no bound but
+    /// `max_buffered_bytes`.
+    pub memory_budget: Option<u64>,
     /// Longest pause between retries of a failing flush.
     pub max_backoff: Duration,
     /// How long shutdown may spend flushing before it abandons what is left.
@@ -54,6 +57,7 @@ impl IngestSettings {
         IngestSettings {
             policy,
             max_buffered_bytes: policy.max_bytes.saturating_mul(4).max(64 << 20),
+            memory_budget: None,
             max_backoff: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
             progress: None,
@@ -89,6 +93,19 @@ pub enum IngestError {
     Fatal(String),
 }
 
+/// Of the memory budget, what is not for segments: librdkafka's prefetch (bounded from the
+/// budget by `service::consumer`), the runtime, the code. Segments and flushes get the rest.
+pub const MEMORY_RESERVE: u64 = 96 << 20;
+
+/// Memory a buffered byte takes (the decoded event: its values and their allocations), and a
+/// flushing one (the segment, its Arrow batch, the Parquet bytes), as multiples of the bytes
+/// counted: measured with the ingest benchmark, and checked against the process's RSS.
+const SEGMENT_COST: u64 = 3;
+const FLUSH_COST: u64 = 4;
+
+/// Every this many records the loop compares the process's RSS with the budget.
+const RSS_EVERY: u64 = 1024;
+
 /// Shutdown was asked for while a retry waited: the record is left for the next run.
 struct Stopping;
 
@@ -120,6 +137,14 @@ struct Part {
     inflight: Option<Inflight>,
 }
 
+impl Part {
+    /// What the partition's segment and its flush in flight take in memory (estimated).
+    fn cost(&self) -> u64 {
+        self.seg.bytes.saturating_mul(SEGMENT_COST)
+            + self.inflight.as_ref().map_or(0, Inflight::cost)
+    }
+}
+
 /// A flush running in the background.
 struct Inflight {
     bytes: u64,
@@ -129,6 +154,10 @@ struct Inflight {
 }
 
 impl Inflight {
+    fn cost(&self) -> u64 {
+        self.bytes.saturating_mul(FLUSH_COST)
+    }
+
     /// Whether awaiting the task takes no more than its return.
     fn is_done(&self) -> bool {
         self.handle.is_finished() || self.ended.load(Ordering::Acquire)
@@ -168,6 +197,10 @@ struct Loop<'a> {
     /// When flushes in flight give up (set by the drain): a flush retrying a failing store, or
     /// waiting on one, ends by then instead of outliving the runtime.
     give_up: tokio::sync::watch::Sender<Option<Instant>>,
+    /// Records until the next comparison of the RSS with the memory budget.
+    until_rss: u64,
+    /// The budget was found too small for ingest at rest (warned once).
+    warned_budget: bool,
 }
 
 fn is_permanent(e: &FlushError) -> bool {
@@ -407,6 +440,105 @@ impl Loop<'_> {
                 .expect("some part holds bytes");
             self.flush(&key, RollReason::Bytes).await?;
         }
+        let Some(budget) = self.settings.memory_budget else {
+            return Ok(());
+        };
+        let limit = budget.saturating_sub(MEMORY_RESERVE);
+        // A segment is written before its flush alone would take a quarter of what segments
+        // get: flushes of large segments are what overshoots (Arrow and Parquet at once).
+        let cap = limit / (4 * FLUSH_COST);
+        let big = self
+            .parts
+            .iter()
+            .find(|(_, p)| p.seg.bytes > cap && p.inflight.is_none())
+            .map(|(k, _)| k.clone());
+        if let Some(key) = big {
+            self.flush(&key, RollReason::Memory).await?;
+        }
+        while self.held_memory() > limit {
+            if !self.free_some().await? {
+                break;
+            }
+        }
+        self.until_rss = self.until_rss.saturating_sub(1);
+        if self.until_rss == 0 {
+            self.until_rss = RSS_EVERY;
+            self.check_resident(budget).await?;
+        }
+        Ok(())
+    }
+
+    /// The partition with the largest flush in flight.
+    fn largest_flush(&self) -> Option<Key> {
+        self.parts
+            .iter()
+            .filter_map(|(k, p)| Some((k, p.inflight.as_ref()?.bytes)))
+            .max_by_key(|(_, b)| *b)
+            .map(|(k, _)| k.clone())
+    }
+
+    /// The estimated memory of every segment and flush in flight.
+    fn held_memory(&self) -> u64 {
+        let detached: u64 = self.detached.iter().map(|(_, f)| f.cost()).sum();
+        self.parts.values().map(Part::cost).sum::<u64>() + detached
+    }
+
+    /// One step towards less memory: a flush takes more than the segment it writes until it
+    /// ends, so the largest flush in flight is waited for first; with none, the largest segment
+    /// starts flushing. Returns false when nothing is held.
+    async fn free_some(&mut self) -> Result<bool, IngestError> {
+        if let Some(key) = self.largest_flush() {
+            self.settle(&key).await?;
+            return Ok(true);
+        }
+        if !self.detached.is_empty() {
+            self.settle_detached(None).await?;
+            return Ok(true);
+        }
+        let largest = self
+            .parts
+            .iter()
+            .filter(|(_, p)| !p.seg.is_empty())
+            .max_by_key(|(_, p)| p.seg.bytes)
+            .map(|(k, _)| k.clone());
+        match largest {
+            Some(key) => {
+                self.flush(&key, RollReason::Memory).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The backstop of the estimate: over budget, the allocator returns what it keeps of freed
+    /// memory; still over, segments are written and flushes waited for (no consuming meanwhile)
+    /// until the process is within budget or holds nothing.
+    async fn check_resident(&mut self, budget: u64) -> Result<(), IngestError> {
+        let held = self.held_memory();
+        metrics::ingest_memory("held", held);
+        let Some(mut rss) = tidemark_core::allocator::resident_bytes() else {
+            return Ok(());
+        };
+        if rss > budget {
+            tidemark_core::allocator::release();
+            rss = tidemark_core::allocator::resident_bytes().unwrap_or(rss);
+        }
+        while rss > budget {
+            if !self.free_some().await? {
+                if !self.warned_budget {
+                    self.warned_budget = true;
+                    tracing::warn!(
+                        resident_mib = rss >> 20,
+                        budget_mib = budget >> 20,
+                        "ingest holds nothing buffered and is still over bronze.memory_budget_bytes: raise the budget"
+                    );
+                }
+                break;
+            }
+            tidemark_core::allocator::release();
+            rss = tidemark_core::allocator::resident_bytes().unwrap_or(0);
+        }
+        metrics::ingest_memory("resident", rss);
         Ok(())
     }
 
@@ -617,9 +749,20 @@ impl Loop<'_> {
         let give_up = Instant::now() + self.settings.drain_timeout;
         self.give_up.send_replace(Some(give_up));
         let keys: Vec<Key> = self.parts.keys().cloned().collect();
+        let limit = self
+            .settings
+            .memory_budget
+            .map(|b| b.saturating_sub(MEMORY_RESERVE));
         for key in &keys {
             self.flush_until(key, RollReason::Drain, Some(give_up))
                 .await?;
+            // Under a budget the drain's flushes run a few at a time, not all at once.
+            while limit.is_some_and(|l| self.held_memory() > l) {
+                let Some(flushing) = self.largest_flush() else {
+                    break;
+                };
+                self.settle_until(&flushing, Some(give_up)).await?;
+            }
         }
         for key in &keys {
             self.settle_until(key, Some(give_up)).await?;
@@ -697,7 +840,12 @@ async fn consume(
         ended_since: Default::default(),
         stop,
         give_up: tokio::sync::watch::channel(None).0,
+        until_rss: RSS_EVERY,
+        warned_budget: false,
     };
+    if let Some(b) = lp.settings.memory_budget {
+        metrics::ingest_memory("budget", b);
+    }
     let beat = tidemark_core::health::beat("ingest", STALE_AFTER);
     loop {
         beat.ok();

@@ -23,6 +23,8 @@ pub enum RollReason {
     Date,
     /// The partition was revoked or the process is stopping.
     Drain,
+    /// Ingest's memory budget is used up: the largest segment is written early.
+    Memory,
 }
 
 impl RollReason {
@@ -34,6 +36,7 @@ impl RollReason {
             RollReason::Schema => "schema",
             RollReason::Date => "date",
             RollReason::Drain => "drain",
+            RollReason::Memory => "memory",
         }
     }
 }

@@ -53,9 +53,22 @@ pub fn decoder(cfg: &Config) -> Result<Decoder, ServiceError> {
 /// A subscribed consumer for the config's topics or pattern.
 pub fn consumer(cfg: &Config) -> Result<IngestConsumer, ServiceError> {
     let k = &cfg.kafka;
-    let consumer: IngestConsumer =
-        consumer_config(&k.bootstrap_servers, &k.group_id, &k.properties)
-            .create_with_context(IngestContext::default())?;
+    // librdkafka's prefetch takes a share of the memory budget (what users set wins): its
+    // queue and one fetch response, each at most a sixteenth.
+    let share = (cfg.bronze.memory_budget_bytes / 16).max(1 << 20);
+    let mut properties = std::collections::BTreeMap::from([
+        (
+            "queued.max.messages.kbytes".to_owned(),
+            (share / 1024).min(16_384).to_string(),
+        ),
+        (
+            "fetch.max.bytes".to_owned(),
+            share.min(52_428_800).to_string(),
+        ),
+    ]);
+    properties.extend(k.properties.clone());
+    let consumer: IngestConsumer = consumer_config(&k.bootstrap_servers, &k.group_id, &properties)
+        .create_with_context(IngestContext::default())?;
     let topics: Vec<String> = match &k.topic_pattern {
         // librdkafka treats a subscription starting with ^ as a regex.
         Some(p) if p.starts_with('^') => vec![p.clone()],
@@ -74,6 +87,7 @@ pub fn settings(cfg: &Config) -> IngestSettings {
         max_age: cfg.bronze.max_age(),
     });
     s.max_buffered_bytes = cfg.bronze.max_buffered_bytes;
+    s.memory_budget = Some(cfg.bronze.memory_budget_bytes);
     s
 }
 

@@ -16,3 +16,19 @@ pub fn configure() {
     // SAFETY: sets an option value; mimalloc reads options atomically.
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS as std::ffi::c_long) };
 }
+
+/// The process's resident memory in bytes (`VmRSS`; Linux only, `None` elsewhere).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Returns memory freed to the allocator to the OS now, rather than after [`PURGE_DELAY_MS`]:
+/// for a process over its memory budget.
+#[allow(unsafe_code)]
+pub fn release() {
+    // SAFETY: mi_collect only walks and purges the allocator's own free memory.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}

@@ -121,6 +121,9 @@ pub struct BronzeConfig {
     pub zstd_level: i32,
     /// Bound on bytes buffered over all partitions; above it the largest is flushed early.
     pub max_buffered_bytes: u64,
+    /// What the ingest process may take in memory (RSS): buffers, Parquet encoding in flight,
+    /// librdkafka's prefetch. Over it, segments are written early and consuming waits.
+    pub memory_budget_bytes: u64,
     /// How often ingest brings the manifests (`_manifest/<table>.parquet`, the committed files
     /// for engines) up to the commit log, ms; 0 turns it off (`tidemark manifest` still does).
     #[serde(deserialize_with = "duration_ms::deserialize")]
@@ -138,6 +141,7 @@ impl Default for BronzeConfig {
             max_age_ms: 5_000,
             zstd_level: 1,
             max_buffered_bytes: 256 * 1024 * 1024,
+            memory_budget_bytes: 512 * 1024 * 1024,
             manifest_interval_ms: 10_000,
             s3: S3Config::default(),
         }

@@ -237,6 +237,13 @@ impl Config {
                 "use at least max_bytes, e.g. 4 × max_bytes",
             );
         }
+        if b.memory_budget_bytes < 128 << 20 {
+            err(
+                "bronze.memory_budget_bytes",
+                format!("{} is below 128 MiB", b.memory_budget_bytes),
+                "ingest needs 64 MiB at rest (librdkafka, runtime) and room for segments: use at least 134217728, e.g. 268435456",
+            );
+        }
         if b.max_age_ms == 0 {
             err(
                 "bronze.max_age_ms",

@@ -75,6 +75,7 @@ pub const FRESHNESS: &str = "tidemark_freshness_seconds";
 pub const END_TO_END: &str = "tidemark_end_to_end_latency_seconds";
 pub const ERRORS: &str = "tidemark_errors_total";
 pub const POSITION_REGRESSIONS: &str = "tidemark_source_position_regressions_total";
+pub const INGEST_MEMORY: &str = "tidemark_ingest_memory_bytes";
 
 pub const CATALOGUE: &[MetricDoc] = &[
     m(
@@ -262,6 +263,12 @@ pub const CATALOGUE: &[MetricDoc] = &[
         Counter,
         &["table"],
         "Changes whose source position went backwards while source time moved forward (a MySQL failover or RESET MASTER); they order after the earlier changes.",
+    ),
+    m(
+        INGEST_MEMORY,
+        Gauge,
+        &["kind"],
+        "Ingest's memory: `budget` (bronze.memory_budget_bytes), `resident` (the process's RSS), `held` (the estimate of what buffered and flushing segments take).",
     ),
 ];
 

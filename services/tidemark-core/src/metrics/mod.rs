@@ -94,6 +94,9 @@ impl Metrics {
         m.gauges[catalogue::BUILD_INFO]
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        for kind in MEMORY_KINDS {
+            m.gauges[catalogue::INGEST_MEMORY].with_label_values(&[kind]);
+        }
         m
     }
 
@@ -274,6 +277,16 @@ pub fn range_committed(r: &RangeCommitted<'_>) {
 }
 
 /// The position ingest resumes a partition from (assignment).
+/// The values of `kind` of [`catalogue::INGEST_MEMORY`].
+pub const MEMORY_KINDS: [&str; 3] = ["budget", "resident", "held"];
+
+/// Ingest's memory (`kind`: one of [`MEMORY_KINDS`]), bytes.
+pub fn ingest_memory(kind: &str, bytes: u64) {
+    global()
+        .gauge(catalogue::INGEST_MEMORY, &[kind])
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+}
+
 pub fn partition_position(topic: &str, partition: i32, next_offset: i64) {
     global()
         .gauge(
