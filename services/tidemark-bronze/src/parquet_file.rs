@@ -1,4 +1,5 @@
-//! Record batch → Parquet file bytes: zstd, statistics for pruning, the Arrow schema embedded
+//! Record batches → Parquet file bytes, one batch at a time: zstd, statistics for pruning, the
+//! Arrow schema embedded
 //! (readers recover the exact types), row groups capped by bytes.
 
 use arrow_array::RecordBatch;
@@ -14,25 +15,53 @@ pub const ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
 
 /// Encodes `batch` as one Parquet file.
 pub fn to_parquet(batch: &RecordBatch, zstd_level: i32) -> Result<Bytes, ParquetError> {
-    let rows = batch.num_rows().max(1);
-    let per_row = (batch.get_array_memory_size() / rows).max(1);
-    let rows_per_group = (ROW_GROUP_BYTES / per_row).clamp(1024, 1 << 20);
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
-        .set_max_row_group_size(rows_per_group)
-        .set_created_by(format!("tidemark {}", env!("CARGO_PKG_VERSION")))
-        .build();
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
-    // The schema's metadata (Debezium/Avro schema text, fingerprint) as plain key-value pairs,
-    // so any Parquet reader sees it, not only Arrow ones.
-    let schema = batch.schema();
-    let mut kv: Vec<_> = schema.metadata().iter().collect();
-    kv.sort(); // deterministic bytes: a retried flush writes the same file
-    for (k, v) in kv {
-        writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
+    let mut file = ParquetFile::new(batch, zstd_level)?;
+    file.write(batch)?;
+    file.finish()
+}
+
+/// One Parquet file written batch by batch: a large file need not be one Arrow batch in memory.
+pub struct ParquetFile {
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ParquetFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetFile").finish_non_exhaustive()
     }
-    writer.write(batch)?;
-    writer.close()?;
-    Ok(Bytes::from(out))
+}
+
+impl ParquetFile {
+    /// A file with `first`'s schema (and its metadata); row groups sized from its rows.
+    pub fn new(first: &RecordBatch, zstd_level: i32) -> Result<ParquetFile, ParquetError> {
+        let rows = first.num_rows().max(1);
+        let per_row = (first.get_array_memory_size() / rows).max(1);
+        let rows_per_group = (ROW_GROUP_BYTES / per_row).clamp(1024, 1 << 20);
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
+            .set_max_row_group_size(rows_per_group)
+            .set_created_by(format!("tidemark {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let out = Vec::with_capacity(first.get_array_memory_size() / 4);
+        let mut writer = ArrowWriter::try_new(out, first.schema(), Some(props))?;
+        // The schema's metadata (Debezium/Avro schema text, fingerprint) as plain key-value
+        // pairs, so any Parquet reader sees it, not only Arrow ones.
+        let schema = first.schema();
+        let mut kv: Vec<_> = schema.metadata().iter().collect();
+        kv.sort(); // deterministic bytes: a retried flush writes the same file
+        for (k, v) in kv {
+            writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
+        }
+        Ok(ParquetFile { writer })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        self.writer.write(batch)
+    }
+
+    /// The file's bytes (`into_inner` writes the footer: calling `finish` first would write it
+    /// twice).
+    pub fn finish(self) -> Result<Bytes, ParquetError> {
+        Ok(Bytes::from(self.writer.into_inner()?))
+    }
 }

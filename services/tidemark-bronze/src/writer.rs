@@ -61,12 +61,58 @@ pub struct BronzeWriter {
     commits: Arc<std::sync::Mutex<std::collections::HashMap<(String, i32), usize>>>,
 }
 
+/// One file of a flush, encoded.
 struct Group {
     table: TableDir,
     date: NaiveDate,
-    batch: RecordBatch,
+    file: Encoded,
     fingerprint: Option<String>,
+}
+
+/// A Parquet file's bytes, rows and lowest and highest `_kafka_offset`.
+struct Encoded {
+    bytes: Bytes,
+    rows: u64,
     offsets: (i64, i64),
+}
+
+/// Change events converted to Arrow at a time: a flush holds one such batch beside the Parquet
+/// it writes, not an Arrow copy of the whole segment.
+const CHUNK_ROWS: usize = 8192;
+
+fn encode(batch: &RecordBatch, zstd_level: i32) -> Result<Encoded, FlushError> {
+    Ok(Encoded {
+        bytes: parquet_file::to_parquet(batch, zstd_level)?,
+        rows: batch.num_rows() as u64,
+        offsets: offsets(batch),
+    })
+}
+
+/// A segment's change events as one Parquet file, encoded [`CHUNK_ROWS`] at a time.
+fn encode_changes(
+    events: &[tidemark_core::event::ChangeEvent],
+    shape: &Shape,
+    zstd_level: i32,
+) -> Result<Encoded, FlushError> {
+    let mut file: Option<parquet_file::ParquetFile> = None;
+    let (mut rows, mut lo, mut hi) = (0, i64::MAX, i64::MIN);
+    for chunk in events.chunks(CHUNK_ROWS) {
+        let batch = batch::change_batch(&chunk.iter().collect::<Vec<_>>(), shape)?;
+        let (a, b) = offsets(&batch);
+        (lo, hi) = (lo.min(a), hi.max(b));
+        rows += batch.num_rows() as u64;
+        let f = match &mut file {
+            Some(f) => f,
+            None => file.insert(parquet_file::ParquetFile::new(&batch, zstd_level)?),
+        };
+        f.write(&batch)?;
+    }
+    let file = file.expect("only a segment with changes has a change file");
+    Ok(Encoded {
+        bytes: file.finish()?,
+        rows,
+        offsets: (lo, hi),
+    })
 }
 
 /// The lowest and highest `_kafka_offset` of a batch.
@@ -132,59 +178,42 @@ impl BronzeWriter {
         }
     }
 
+    /// The segment's files, encoded one after the other.
     fn groups(&self, seg: &Segment) -> Result<Vec<Group>, FlushError> {
-        let date = seg.date.unwrap_or_default();
+        let (date, level) = (seg.date.unwrap_or_default(), self.zstd_level);
         let mut out = Vec::new();
-        let mut add = |table: TableDir, batch: RecordBatch, fingerprint: Option<String>| {
-            let offsets = offsets(&batch);
+        let mut add = |table: TableDir, file: Encoded, fingerprint: Option<String>| {
             out.push(Group {
                 table,
                 date,
-                batch,
+                file,
                 fingerprint,
-                offsets,
             });
         };
         if let Some(first) = seg.changes.first() {
             let shape = seg.shape.clone().unwrap_or_else(|| Shape::of(first));
-            let refs: Vec<_> = seg.changes.iter().collect();
             let fingerprint = shape
                 .value
                 .as_ref()
                 .map(|s| format!("{:016x}", s.fingerprint));
-            add(
-                TableDir::Topic(seg.topic.clone()),
-                batch::change_batch(&refs, &shape)?,
-                fingerprint,
-            );
+            let file = encode_changes(&seg.changes, &shape, level)?;
+            add(TableDir::Topic(seg.topic.clone()), file, fingerprint);
         }
         if !seg.transactions.is_empty() {
-            add(
-                TableDir::Transactions,
-                batch::transactions_batch(&seg.transactions.iter().collect::<Vec<_>>()),
-                None,
-            );
+            let b = batch::transactions_batch(&seg.transactions.iter().collect::<Vec<_>>());
+            add(TableDir::Transactions, encode(&b, level)?, None);
         }
         if !seg.heartbeats.is_empty() {
-            add(
-                TableDir::Heartbeats,
-                batch::heartbeats_batch(&seg.heartbeats.iter().collect::<Vec<_>>()),
-                None,
-            );
+            let b = batch::heartbeats_batch(&seg.heartbeats.iter().collect::<Vec<_>>());
+            add(TableDir::Heartbeats, encode(&b, level)?, None);
         }
         if !seg.schema_changes.is_empty() {
-            add(
-                TableDir::SchemaChanges,
-                batch::schema_changes_batch(&seg.schema_changes.iter().collect::<Vec<_>>())?,
-                None,
-            );
+            let b = batch::schema_changes_batch(&seg.schema_changes.iter().collect::<Vec<_>>())?;
+            add(TableDir::SchemaChanges, encode(&b, level)?, None);
         }
         if !seg.messages.is_empty() {
-            add(
-                TableDir::Messages,
-                batch::messages_batch(&seg.messages.iter().collect::<Vec<_>>())?,
-                None,
-            );
+            let b = batch::messages_batch(&seg.messages.iter().collect::<Vec<_>>())?;
+            add(TableDir::Messages, encode(&b, level)?, None);
         }
         Ok(out)
     }
@@ -202,7 +231,7 @@ impl BronzeWriter {
         let mut files = Vec::new();
         let mut written: Vec<Path> = Vec::new();
         for g in self.groups(seg)? {
-            let bytes: Bytes = parquet_file::to_parquet(&g.batch, self.zstd_level)?;
+            let bytes = g.file.bytes;
             let path = layout::data_file(&self.root, &g.table, g.date, &id);
             let checksum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
             let len = bytes.len() as u64;
@@ -211,12 +240,12 @@ impl BronzeWriter {
             files.push(FileEntry {
                 path: path.to_string(),
                 table: g.table.name().to_owned(),
-                rows: g.batch.num_rows() as u64,
+                rows: g.file.rows,
                 bytes: len,
                 schema_fingerprint: g.fingerprint,
                 checksum,
-                min_offset: g.offsets.0,
-                max_offset: g.offsets.1,
+                min_offset: g.file.offsets.0,
+                max_offset: g.file.offsets.1,
             });
         }
         let dead_letter_file = if seg.dead_letters.is_empty() {

@@ -487,3 +487,45 @@ async fn topics_the_store_encodes_are_listed_and_read_back() {
         assert_eq!(letters.len(), 2);
     }
 }
+
+/// A segment larger than one Arrow chunk of a flush lands as one file with every row once, in
+/// offset order.
+#[tokio::test]
+async fn a_segment_of_many_chunks_lands_as_one_file_with_every_row() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let root = Path::from("lake/bronze");
+    let writer = BronzeWriter::new(store.clone(), root.clone(), 1);
+    let mut d = Decoder::new(DecoderOptions::default(), None);
+    let mut seg = Segment::new(TOPIC, 2, 0);
+    for i in 0..20_000 {
+        let raw = envelope(i, "c", false);
+        let key = format!("{{\"id\":{i}}}").into_bytes();
+        let dec = decode(&mut d, TOPIC, i, TS, Some(&key), Some(&raw)).unwrap();
+        seg.push(dec, raw.len());
+    }
+    let Flushed::Committed(rec) = writer.flush(&seg).await.unwrap() else {
+        panic!("fenced")
+    };
+    assert_eq!((rec.files.len(), rec.rows), (1, 20_000));
+    let file = &rec.files[0];
+    assert_eq!((file.min_offset, file.max_offset), (0, 19_999));
+    let bytes = store
+        .get(&Path::from(file.path.as_str()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut offsets = Vec::new();
+    for b in ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap()
+    {
+        let b = b.unwrap();
+        let col = b.column_by_name("_kafka_offset").unwrap();
+        let col = col.as_any().downcast_ref::<Int64Array>().unwrap();
+        offsets.extend(col.values().iter().copied());
+    }
+    assert_eq!(offsets, (0..20_000).collect::<Vec<i64>>());
+}

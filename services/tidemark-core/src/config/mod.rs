@@ -141,7 +141,7 @@ impl Default for BronzeConfig {
             max_age_ms: 5_000,
             zstd_level: 1,
             max_buffered_bytes: 256 * 1024 * 1024,
-            memory_budget_bytes: 512 * 1024 * 1024,
+            memory_budget_bytes: 256 * 1024 * 1024,
             manifest_interval_ms: 10_000,
             s3: S3Config::default(),
         }
