@@ -1,6 +1,5 @@
 //! Record batches → Parquet file bytes, one batch at a time: zstd, statistics for pruning, the
-//! Arrow schema embedded
-//! (readers recover the exact types), row groups capped by bytes.
+//! Arrow schema embedded (readers recover the exact types), row groups capped by bytes.
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
