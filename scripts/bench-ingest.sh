@@ -2,7 +2,8 @@
 # Ingest benchmark (issue: bronze). Starts a tansu broker (installs it once, ~18 min), pre-fills a
 # topic with EVENTS Debezium events, then in separate processes: a bare rdkafka drain of the topic
 # (the floor) and `tidemark ingest` to local Parquet files. Prints events/s, MB/s, the ratio and
-# peak RSS, for ~700-byte schemaless events and ~2.5 KB events with the schema envelope.
+# peak RSS, for ~700-byte schemaless events and ~2.5 KB events with the schema envelope; then
+# peak RSS under the memory budget with defaults, 256 MiB files and 64 partitions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${EVENTS:-2000000}
@@ -47,3 +48,22 @@ for form in $FORMS; do
   echo "cost of metrics: $(python3 -c "print(f'{(1 - $i/$o) * 100:.1f}%')") (median events/s, metrics on vs off)"
   rm -rf "$out"
 done
+
+# Memory under the budget (MEMORY=0 skips): defaults, files of up to 256 MiB, and 64 partitions,
+# each next to the drain of its topic; peak RSS against bronze.memory_budget_bytes.
+if [ "${MEMORY:-1}" != 0 ]; then
+  budget=${TIDEMARK__BRONZE__MEMORY_BUDGET_BYTES:-268435456}
+  echo "== memory: budget $((budget >> 20)) MiB (RSS aim: budget + 64 MiB)"
+  for parts in "$PARTITIONS" 64; do
+    topic="bench.memory.$parts.$RANDOM"
+    "$BENCH" prefill "127.0.0.1:$PORT" "$topic" "$parts" "$EVENTS" schemaless >/dev/null
+    "$BENCH" drain "127.0.0.1:$PORT" "$topic" "$parts" "$EVENTS"
+    settings=("X=defaults")
+    [ "$parts" = "$PARTITIONS" ] && settings+=("TIDEMARK__BRONZE__MAX_BYTES=268435456 TIDEMARK__BRONZE__MAX_RECORDS=100000000")
+    for s in "${settings[@]}"; do
+      out=$(mktemp -d)
+      echo "$parts partitions, $s: $(env $s "$BENCH" ingest "127.0.0.1:$PORT" "$topic" "$parts" "$EVENTS" "$out")"
+      rm -rf "$out"
+    done
+  done
+fi
