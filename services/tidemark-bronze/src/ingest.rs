@@ -138,6 +138,11 @@ struct Part {
 }
 
 impl Part {
+    /// The bytes counted of the partition's segment and its flush in flight.
+    fn bytes(&self) -> u64 {
+        self.seg.bytes + self.inflight.as_ref().map_or(0, |f| f.bytes)
+    }
+
     /// What the partition's segment and its flush in flight take in memory (estimated).
     fn cost(&self) -> u64 {
         self.seg.bytes.saturating_mul(SEGMENT_COST)
@@ -426,16 +431,16 @@ impl Loop<'_> {
         {
             self.flush(&key, reason).await?;
         }
-        self.relieve_pressure().await
+        self.relieve_pressure(&key).await
     }
 
-    async fn relieve_pressure(&mut self) -> Result<(), IngestError> {
-        let held = |p: &Part| p.seg.bytes + p.inflight.as_ref().map_or(0, |f| f.bytes);
-        while self.parts.values().map(held).sum::<u64>() > self.settings.max_buffered_bytes {
+    /// Keeps buffering within its bounds after a record of `key` was taken.
+    async fn relieve_pressure(&mut self, key: &Key) -> Result<(), IngestError> {
+        while self.parts.values().map(Part::bytes).sum::<u64>() > self.settings.max_buffered_bytes {
             let key = self
                 .parts
                 .iter()
-                .max_by_key(|(_, p)| held(p))
+                .max_by_key(|(_, p)| p.bytes())
                 .map(|(k, _)| k.clone())
                 .expect("some part holds bytes");
             self.flush(&key, RollReason::Bytes).await?;
@@ -445,15 +450,14 @@ impl Loop<'_> {
         };
         let limit = budget.saturating_sub(MEMORY_RESERVE);
         // A segment is written before its flush alone would take a quarter of what segments
-        // get: flushes of large segments are what overshoots (Arrow and Parquet at once).
+        // get: flushes of large segments are what overshoots. Only `key`'s segment grew.
         let cap = limit / (4 * FLUSH_COST);
-        let big = self
+        if self
             .parts
-            .iter()
-            .find(|(_, p)| p.seg.bytes > cap && p.inflight.is_none())
-            .map(|(k, _)| k.clone());
-        if let Some(key) = big {
-            self.flush(&key, RollReason::Memory).await?;
+            .get(key)
+            .is_some_and(|p| p.seg.bytes > cap && p.inflight.is_none())
+        {
+            self.flush(key, RollReason::Memory).await?;
         }
         while self.held_memory() > limit {
             if !self.free_some().await? {
