@@ -93,8 +93,12 @@ pub fn settings(cfg: &Config) -> IngestSettings {
 
 /// Brings the manifests up to the commit log; a failure is logged and retried next time (the
 /// manifests stay consistent, only behind).
-async fn refresh_manifests(store: &dyn object_store::ObjectStore, root: &object_store::path::Path) {
-    match crate::manifest::refresh(store, root).await {
+async fn refresh_manifests(
+    kept: &mut crate::manifest::Manifests,
+    store: &dyn object_store::ObjectStore,
+    root: &object_store::path::Path,
+) {
+    match kept.refresh(store, root).await {
         Ok(done) => tracing::debug!(
             records = done.records,
             files = done.files_added,
@@ -120,9 +124,10 @@ pub async fn run(
     let manifests = (!every.is_zero()).then(|| {
         let (store, root) = (store.clone(), root.clone());
         tokio::spawn(async move {
+            let mut kept = crate::manifest::Manifests::default();
             loop {
                 tokio::time::sleep(every).await;
-                refresh_manifests(store.as_ref(), &root).await;
+                refresh_manifests(&mut kept, store.as_ref(), &root).await;
             }
         })
     });
@@ -130,7 +135,8 @@ pub async fn run(
     if let Some(task) = manifests {
         task.abort();
         // What the last flushes committed is in the manifests when ingest stops.
-        refresh_manifests(store.as_ref(), &root).await;
+        let mut fresh = crate::manifest::Manifests::default();
+        refresh_manifests(&mut fresh, store.as_ref(), &root).await;
     }
     let stats = stats?;
     tracing::info!(

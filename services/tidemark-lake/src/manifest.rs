@@ -92,7 +92,41 @@ pub enum ManifestError {
 /// Brings every table's manifest up to the commit log: reads the records after what the
 /// manifests cover and writes the manifests that gained files or coverage.
 pub async fn refresh(store: &dyn ObjectStore, root: &Path) -> Result<Refreshed, ManifestError> {
-    let mut tables = read_all(store, root).await?;
+    Manifests::default().refresh(store, root).await
+}
+
+/// The manifests as this process last wrote them, for a refresher that runs again and again
+/// (ingest): later refreshes fold new records into these instead of reading every manifest
+/// back. Overwriting a manifest another process wrote since is allowed (each is
+/// self-consistent: at most a little behind).
+#[derive(Debug, Default)]
+pub struct Manifests {
+    /// `None` until read, and after a failed refresh (what was written is then unknown).
+    tables: Option<BTreeMap<String, Manifest>>,
+}
+
+impl Manifests {
+    /// [`refresh`], from the manifests kept since the last one.
+    pub async fn refresh(
+        &mut self,
+        store: &dyn ObjectStore,
+        root: &Path,
+    ) -> Result<Refreshed, ManifestError> {
+        let mut tables = match self.tables.take() {
+            Some(t) => t,
+            None => read_all(store, root).await?,
+        };
+        let done = fold_new(store, root, &mut tables).await?;
+        self.tables = Some(tables);
+        Ok(done)
+    }
+}
+
+async fn fold_new(
+    store: &dyn ObjectStore,
+    root: &Path,
+    tables: &mut BTreeMap<String, Manifest>,
+) -> Result<Refreshed, ManifestError> {
     let parts = commit_log::partitions(store, root).await?;
     let mut done = Refreshed::default();
     let mut news: Vec<((String, i32), Vec<CommitRecord>)> = Vec::new();
@@ -118,15 +152,16 @@ pub async fn refresh(store: &dyn ObjectStore, root: &Path) -> Result<Refreshed, 
         done.records += records.len();
         news.push(((topic, partition), records));
     }
-    for (table, m) in &mut tables {
-        let before = m.clone();
+    for (table, m) in tables.iter_mut() {
+        let (coverage, mut added) = (m.coverage.clone(), 0);
         for ((topic, partition), records) in &news {
-            done.files_added += fold(m, table, root, (topic, *partition), records);
+            added += fold(m, table, root, (topic, *partition), records);
         }
-        if *m != before {
+        if added > 0 || m.coverage != coverage {
             write(store, root, table, m).await?;
             done.manifests_written += 1;
         }
+        done.files_added += added;
     }
     Ok(done)
 }
@@ -466,6 +501,24 @@ mod tests {
         let next = refresh(&store, &root()).await.unwrap();
         assert_eq!((next.records, next.files_added), (1, 1));
         assert_eq!(paths(&store, "t").await.len(), 11);
+    }
+
+    #[tokio::test]
+    async fn a_refresher_that_runs_again_folds_into_what_it_wrote_without_reading_it_back() {
+        let store = InMemory::new();
+        commit(&store, "t", 0, 0, &["t"]).await;
+        let mut kept = Manifests::default();
+        kept.refresh(&store, &root()).await.unwrap();
+        // Unreadable now: a refresher that read it back would rebuild it from the whole chain.
+        let path = layout::manifest_file(&root(), "t");
+        store
+            .put(&path, PutPayload::from_static(b"not parquet"))
+            .await
+            .unwrap();
+        commit(&store, "t", 0, 10, &["t"]).await;
+        let next = kept.refresh(&store, &root()).await.unwrap();
+        assert_eq!((next.records, next.files_added), (1, 1));
+        assert_eq!(paths(&store, "t").await.len(), 2);
     }
 
     #[tokio::test]
