@@ -274,6 +274,8 @@ async fn partitions_moving_between_two_ingesters_land_exactly_once() {
     let store: Arc<dyn ObjectStore> =
         Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("bronze")).unwrap());
     wait_caught_up(store.as_ref(), &produced, Duration::from_secs(120)).await;
+    // The mover may have just started; give it time to install its signal handlers.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     for c in [&mut steady, &mut mover] {
         kill(&mut c.0, "-TERM");
         assert!(c.0.wait().unwrap().success());
