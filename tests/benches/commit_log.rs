@@ -32,6 +32,7 @@ fn record(i: i64) -> CommitRecord {
         dead_letter_file: None,
         writer: "bench".into(),
         committed_at: "2026-12-07T00:00:00Z".into(),
+        compacts: 0,
     }
 }
 

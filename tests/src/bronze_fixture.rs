@@ -49,7 +49,8 @@ impl BronzeFixture {
         Self::with_store(Arc::new(store), Path::default())
     }
 
-    fn with_store(store: Arc<dyn ObjectStore>, root: Path) -> BronzeFixture {
+    /// Bronze on any store (a real S3 server in the compaction tests).
+    pub fn with_store(store: Arc<dyn ObjectStore>, root: Path) -> BronzeFixture {
         BronzeFixture {
             writer: BronzeWriter::new(store.clone(), root.clone(), 1),
             store,

@@ -159,10 +159,16 @@ pub struct GcReport {
     pub orphans: Vec<String>,
     /// Orphans too young to remove (a writer may be about to commit them).
     pub kept_young: usize,
+    /// Commit records a compaction replaced at least `min_age` ago, removed (their files are
+    /// then orphans, in `orphans`).
+    pub superseded: Vec<String>,
+    /// Replaced records kept, with their files: the compaction is younger than `min_age` (a
+    /// reader may have listed the chain before it).
+    pub superseded_young: usize,
 }
 
-/// Removes data and dead-letter files no commit record names, older than `min_age`
-/// (`dry_run`: only report).
+/// Removes data and dead-letter files no commit record names, older than `min_age`, and the
+/// commit records a compaction replaced at least `min_age` ago (`dry_run`: only report).
 pub async fn gc(
     store: &dyn ObjectStore,
     root: &Path,
@@ -170,23 +176,39 @@ pub async fn gc(
     dry_run: bool,
 ) -> Result<GcReport, CommitLogError> {
     let mut referenced = HashSet::new();
+    let mut report = GcReport::default();
+    let cutoff = Utc::now() - chrono::Duration::from_std(min_age).unwrap_or_default();
     for (topic, partition) in commit_log::partitions(store, root).await? {
-        for rec in commit_log::read_chain(store, root, &topic, partition)
-            .await?
-            .records
-        {
+        let chain = commit_log::read_chain(store, root, &topic, partition).await?;
+        for &(start, by) in &chain.superseded {
+            let path = layout::commit_record(root, &topic, partition, start);
+            let switched = chain.records.iter().find(|r| r.start == by);
+            if switched
+                .and_then(|r| r.committed_at_ms())
+                .is_some_and(|at| at <= cutoff.timestamp_millis())
+            {
+                // The record first, then its files (orphans below): a crash in between leaves
+                // only orphans.
+                if !dry_run {
+                    store.delete(&path).await?;
+                }
+                report.superseded.push(path.to_string());
+            } else {
+                let rec = commit_log::read(store, &path).await?;
+                referenced.extend(rec.files.into_iter().map(|f| f.path));
+                referenced.extend(rec.dead_letter_file);
+                report.superseded_young += 1;
+            }
+        }
+        for rec in chain.records {
             referenced.extend(rec.files.into_iter().map(|f| f.path));
             referenced.extend(rec.dead_letter_file);
         }
     }
-    let mut report = GcReport {
-        referenced: referenced.len(),
-        ..Default::default()
-    };
+    report.referenced = referenced.len();
     let log_prefix = root.child("_log");
     let manifests = crate::layout::manifest_dir(root);
     let all: Vec<_> = store.list(Some(root)).try_collect().await?;
-    let cutoff = Utc::now() - chrono::Duration::from_std(min_age).unwrap_or_default();
     for meta in all {
         let path = meta.location.to_string();
         let is_data = path.ends_with(".parquet") || path.ends_with(".jsonl");

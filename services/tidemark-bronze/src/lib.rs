@@ -6,7 +6,8 @@
 //!   [`kafka_check`]: `kafka.properties` checked against this build of librdkafka.
 //! - [`segment`]: one partition's records since its last commit, and when to roll (pure).
 //! - [`batch`] / [`arrow_values`]: decoded events → Arrow record batches (typed or JSON text).
-//! - [`parquet_file`]: record batch → Parquet bytes (zstd, schema in key-value metadata).
+//! - [`parquet_file`] (in `tidemark-lake`): record batches → Parquet bytes (zstd, schema in
+//!   key-value metadata), shared with compaction.
 //! - [`writer`]: a segment → data files, dead-letter file, commit record.
 //! - [`commit_log`]: commit records, put-if-absent, chain reading; [`layout`]: paths under the
 //!   bronze root; [`store`]: `file://`, `s3://`, `memory://`. These are the bronze format, in the
@@ -53,10 +54,9 @@ pub mod dead_letter;
 pub mod ingest;
 pub mod kafka;
 pub mod kafka_check;
-pub mod parquet_file;
 pub mod segment;
 pub mod service;
 pub mod writer;
 
 // The bronze format lives in `tidemark-lake` (readers need no Kafka); ingest writes it.
-pub use tidemark_lake::{commit_log, layout, manifest, store};
+pub use tidemark_lake::{commit_log, compact, layout, manifest, parquet_file, store};

@@ -275,6 +275,7 @@ impl BronzeWriter {
             dead_letter_file,
             writer: self.writer_id.clone(),
             committed_at: Utc::now().to_rfc3339(),
+            compacts: 0,
         };
         match commit_log::create(self.store.as_ref(), &self.root, &record).await? {
             CommitOutcome::Committed => {

@@ -1,5 +1,12 @@
 //! The commit log: one JSON record per committed offset range of a topic-partition, created with
 //! put-if-absent. The chain of records is the source of truth of what has landed.
+//!
+//! Compaction (see `compact`) adds records of a second kind, under `_compacted/`: one covers a
+//! run of consecutive records exactly and names the files that replace theirs. Where one exists,
+//! the chain holds it instead of the records it covers (see [`resolve`]); creating it (one
+//! put-if-absent) is the atomic switch from the old files to the new. Compaction records never
+//! overlap (they only go forward along the chain and never include its last record), and the
+//! records they replace stay until `gc` removes them, after a grace period.
 
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -48,6 +55,14 @@ pub struct CommitRecord {
     /// The writer instance: recognises our own record after a lost create response.
     pub writer: String,
     pub committed_at: String,
+    /// How many records this one replaces: 0 for a record ingest wrote, more for a compaction
+    /// record.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub compacts: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl CommitRecord {
@@ -99,6 +114,26 @@ pub async fn create(
     record: &CommitRecord,
 ) -> Result<CommitOutcome, CommitLogError> {
     let path = layout::commit_record(root, &record.topic, record.partition, record.start);
+    create_at(store, &path, record).await
+}
+
+/// Creates a compaction record (`record.compacts` > 0); put-if-absent decides between
+/// compactors that chose the same start.
+pub async fn create_compacted(
+    store: &dyn ObjectStore,
+    root: &Path,
+    record: &CommitRecord,
+) -> Result<CommitOutcome, CommitLogError> {
+    let path = layout::compacted_record(root, &record.topic, record.partition, record.start);
+    create_at(store, &path, record).await
+}
+
+async fn create_at(
+    store: &dyn ObjectStore,
+    path: &Path,
+    record: &CommitRecord,
+) -> Result<CommitOutcome, CommitLogError> {
+    let path = path.clone();
     let body = serde_json::to_vec_pretty(record).expect("commit records serialize");
     let opts = PutOptions {
         mode: PutMode::Create,
@@ -318,6 +353,9 @@ pub struct Chain {
     pub records: Vec<CommitRecord>,
     /// `(expected start, found start)` where a record does not follow its predecessor.
     pub breaks: Vec<(i64, i64)>,
+    /// Records a compaction record replaces (not in `records`): `(its start, the compaction
+    /// record's start)`, for `gc`.
+    pub superseded: Vec<(i64, i64)>,
 }
 
 impl Chain {
@@ -334,15 +372,36 @@ impl Chain {
     }
 }
 
+/// The chain of a partition as readers see it: compaction records in place of the records they
+/// replace ([`resolve`]).
 pub async fn read_chain(
     store: &dyn ObjectStore,
     root: &Path,
     topic: &str,
     partition: i32,
 ) -> Result<Chain, CommitLogError> {
-    let mut chain = Chain::default();
-    for start in starts(store, root, topic, partition).await? {
-        let rec = read(store, &layout::commit_record(root, topic, partition, start)).await?;
+    let compacted = read_compacted(store, root, topic, partition, None).await?;
+    let plain = starts(store, root, topic, partition).await?;
+    let resolved = resolve(&plain, &compacted);
+    let mut chain = Chain {
+        superseded: resolved.superseded,
+        ..Chain::default()
+    };
+    let mut compacted = compacted.into_iter().peekable();
+    for item in resolved.chain {
+        let rec = match item {
+            Resolved::Plain(start) => {
+                read(store, &layout::commit_record(root, topic, partition, start)).await?
+            }
+            Resolved::Compacted(start) => loop {
+                let c = compacted
+                    .next()
+                    .expect("resolve picks listed compaction records");
+                if c.start == start {
+                    break c;
+                }
+            },
+        };
         if let Some(expected) = chain.next_offset()
             && rec.start != expected
         {
@@ -351,6 +410,93 @@ pub async fn read_chain(
         chain.records.push(rec);
     }
     Ok(chain)
+}
+
+/// The compaction records of a partition starting after `after` (all for `None`), by start.
+pub async fn read_compacted(
+    store: &dyn ObjectStore,
+    root: &Path,
+    topic: &str,
+    partition: i32,
+    after: Option<i64>,
+) -> Result<Vec<CommitRecord>, CommitLogError> {
+    let dir = layout::compacted_dir(root, topic, partition);
+    let metas: Vec<_> = match after {
+        None => store.list(Some(&dir)).try_collect().await?,
+        Some(a) => {
+            let from = layout::compacted_record(root, topic, partition, a);
+            store
+                .list_with_offset(Some(&dir), &from)
+                .try_collect()
+                .await?
+        }
+    };
+    let mut starts: Vec<i64> = metas
+        .iter()
+        .filter_map(|m| m.location.filename().and_then(layout::parse_commit_name))
+        .filter(|s| after.is_none_or(|a| *s > a))
+        .collect();
+    starts.sort_unstable();
+    let mut out = Vec::with_capacity(starts.len());
+    for s in starts {
+        out.push(read(store, &layout::compacted_record(root, topic, partition, s)).await?);
+    }
+    Ok(out)
+}
+
+/// One place in a resolved chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// A record ingest wrote, by start.
+    Plain(i64),
+    /// A compaction record, by start.
+    Compacted(i64),
+}
+
+/// A partition's records resolved against its compaction records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// In start order.
+    pub chain: Vec<Resolved>,
+    /// `(plain start, compaction start)` for each record a compaction record replaces.
+    pub superseded: Vec<(i64, i64)>,
+}
+
+/// Which records make the chain (pure): each compaction record replaces the records that start
+/// inside its range. Compaction records do not overlap; if some did (two compactors with
+/// different settings racing), the earliest start wins, then the longest range, and one starting
+/// inside a chosen range is ignored, so every reader and `gc` decide alike.
+pub fn resolve(plain: &[i64], compacted: &[CommitRecord]) -> Resolution {
+    let mut ranges: Vec<(i64, i64)> = compacted.iter().map(|c| (c.start, c.end)).collect();
+    ranges.sort_by_key(|&(s, e)| (s, std::cmp::Reverse(e)));
+    let mut picked: Vec<(i64, i64)> = Vec::new();
+    for (s, e) in ranges {
+        if picked.last().is_none_or(|&(_, pe)| s > pe) {
+            picked.push((s, e));
+        }
+    }
+    let mut out = Resolution::default();
+    let mut plain: Vec<i64> = plain.to_vec();
+    plain.sort_unstable();
+    let mut picked = picked.into_iter().peekable();
+    // The last compaction range placed: plain records starting inside it are replaced.
+    let mut current: Option<(i64, i64)> = None;
+    for start in plain {
+        while let Some(&(s, e)) = picked.peek()
+            && s <= start
+        {
+            out.chain.push(Resolved::Compacted(s));
+            current = Some((s, e));
+            picked.next();
+        }
+        match current {
+            Some((s, e)) if start <= e => out.superseded.push((start, s)),
+            _ => out.chain.push(Resolved::Plain(start)),
+        }
+    }
+    out.chain
+        .extend(picked.map(|(s, _)| Resolved::Compacted(s)));
+    out
 }
 
 /// Topic-partitions that have a commit log under the root. Lists directories only (two
@@ -399,6 +545,7 @@ mod tests {
             dead_letter_file: None,
             writer: "w".into(),
             committed_at: "2026-12-07T00:00:00Z".into(),
+            compacts: 0,
         }
     }
 
@@ -475,6 +622,7 @@ mod tests {
             dead_letter_file: None,
             writer: "w".into(),
             committed_at: "2026-12-03T00:00:00Z".into(),
+            compacts: 0,
         };
         serde_json::to_vec(&r).unwrap()
     }
@@ -489,5 +637,29 @@ mod tests {
         let e = parse(newer.to_string().as_bytes(), &path).unwrap_err();
         assert!(matches!(e, CommitLogError::Newer { found: 2, .. }), "{e}");
         assert!(e.to_string().contains("upgrade tidemark"), "{e}");
+    }
+
+    #[test]
+    fn compaction_records_replace_the_records_inside_their_range() {
+        let c = |s, e| {
+            let mut r = range(s, e);
+            r.compacts = 2;
+            r
+        };
+        let plain = [0, 10, 20, 30, 40, 50];
+        let r = resolve(&plain, &[c(10, 29)]);
+        use Resolved::*;
+        assert_eq!(
+            r.chain,
+            vec![Plain(0), Compacted(10), Plain(30), Plain(40), Plain(50)]
+        );
+        assert_eq!(r.superseded, vec![(10, 10), (20, 10)]);
+        // Replaced records already removed by gc: the compaction record still stands in.
+        let r = resolve(&[0, 30], &[c(10, 29)]);
+        assert_eq!(r.chain, vec![Plain(0), Compacted(10), Plain(30)]);
+        // Overlapping compaction records (compactors racing with different settings): the
+        // earliest, then the longest wins; one starting inside it is ignored.
+        let r = resolve(&plain, &[c(10, 19), c(10, 39), c(20, 49)]);
+        assert_eq!(r.chain, vec![Plain(0), Compacted(10), Plain(40), Plain(50)]);
     }
 }

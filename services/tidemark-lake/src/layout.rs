@@ -4,6 +4,7 @@
 //! <root>/<table>/dt=<YYYY-MM-DD>/<topic>+<partition>+<start>-<end>+<writer>.parquet   data (hive style)
 //! <root>/_log/<topic>/<partition>/<start, 20 digits>.json                            commit records
 //! <root>/_log/<topic>/<partition>/_last.json                                         where the chain ends (a hint)
+//! <root>/_compacted/<topic>/<partition>/<start, 20 digits>.json                      compaction records
 //! <root>/_dlq/<topic>/<partition>/<start>-<end>+<writer>.jsonl                        dead letters
 //! <root>/_manifest/<table>.parquet                                                   committed files, for engines
 //! ```
@@ -25,6 +26,17 @@ pub enum TableDir {
 }
 
 impl TableDir {
+    /// The directory of a name as [`TableDir::name`] gives it.
+    pub fn from_name(name: &str) -> TableDir {
+        match name {
+            "_transactions" => TableDir::Transactions,
+            "_heartbeats" => TableDir::Heartbeats,
+            "_schema_changes" => TableDir::SchemaChanges,
+            "_messages" => TableDir::Messages,
+            topic => TableDir::Topic(topic.to_owned()),
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             TableDir::Topic(t) => t,
@@ -119,6 +131,18 @@ pub fn commit_record(root: &Path, topic: &str, partition: i32, start: i64) -> Pa
 /// after every record's (`_` after digits) and is not a record name.
 pub fn last_hint(root: &Path, topic: &str, partition: i32) -> Path {
     log_dir(root, topic, partition).child("_last.json")
+}
+
+/// A partition's compaction records (see `compact`): outside `_log`, so that listing the newest
+/// records of a partition's chain never lists them.
+pub fn compacted_dir(root: &Path, topic: &str, partition: i32) -> Path {
+    root.child("_compacted")
+        .child(topic)
+        .child(partition.to_string())
+}
+
+pub fn compacted_record(root: &Path, topic: &str, partition: i32, start: i64) -> Path {
+    compacted_dir(root, topic, partition).child(format!("{}.json", offset_name(start)))
 }
 
 /// Where the manifest of a table's committed files lives (see `manifest`).

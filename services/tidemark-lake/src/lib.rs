@@ -16,6 +16,8 @@
 //! - A reader refuses a commit record of a newer format version instead of misreading it.
 
 pub mod commit_log;
+pub mod compact;
 pub mod layout;
 pub mod manifest;
+pub mod parquet_file;
 pub mod store;

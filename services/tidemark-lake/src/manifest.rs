@@ -11,6 +11,11 @@
 //! self-consistent: exactly the files of the records up to its coverage. Two refreshes racing
 //! can leave one manifest a little behind the other, never a committed file missing below its
 //! coverage nor an uncommitted one in it. Merge and replay read the commit log, not this.
+//!
+//! Compaction: `tidemark.manifest.compacted` holds, per partition, the range of the last
+//! compaction record folded in. A refresh lists only the compaction records after it (they only
+//! go forward along a chain), replaces the entries of the records each one covers by its files,
+//! and skips the covered records it has not folded yet.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +35,7 @@ use crate::commit_log::{self, CommitLogError, CommitRecord};
 use crate::layout;
 
 const COVERAGE_KEY: &str = "tidemark.manifest.coverage";
+const COMPACTED_KEY: &str = "tidemark.manifest.compacted";
 
 /// One committed data file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,16 +59,24 @@ pub struct Entry {
 /// Topic → partition → start of the last commit record folded in.
 type Coverage = BTreeMap<String, BTreeMap<i32, i64>>;
 
+/// Topic → partition → `(start, end)` of the last compaction record folded in.
+type Compacted = BTreeMap<String, BTreeMap<i32, (i64, i64)>>;
+
 /// A table's manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
     pub entries: Vec<Entry>,
     coverage: Coverage,
+    compacted: Compacted,
 }
 
 impl Manifest {
     fn covered(&self, topic: &str, partition: i32) -> Option<i64> {
         self.coverage.get(topic)?.get(&partition).copied()
+    }
+
+    fn compacted(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
+        self.compacted.get(topic)?.get(&partition).copied()
     }
 }
 
@@ -129,7 +143,7 @@ async fn fold_new(
 ) -> Result<Refreshed, ManifestError> {
     let parts = commit_log::partitions(store, root).await?;
     let mut done = Refreshed::default();
-    let mut news: Vec<((String, i32), Vec<CommitRecord>)> = Vec::new();
+    let mut news: Vec<((String, i32), New)> = Vec::new();
     for (topic, partition) in parts {
         // From what every manifest covers; a table without a manifest reads the whole chain.
         let from = tables
@@ -137,27 +151,30 @@ async fn fold_new(
             .map(|m| m.covered(&topic, partition))
             .min()
             .flatten();
-        let mut records = records_after(store, root, &topic, partition, from).await?;
-        let unknown = records
-            .iter()
-            .flat_map(|r| &r.files)
-            .any(|f| !tables.contains_key(&f.table));
-        if unknown && from.is_some() {
+        let from_compacted = tables
+            .values()
+            .map(|m| m.compacted(&topic, partition).map(|c| c.0))
+            .min()
+            .flatten();
+        let mut new = New::read(store, root, (&topic, partition), from, from_compacted).await?;
+        if new.names_unknown_table(tables) && (from.is_some() || from_compacted.is_some()) {
             // A table seen for the first time: its manifest starts from the whole chain.
-            records = records_after(store, root, &topic, partition, None).await?;
+            new = New::read(store, root, (&topic, partition), None, None).await?;
         }
-        for f in records.iter().flat_map(|r| &r.files) {
+        for f in new.files() {
             tables.entry(f.table.clone()).or_default();
         }
-        done.records += records.len();
-        news.push(((topic, partition), records));
+        done.records += new.records.len() + new.compacted.len();
+        news.push(((topic, partition), new));
     }
     for (table, m) in tables.iter_mut() {
-        let (coverage, mut added) = (m.coverage.clone(), 0);
-        for ((topic, partition), records) in &news {
-            added += fold(m, table, root, (topic, *partition), records);
+        let (coverage, compacted, mut added) = (m.coverage.clone(), m.compacted.clone(), 0);
+        for ((topic, partition), new) in &news {
+            let part = (topic.as_str(), *partition);
+            added += fold_compacted(m, table, root, part, &new.compacted);
+            added += fold(m, table, root, part, &new.records);
         }
-        if added > 0 || m.coverage != coverage {
+        if added > 0 || m.coverage != coverage || m.compacted != compacted {
             write(store, root, table, m).await?;
             done.manifests_written += 1;
         }
@@ -166,8 +183,73 @@ async fn fold_new(
     Ok(done)
 }
 
-/// Adds the files of `table` in the records after the manifest's coverage of the partition;
-/// returns how many.
+/// A partition's records and compaction records after what the manifests cover.
+struct New {
+    records: Vec<CommitRecord>,
+    compacted: Vec<CommitRecord>,
+}
+
+impl New {
+    async fn read(
+        store: &dyn ObjectStore,
+        root: &Path,
+        (topic, partition): (&str, i32),
+        after: Option<i64>,
+        after_compacted: Option<i64>,
+    ) -> Result<New, CommitLogError> {
+        Ok(New {
+            records: records_after(store, root, topic, partition, after).await?,
+            compacted: commit_log::read_compacted(store, root, topic, partition, after_compacted)
+                .await?,
+        })
+    }
+
+    fn files(&self) -> impl Iterator<Item = &crate::commit_log::FileEntry> {
+        self.records
+            .iter()
+            .chain(&self.compacted)
+            .flat_map(|r| &r.files)
+    }
+
+    fn names_unknown_table(&self, tables: &BTreeMap<String, Manifest>) -> bool {
+        self.files().any(|f| !tables.contains_key(&f.table))
+    }
+}
+
+/// Replaces the entries of the records each new compaction record covers by its files of
+/// `table`; returns how many entries changed.
+fn fold_compacted(
+    m: &mut Manifest,
+    table: &str,
+    root: &Path,
+    (topic, partition): (&str, i32),
+    compacted: &[CommitRecord],
+) -> usize {
+    let mut changed = 0;
+    for c in compacted {
+        // Compaction records do not overlap; one starting inside the last folded is ignored,
+        // as `commit_log::resolve` does.
+        if m.compacted(topic, partition)
+            .is_some_and(|(_, e)| c.start <= e)
+        {
+            continue;
+        }
+        let before = m.entries.len();
+        m.entries.retain(|x| {
+            x.topic != topic || x.partition != partition || x.start < c.start || x.start > c.end
+        });
+        changed += before - m.entries.len();
+        changed += push_files(m, table, root, (topic, partition), c);
+        m.compacted
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(partition, (c.start, c.end));
+    }
+    changed
+}
+
+/// Adds the files of `table` in the records after the manifest's coverage of the partition
+/// (but those a folded compaction record covers); returns how many.
 fn fold(
     m: &mut Manifest,
     table: &str,
@@ -176,27 +258,14 @@ fn fold(
     records: &[CommitRecord],
 ) -> usize {
     let covered = m.covered(topic, partition);
+    let compacted_to = m.compacted(topic, partition).map(|(_, e)| e);
     let mut added = 0;
     for r in records
         .iter()
         .filter(|r| covered.is_none_or(|c| r.start > c))
     {
-        for f in r.files.iter().filter(|f| f.table == table) {
-            m.entries.push(Entry {
-                path: relative(root, &f.path),
-                topic: topic.to_owned(),
-                partition,
-                start: r.start,
-                end: r.end,
-                min_offset: f.min_offset,
-                max_offset: f.max_offset,
-                rows: i64::try_from(f.rows).unwrap_or(i64::MAX),
-                bytes: i64::try_from(f.bytes).unwrap_or(i64::MAX),
-                checksum: f.checksum.clone(),
-                schema_fingerprint: f.schema_fingerprint.clone(),
-                committed_at: r.committed_at.clone(),
-            });
-            added += 1;
+        if compacted_to.is_none_or(|e| r.start > e) {
+            added += push_files(m, table, root, (topic, partition), r);
         }
         m.coverage
             .entry(topic.to_owned())
@@ -204,6 +273,33 @@ fn fold(
             .insert(partition, r.start);
     }
     added
+}
+
+fn push_files(
+    m: &mut Manifest,
+    table: &str,
+    root: &Path,
+    (topic, partition): (&str, i32),
+    r: &CommitRecord,
+) -> usize {
+    let before = m.entries.len();
+    for f in r.files.iter().filter(|f| f.table == table) {
+        m.entries.push(Entry {
+            path: relative(root, &f.path),
+            topic: topic.to_owned(),
+            partition,
+            start: r.start,
+            end: r.end,
+            min_offset: f.min_offset,
+            max_offset: f.max_offset,
+            rows: i64::try_from(f.rows).unwrap_or(i64::MAX),
+            bytes: i64::try_from(f.bytes).unwrap_or(i64::MAX),
+            checksum: f.checksum.clone(),
+            schema_fingerprint: f.schema_fingerprint.clone(),
+            committed_at: r.committed_at.clone(),
+        });
+    }
+    m.entries.len() - before
 }
 
 /// A stored path relative to the bronze root (commit records hold it under the store).
@@ -349,6 +445,8 @@ fn encode(m: &Manifest) -> Result<Bytes, ManifestError> {
     let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), None)?;
     let coverage = serde_json::to_string(&m.coverage).expect("coverage serializes");
     writer.append_key_value_metadata(KeyValue::new(COVERAGE_KEY.to_owned(), coverage));
+    let compacted = serde_json::to_string(&m.compacted).expect("coverage serializes");
+    writer.append_key_value_metadata(KeyValue::new(COMPACTED_KEY.to_owned(), compacted));
     writer.write(&batch)?;
     writer.close()?;
     Ok(Bytes::from(out))
@@ -356,19 +454,30 @@ fn encode(m: &Manifest) -> Result<Bytes, ManifestError> {
 
 fn decode(bytes: Bytes) -> Result<Manifest, String> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| e.to_string())?;
-    let coverage = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == COVERAGE_KEY))
-        .and_then(|k| k.value.as_deref())
-        .ok_or("no coverage")?;
-    let coverage: Coverage = serde_json::from_str(coverage).map_err(|e| e.to_string())?;
+    let kv = |key: &str| {
+        builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|k| k.key == key))
+            .and_then(|k| k.value.clone())
+    };
+    let coverage = kv(COVERAGE_KEY).ok_or("no coverage")?;
+    let coverage: Coverage = serde_json::from_str(&coverage).map_err(|e| e.to_string())?;
+    // Absent in manifests written before compaction existed: nothing compacted folded in.
+    let compacted: Compacted = match kv(COMPACTED_KEY) {
+        Some(text) => serde_json::from_str(&text).map_err(|e| e.to_string())?,
+        None => Compacted::default(),
+    };
     let mut entries = Vec::new();
     for batch in builder.build().map_err(|e| e.to_string())? {
         entries.extend(entries_of(&batch.map_err(|e| e.to_string())?)?);
     }
-    Ok(Manifest { entries, coverage })
+    Ok(Manifest {
+        entries,
+        coverage,
+        compacted,
+    })
 }
 
 fn entries_of(b: &RecordBatch) -> Result<Vec<Entry>, String> {
@@ -452,6 +561,7 @@ mod tests {
             dead_letter_file: None,
             writer: "w".into(),
             committed_at: "2026-12-07T00:00:00Z".into(),
+            compacts: 0,
         };
         commit_log::create(store, &root(), &rec).await.unwrap();
     }

@@ -162,7 +162,7 @@ async fn read_partition(
 ) -> Result<PartRead, ReadError> {
     let topic = req.topic.as_str();
     let from = expected.unwrap_or(0);
-    let mut part = PartRead {
+    let part = PartRead {
         partition: p,
         expected,
         committed_at_ms: None,
@@ -171,14 +171,52 @@ async fn read_partition(
         problem: None,
         more: false,
     };
-    let records = match records_from(store, root, topic, p, from, req.records).await {
+    let records = records_from(store, root, topic, p, from, req.records).await;
+    let part = read_records(store, (req, budget), opts, part, records).await?;
+    if !part.gone_file {
+        return Ok(part.read);
+    }
+    // A file of the records read was removed meanwhile: `gc` collects the records a compaction
+    // replaced. The chain as resolved now names the compacted file instead.
+    let records = crate::bronze_read::from_whole_chain(store, root, (topic, p), from, req.records);
+    // Missing again: a file really is gone, and the partition's problem says so.
+    Ok(
+        read_records(store, (req, budget), opts, part.read, records.await)
+            .await?
+            .read,
+    )
+}
+
+/// A partition's read, and whether a file of it was missing.
+struct Attempt {
+    read: PartRead,
+    gone_file: bool,
+}
+
+/// Reads the files of `records` into `part` (emptied first).
+async fn read_records(
+    store: &dyn ObjectStore,
+    (req, budget): (&Request, usize),
+    opts: &ReadOptions,
+    mut part: PartRead,
+    records: Result<Vec<CommitRecord>, ReadError>,
+) -> Result<Attempt, ReadError> {
+    let (topic, p, expected) = (req.topic.as_str(), part.partition, part.expected);
+    let from = expected.unwrap_or(0);
+    part.files.clear();
+    (part.next, part.problem, part.more) = (None, None, false);
+    let mut gone_file = false;
+    let records = match records {
         Ok(r) => r,
         Err(e) if e.is_data() => {
             part.problem = Some(format!(
                 "the commit log of {topic}/{p} cannot be read from offset {from}: {e}"
             ));
             part.more = true;
-            return Ok(part);
+            return Ok(Attempt {
+                read: part,
+                gone_file,
+            });
         }
         Err(e) => return Err(e),
     };
@@ -189,7 +227,10 @@ async fn read_partition(
             gap.0, gap.1
         ));
         part.more = true;
-        return Ok(part);
+        return Ok(Attempt {
+            read: part,
+            gone_file,
+        });
     }
     part.more = records.len() >= req.records;
     part.committed_at_ms = records.iter().filter_map(|r| r.committed_at_ms()).max();
@@ -210,6 +251,7 @@ async fn read_partition(
                     });
                 }
                 Err(e) if e.is_data() => {
+                    gone_file = matches!(e, ReadError::Store(object_store::Error::NotFound { .. }));
                     part.problem = Some(format!(
                         "offsets {}..={} of {topic}/{p}: {e}",
                         rec.start, rec.end
@@ -222,7 +264,10 @@ async fn read_partition(
         }
         part.next = Some(rec.end + 1);
     }
-    Ok(part)
+    Ok(Attempt {
+        read: part,
+        gone_file,
+    })
 }
 
 /// The first offsets after `from` that no record covers, if any.

@@ -94,15 +94,9 @@ pub async fn records_from(
     }
     // A position inside a range (not left by this merger) needs the record that holds it.
     if starts.first() != Some(&from) {
-        let chain = commit_log::read_chain(store, root, topic, partition).await?;
-        return Ok(chain
-            .records
-            .into_iter()
-            .filter(|r| r.end >= from)
-            .take(max)
-            .collect());
+        return from_whole_chain(store, root, (topic, partition), from, max).await;
     }
-    let mut out = Vec::new();
+    let mut out: Vec<CommitRecord> = Vec::new();
     for start in starts.into_iter().take(max) {
         let path = layout::commit_record(root, topic, partition, start);
         let bytes = store.get(&path).await?.bytes().await?;
@@ -110,9 +104,32 @@ pub async fn records_from(
             path: path.to_string(),
             problem: e.to_string(),
         })?;
+        if out.last().is_some_and(|prev| prev.end + 1 != rec.start) {
+            // Records a compaction replaced are being removed by `gc`: the chain as resolved
+            // holds the compaction record in their place.
+            return from_whole_chain(store, root, (topic, partition), from, max).await;
+        }
         out.push(rec);
     }
     Ok(out)
+}
+
+/// [`records_from`] through the whole resolved chain (compaction records in place of the
+/// records they replace).
+pub async fn from_whole_chain(
+    store: &dyn ObjectStore,
+    root: &Path,
+    (topic, partition): (&str, i32),
+    from: i64,
+    max: usize,
+) -> Result<Vec<CommitRecord>, ReadError> {
+    let chain = commit_log::read_chain(store, root, topic, partition).await?;
+    Ok(chain
+        .records
+        .into_iter()
+        .filter(|r| r.end >= from)
+        .take(max)
+        .collect())
 }
 
 /// Start offsets of the commit records of a partition that start at `from` or later, sorted.

@@ -59,6 +59,9 @@ pub enum Command {
     /// for DuckDB, Spark, Trino) up to the commit log now; `ingest` also does it every
     /// `bronze.manifest_interval_ms`.
     Manifest,
+    /// Rewrite runs of small committed bronze files into large ones (one compaction record per
+    /// run, atomic for every reader); `gc` removes the replaced files after its grace period.
+    Compact(CompactArgs),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -177,6 +180,16 @@ pub struct GcArgs {
     /// Report what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Size a compacted file grows to, in MiB (the sum of the files it replaces).
+    #[arg(long, default_value_t = 128.0)]
+    pub target_mb: f64,
+    /// Only compact records committed at least this many seconds ago.
+    #[arg(long, default_value_t = 3600)]
+    pub older_than_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,5 @@
-//! `tidemark inspect bronze`, `tidemark dlq list`, `tidemark gc`, `tidemark manifest`: read-mostly views of a bronze
-//! root through its commit log.
+//! `tidemark inspect bronze`, `tidemark dlq list`, `tidemark gc`, `tidemark manifest`,
+//! `tidemark compact`: views and upkeep of a bronze root through its commit log.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -185,18 +185,70 @@ pub fn manifest(config_path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn compact(config_path: &Path, args: &crate::cli::CompactArgs) -> anyhow::Result<ExitCode> {
+    use tidemark_bronze::compact;
+    let (config, store, root) = open(config_path)?;
+    let opts = compact::Options {
+        // Saturating float-to-int: a negative or NaN size compacts nothing.
+        target_bytes: (args.target_mb * 1024.0 * 1024.0) as u64,
+        min_age: Duration::from_secs(args.older_than_secs),
+        zstd_level: config.bronze.zstd_level,
+    };
+    let rt = runtime()?;
+    let done = rt.block_on(compact::compact(store.as_ref(), &root, &opts))?;
+    for d in done.iter().filter(|d| d.runs > 0 || d.lost_race) {
+        println!(
+            "{}/{}: {} record(s) in {} run(s), {} file(s) of {} bytes -> {} file(s) of {} bytes{}",
+            d.topic,
+            d.partition,
+            d.records,
+            d.runs,
+            d.files_before,
+            d.bytes_before,
+            d.files_after,
+            d.bytes_after,
+            if d.lost_race {
+                " (another compactor got there first; stopped)"
+            } else {
+                ""
+            }
+        );
+    }
+    // Readers of the manifests see the compacted files now, not at ingest's next refresh.
+    rt.block_on(tidemark_bronze::manifest::refresh(store.as_ref(), &root))?;
+    eprintln!(
+        "{} run(s) compacted; `tidemark gc` removes the replaced files after its grace period",
+        done.iter().map(|d| d.runs).sum::<usize>()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn gc(config_path: &Path, older_than: Duration, dry_run: bool) -> anyhow::Result<ExitCode> {
     let (_, store, root) = open(config_path)?;
-    let report = runtime()?.block_on(admin::gc(store.as_ref(), &root, older_than, dry_run))?;
+    let rt = runtime()?;
+    if !dry_run {
+        // Manifests must not name the replaced files about to go.
+        rt.block_on(tidemark_bronze::manifest::refresh(store.as_ref(), &root))?;
+    }
+    let report = rt.block_on(admin::gc(store.as_ref(), &root, older_than, dry_run))?;
+    for r in &report.superseded {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        println!("{verb} {r} (replaced by a compaction)");
+    }
     for o in &report.orphans {
         println!("{} {o}", if dry_run { "would remove" } else { "removed" });
     }
     eprintln!(
-        "{} referenced file(s), {} orphan(s) {}, {} orphan(s) younger than {} s kept",
+        "{} referenced file(s), {} orphan(s) {}, {} orphan(s) younger than {} s kept, {} \
+         replaced record(s) {}, {} kept (compacted less than {} s ago)",
         report.referenced,
         report.orphans.len(),
         if dry_run { "found" } else { "removed" },
         report.kept_young,
+        older_than.as_secs(),
+        report.superseded.len(),
+        if dry_run { "found" } else { "removed" },
+        report.superseded_young,
         older_than.as_secs()
     );
     Ok(ExitCode::SUCCESS)

@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> ExitCode {
             args.dry_run,
         ),
         Command::Manifest => bronze_admin::manifest(&cli.config),
+        Command::Compact(args) => bronze_admin::compact(&cli.config, args),
         Command::Inspect(InspectCommand::Bronze) => bronze_admin::inspect(&cli.config),
         Command::Dlq(DlqCommand::List) => bronze_admin::dlq_list(&cli.config),
         Command::Dlq(DlqCommand::Requeue) => not_available("dlq requeue", "a later version"),

@@ -58,6 +58,16 @@ impl ParquetFile {
         self.writer.write(batch)
     }
 
+    /// Ends the row group in progress once it holds [`ROW_GROUP_BYTES`], and hands over the
+    /// bytes written so far (whole row groups), so a large file streams out while only one row
+    /// group is in memory. `finish` then returns the rest.
+    pub fn take_written(&mut self) -> Result<Vec<u8>, ParquetError> {
+        if self.writer.in_progress_size() >= ROW_GROUP_BYTES {
+            self.writer.flush()?;
+        }
+        Ok(std::mem::take(self.writer.inner_mut()))
+    }
+
     /// The file's bytes (`into_inner` writes the footer: calling `finish` first would write it
     /// twice).
     pub fn finish(self) -> Result<Bytes, ParquetError> {
