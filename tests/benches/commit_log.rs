@@ -33,6 +33,7 @@ fn record(i: i64) -> CommitRecord {
         writer: "bench".into(),
         committed_at: "2026-12-07T00:00:00Z".into(),
         compacts: 0,
+        compacted_at: None,
     }
 }
 

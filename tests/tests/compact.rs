@@ -21,6 +21,7 @@ use tidemark_bronze::commit_log;
 use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, change};
 use tidemark_e2e::moto::Moto;
+use tidemark_e2e::warehouse::{Which, fresh, versions};
 
 const TOPIC: &str = "bank.public.customers";
 const PARTITIONS: i32 = 2;
@@ -256,4 +257,88 @@ print('manifest', n)
 "#
     );
     tidemark_e2e::readers::duckdb_script(&script, local.path());
+}
+
+/// `commits` commits of an update to each of 5 customers (tier `t<commit>`), from `from`.
+fn updates(from: i64, commits: i64) -> Vec<Vec<tidemark_e2e::bronze_fixture::Record>> {
+    (from..from + commits)
+        .map(|c| {
+            (1..=5)
+                .map(|id| {
+                    let row = json!({"id": id, "tier": format!("t{c}")});
+                    let op = if c == 0 { "c" } else { "u" };
+                    change(
+                        op,
+                        &json!(id),
+                        None,
+                        Some(row),
+                        1000 + c as u64,
+                        1_700_000_000_000 + c * 1000,
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The merger's ledger position lies inside a compacted range whose replaced records `gc` has
+/// already removed: it reads the compacted file from that offset, and silver and gold end as
+/// they do from the bronze that was never compacted.
+async fn a_merger_goes_on_through_a_compacted_and_collected_chain(which: Which) {
+    let config = Config::from_toml_and_env(
+        "[[tables]]\nsource = \"bank.public.customers\"\nkind = \"dimension\"\nkey = [\"id\"]\n",
+        std::iter::empty(),
+    )
+    .unwrap();
+    let (Some((compacted_pool, _)), Some((plain_pool, _))) =
+        (fresh(which).await, fresh(which).await)
+    else {
+        return;
+    };
+    let mut compacted = BronzeFixture::new();
+    let mut plain = BronzeFixture::new();
+    for batch in updates(0, 3) {
+        compacted.land(TOPIC, 0, &batch).await;
+        plain.land(TOPIC, 0, &batch).await;
+    }
+    let mut m = compacted.merger(&compacted_pool, &config).await;
+    m.catch_up().await.unwrap();
+    for batch in updates(3, 5) {
+        compacted.land(TOPIC, 0, &batch).await;
+        plain.land(TOPIC, 0, &batch).await;
+    }
+    let opts = tidemark_bronze::compact::Options {
+        min_age: Duration::ZERO,
+        ..Default::default()
+    };
+    let (store, root) = (compacted.store.as_ref(), &compacted.root);
+    let done = tidemark_bronze::compact::compact(store, root, &opts)
+        .await
+        .unwrap();
+    assert_eq!(done[0].records, 7, "every record but the newest");
+    tidemark_bronze::admin::gc(store, root, Duration::ZERO, false)
+        .await
+        .unwrap();
+    let chain = commit_log::read_chain(store, root, TOPIC, 0).await.unwrap();
+    assert_eq!(chain.records.len(), 2);
+    assert!(chain.superseded.is_empty());
+
+    // The ledger stands at offset 15, inside the compacted range 0..=34.
+    m.catch_up().await.unwrap();
+    let mut p = plain.merger(&plain_pool, &config).await;
+    p.catch_up().await.unwrap();
+    for id in 1..=5 {
+        let got = versions(&compacted_pool, "customers", id, "tier").await;
+        assert_eq!(got.len(), 8, "{got:?}");
+        assert_eq!(got, versions(&plain_pool, "customers", id, "tier").await);
+    }
+}
+#[tokio::test]
+async fn merger_through_compaction_sqlite() {
+    a_merger_goes_on_through_a_compacted_and_collected_chain(Which::Sqlite).await;
+}
+
+#[tokio::test]
+async fn merger_through_compaction_postgres() {
+    a_merger_goes_on_through_a_compacted_and_collected_chain(Which::Postgres).await;
 }

@@ -184,7 +184,7 @@ pub async fn gc(
             let path = layout::commit_record(root, &topic, partition, start);
             let switched = chain.records.iter().find(|r| r.start == by);
             if switched
-                .and_then(|r| r.committed_at_ms())
+                .and_then(|r| r.placed_at_ms())
                 .is_some_and(|at| at <= cutoff.timestamp_millis())
             {
                 // The record first, then its files (orphans below): a crash in between leaves

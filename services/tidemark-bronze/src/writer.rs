@@ -276,6 +276,7 @@ impl BronzeWriter {
             writer: self.writer_id.clone(),
             committed_at: Utc::now().to_rfc3339(),
             compacts: 0,
+            compacted_at: None,
         };
         match commit_log::create(self.store.as_ref(), &self.root, &record).await? {
             CommitOutcome::Committed => {

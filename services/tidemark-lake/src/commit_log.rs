@@ -59,6 +59,10 @@ pub struct CommitRecord {
     /// record.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub compacts: u64,
+    /// When a compaction record was created (`committed_at` keeps when its newest replaced
+    /// record landed: freshness and `replay --from` read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted_at: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -71,6 +75,17 @@ impl CommitRecord {
         chrono::DateTime::parse_from_rfc3339(&self.committed_at)
             .ok()
             .map(|t| t.timestamp_millis())
+    }
+
+    /// When the record took its place in the chain (ms): a compaction record's creation, else
+    /// its commit.
+    pub fn placed_at_ms(&self) -> Option<i64> {
+        match &self.compacted_at {
+            Some(at) => chrono::DateTime::parse_from_rfc3339(at)
+                .ok()
+                .map(|t| t.timestamp_millis()),
+            None => self.committed_at_ms(),
+        }
     }
 
     /// Offsets inside the range that Kafka never delivered: legitimate on compacted topics
@@ -546,6 +561,7 @@ mod tests {
             writer: "w".into(),
             committed_at: "2026-12-07T00:00:00Z".into(),
             compacts: 0,
+            compacted_at: None,
         }
     }
 
@@ -623,6 +639,7 @@ mod tests {
             writer: "w".into(),
             committed_at: "2026-12-03T00:00:00Z".into(),
             compacts: 0,
+            compacted_at: None,
         };
         serde_json::to_vec(&r).unwrap()
     }

@@ -285,8 +285,9 @@ async fn rewrite(
         files,
         dead_letter_file: None,
         writer: writer.to_owned(),
-        committed_at: Utc::now().to_rfc3339(),
+        committed_at: last.committed_at.clone(),
         compacts: run.len() as u64,
+        compacted_at: Some(Utc::now().to_rfc3339()),
     })
 }
 
@@ -463,6 +464,7 @@ mod tests {
             writer: "w".into(),
             committed_at: at.to_rfc3339(),
             compacts: 0,
+            compacted_at: None,
         }
     }
 

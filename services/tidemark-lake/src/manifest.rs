@@ -562,6 +562,7 @@ mod tests {
             writer: "w".into(),
             committed_at: "2026-12-07T00:00:00Z".into(),
             compacts: 0,
+            compacted_at: None,
         };
         commit_log::create(store, &root(), &rec).await.unwrap();
     }
