@@ -205,3 +205,66 @@ async fn a_memory_budget_writes_segments_early_and_lands_everything_once() {
         "segments were written early under the budget: {proof:?}"
     );
 }
+
+/// `bronze.compact_interval_ms`: ingest compacts its small files in the background while it
+/// lands more, and every offset still lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_compaction_makes_few_files_and_lands_everything_once() {
+    use futures::TryStreamExt;
+    let topic = "bank.public.customers";
+    let kafka = Kafka::start(&[(topic, 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&kafka.bootstrap(), dir.path(), &[topic]);
+    cfg.bronze.max_records = 20;
+    cfg.bronze.compact_interval_ms = 300;
+    cfg.bronze.compact_min_age_ms = 0;
+    cfg.bronze.compact_target_bytes = 1 << 20;
+    let (store, root) = tidemark_bronze::store::open(&cfg.bronze).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let cfg2 = cfg.clone();
+    let run = tokio::spawn(async move {
+        tidemark_bronze::service::run(&cfg2, async {
+            stop_rx.await.ok();
+        })
+        .await
+    });
+    let records = generate(topic, 2, 3_000, false, 17);
+    let produced = produce_in_step(&kafka, store.as_ref(), &records, 500).await;
+    let compacted = root.child("_compacted");
+    let started = Instant::now();
+    loop {
+        let n: Vec<_> = store.list(Some(&compacted)).try_collect().await.unwrap();
+        if n.len() >= 3 && caught_up(store.as_ref(), &root, &produced).await {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no compaction");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_tx.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    let proof = prove(store.as_ref(), &root, &produced).await;
+    assert_eq!(
+        proof.rows + proof.dead_letters + proof.tombstones,
+        records.len() as u64
+    );
+    // Flushes of at most 20 records; compaction records stand in for runs of them (records
+    // with dead letters are left as they are).
+    let plain = store
+        .list(Some(&root.child("_log")))
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m.location
+                .filename()
+                .and_then(tidemark_bronze::layout::parse_commit_name)
+                .is_some()
+        })
+        .count() as u64;
+    assert!(
+        proof.commits + 10 <= plain,
+        "{plain} records landed, {} after compaction: {proof:?}",
+        proof.commits
+    );
+}

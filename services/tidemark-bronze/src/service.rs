@@ -111,6 +111,51 @@ async fn refresh_manifests(
     }
 }
 
+/// Compacts every partition of the bronze root (`bronze.compact_interval_ms`); a failure is
+/// logged and tried again next time (a compaction cut short leaves only orphans).
+async fn compact_all(
+    store: &dyn object_store::ObjectStore,
+    root: &object_store::path::Path,
+    opts: &crate::compact::Options,
+) {
+    match crate::compact::compact(store, root, opts).await {
+        Ok(done) => {
+            let runs: usize = done.iter().map(|d| d.runs).sum();
+            if runs > 0 {
+                tracing::info!(runs, "bronze compacted");
+            }
+        }
+        Err(e) => {
+            tidemark_core::metrics::error("ingest", "object_store");
+            tracing::warn!(error = %e, "could not compact bronze; retrying later");
+        }
+    }
+}
+
+/// The background compaction of `bronze.compact_interval_ms`, if on.
+fn spawn_compaction(
+    cfg: &Config,
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    root: &object_store::path::Path,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let every = std::time::Duration::from_millis(cfg.bronze.compact_interval_ms);
+    if every.is_zero() {
+        return None;
+    }
+    let opts = crate::compact::Options {
+        target_bytes: cfg.bronze.compact_target_bytes,
+        min_age: std::time::Duration::from_millis(cfg.bronze.compact_min_age_ms),
+        zstd_level: cfg.bronze.zstd_level,
+    };
+    let (store, root) = (store.clone(), root.clone());
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            compact_all(store.as_ref(), &root, &opts).await;
+        }
+    }))
+}
+
 /// Runs ingest until `shutdown` completes.
 pub async fn run(
     cfg: &Config,
@@ -131,7 +176,12 @@ pub async fn run(
             }
         })
     });
+    // Stopped with ingest: a compaction cut short is like a crash of `tidemark compact`.
+    let compaction = spawn_compaction(cfg, &store, &root);
     let stats = ingest::run(consumer, decoder(cfg)?, writer, settings(cfg), shutdown).await;
+    if let Some(task) = compaction {
+        task.abort();
+    }
     if let Some(task) = manifests {
         task.abort();
         // What the last flushes committed is in the manifests when ingest stops.

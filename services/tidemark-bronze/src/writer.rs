@@ -59,6 +59,15 @@ pub struct BronzeWriter {
     /// Commits per partition since this writer started: every
     /// [`commit_log::HINT_EVERY`]th refreshes the partition's end hint.
     commits: Arc<std::sync::Mutex<std::collections::HashMap<(String, i32), usize>>>,
+    /// Flushes encoding at once, over all partitions: each holds an Arrow batch, a Parquet
+    /// writer and zstd state whatever its size, so 64 partitions rolling together would take
+    /// far more than their bytes say; more encodes than cores gain nothing.
+    encoding: Arc<tokio::sync::Semaphore>,
+}
+
+/// Flushes encoding at once: the cores (at least 2).
+fn encoding_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
 /// One file of a flush, encoded.
@@ -135,6 +144,7 @@ impl BronzeWriter {
             zstd_level,
             writer_id: uuid::Uuid::new_v4().simple().to_string(),
             commits: Arc::default(),
+            encoding: Arc::new(tokio::sync::Semaphore::new(encoding_permits())),
         }
     }
 
@@ -230,7 +240,11 @@ impl BronzeWriter {
         };
         let mut files = Vec::new();
         let mut written: Vec<Path> = Vec::new();
-        for g in self.groups(seg)? {
+        let groups = {
+            let _encoding = self.encoding.acquire().await.expect("never closed");
+            self.groups(seg)?
+        };
+        for g in groups {
             let bytes = g.file.bytes;
             let path = layout::data_file(&self.root, &g.table, g.date, &id);
             let checksum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));

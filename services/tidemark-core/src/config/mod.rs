@@ -128,6 +128,15 @@ pub struct BronzeConfig {
     /// for engines) up to the commit log, ms; 0 turns it off (`tidemark manifest` still does).
     #[serde(deserialize_with = "duration_ms::deserialize")]
     pub manifest_interval_ms: u64,
+    /// How often ingest compacts bronze (`tidemark compact` in the background), ms; 0 (the
+    /// default) leaves it to `tidemark compact` run from cron. Turn it on in one ingester.
+    #[serde(deserialize_with = "duration_ms::deserialize")]
+    pub compact_interval_ms: u64,
+    /// Size a compacted file grows to, bytes.
+    pub compact_target_bytes: u64,
+    /// Only records committed at least this long ago are compacted, ms.
+    #[serde(deserialize_with = "duration_ms::deserialize")]
+    pub compact_min_age_ms: u64,
     /// S3-compatible storage settings (used by `s3://` URLs).
     pub s3: S3Config,
 }
@@ -143,6 +152,9 @@ impl Default for BronzeConfig {
             max_buffered_bytes: 256 * 1024 * 1024,
             memory_budget_bytes: 256 * 1024 * 1024,
             manifest_interval_ms: 10_000,
+            compact_interval_ms: 0,
+            compact_target_bytes: 128 * 1024 * 1024,
+            compact_min_age_ms: 3_600_000,
             s3: S3Config::default(),
         }
     }

@@ -244,6 +244,13 @@ impl Config {
                 "ingest needs 64 MiB at rest (librdkafka, runtime) and room for segments: use at least 134217728, e.g. 268435456",
             );
         }
+        if b.compact_interval_ms > 0 && b.compact_target_bytes < 1 << 20 {
+            err(
+                "bronze.compact_target_bytes",
+                format!("{} is below 1 MiB", b.compact_target_bytes),
+                "use the size engines read best, e.g. 134217728 (128 MiB)",
+            );
+        }
         if b.max_age_ms == 0 {
             err(
                 "bronze.max_age_ms",
