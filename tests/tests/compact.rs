@@ -107,12 +107,21 @@ async fn land(store: Arc<dyn ObjectStore>, root: Path) {
 /// What the chain of each partition holds, checked: gap-free from 0, and every offset in
 /// exactly one file. Returns (records, files) per partition.
 async fn exactly_once(store: &dyn ObjectStore, root: &Path) -> BTreeMap<i32, (usize, usize)> {
+    exactly_once_in(store, root, (TOPIC, PARTITIONS), COMMITS * PER_COMMIT).await
+}
+
+async fn exactly_once_in(
+    store: &dyn ObjectStore,
+    root: &Path,
+    (topic, partitions): (&str, i32),
+    offsets_each: i64,
+) -> BTreeMap<i32, (usize, usize)> {
     let mut out = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        let chain = commit_log::read_chain(store, root, TOPIC, p).await.unwrap();
+    for p in 0..partitions {
+        let chain = commit_log::read_chain(store, root, topic, p).await.unwrap();
         assert!(chain.is_gap_free(), "partition {p}: {:?}", chain.breaks);
         assert_eq!(chain.first_offset(), Some(0));
-        assert_eq!(chain.next_offset(), Some(COMMITS * PER_COMMIT));
+        assert_eq!(chain.next_offset(), Some(offsets_each));
         let files: Vec<_> = chain.records.iter().flat_map(|r| &r.files).collect();
         let mut offsets: Vec<i64> = futures::stream::iter(files.iter().map(|f| f.path.clone()))
             .map(|path| async move {
@@ -141,7 +150,7 @@ async fn exactly_once(store: &dyn ObjectStore, root: &Path) -> BTreeMap<i32, (us
         offsets.sort_unstable();
         assert_eq!(
             offsets,
-            (0..COMMITS * PER_COMMIT).collect::<Vec<_>>(),
+            (0..offsets_each).collect::<Vec<_>>(),
             "partition {p}: every offset exactly once"
         );
         out.insert(p, (chain.records.len(), files.len()));
@@ -149,25 +158,34 @@ async fn exactly_once(store: &dyn ObjectStore, root: &Path) -> BTreeMap<i32, (us
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_during_compaction_and_gc_never_loses_or_doubles_an_offset() {
+/// moto_server with a `tidemark.toml` pointing at it; `None` (skipped) without moto_server
+/// unless CI requires it.
+fn s3_bronze(dir: &std::path::Path) -> Option<(Moto, PathBuf, Arc<dyn ObjectStore>, Path)> {
     let Some(server) = Moto::start() else {
         assert!(
             std::env::var_os("TIDEMARK_REQUIRE_S3").is_none(),
             "moto_server required"
         );
         eprintln!("skipped: moto_server not installed (pip install 'moto[server]')");
-        return;
+        return None;
     };
     let toml = format!(
         "[kafka]\nbootstrap_servers = \"127.0.0.1:9\"\ntopics = [\"{TOPIC}\"]\n{}",
         server.bronze_toml("bronze")
     );
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tidemark.toml");
+    let config = dir.join("tidemark.toml");
     std::fs::write(&config, &toml).unwrap();
     let cfg = Config::from_toml_and_env(&toml, Vec::new()).unwrap();
     let (store, root) = tidemark_bronze::store::open(&cfg.bronze).unwrap();
+    Some((server, config, store, root))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_compaction_and_gc_never_loses_or_doubles_an_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_server, config, store, root)) = s3_bronze(dir.path()) else {
+        return;
+    };
     land(store.clone(), root.clone()).await;
     let landed = exactly_once(store.as_ref(), &root).await;
 
@@ -341,4 +359,93 @@ async fn merger_through_compaction_sqlite() {
 #[tokio::test]
 async fn merger_through_compaction_postgres() {
     a_merger_goes_on_through_a_compacted_and_collected_chain(Which::Postgres).await;
+}
+
+/// A compacted file of several multipart parts (5 MiB each), its upload SIGKILLed midway again
+/// and again: readers never see a partial file (an unfinished upload is no object), every
+/// offset stays in exactly one committed file, and the last attempt completes the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_upload_of_a_large_compacted_file_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((server, config, store, root)) = s3_bronze(dir.path()) else {
+        return;
+    };
+    // ~1 KB of incompressible text per row: 20 commits of 1,000 rows make ~20 MB of Parquet.
+    let (commits, rows) = (20i64, 1_000i64);
+    let mut rng = Rng(seed());
+    let mut fixture = BronzeFixture::with_store(store.clone(), root.clone());
+    for c in 0..commits {
+        let records: Vec<_> = (0..rows)
+            .map(|i| {
+                let id = json!(c * rows + i);
+                let noise: String = (0..64).map(|_| format!("{:016x}", rng.next())).collect();
+                let after = json!({"id": id, "noise": noise});
+                change(
+                    "c",
+                    &id,
+                    None,
+                    Some(after),
+                    1000 + c as u64,
+                    1_700_000_000_000,
+                )
+            })
+            .collect();
+        fixture.land(TOPIC, 0, &records).await;
+    }
+    let landed = exactly_once_in(store.as_ref(), &root, (TOPIC, 1), commits * rows).await;
+    let compact = [
+        "compact",
+        "--older-than-secs",
+        "0",
+        "--target-mb",
+        "64",
+        "--part-mb",
+        "5",
+    ];
+    let (mut kills, mut finished) = (0, false);
+    while !finished {
+        let mut child = Guard(tidemark(&config, &compact).spawn().unwrap());
+        // Each attempt starts the upload again; later attempts get longer, until one ends.
+        std::thread::sleep(Duration::from_millis(30 + 40 * kills + rng.next() % 40));
+        match child.0.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "{status}");
+                finished = true;
+            }
+            None => {
+                child.0.kill().unwrap();
+                child.0.wait().unwrap();
+                kills += 1;
+            }
+        }
+        exactly_once_in(store.as_ref(), &root, (TOPIC, 1), commits * rows).await;
+        assert!(kills < 40, "compaction never finished between kills");
+    }
+    // Kills that hit an upload leave it unfinished on the server (an S3 lifecycle rule aborts
+    // such uploads): never an object a reader could list.
+    let uploads = Command::new("curl")
+        .args([
+            "-sf",
+            &format!("http://127.0.0.1:{}/lake?uploads", server.port),
+        ])
+        .output()
+        .unwrap();
+    let unfinished = String::from_utf8_lossy(&uploads.stdout)
+        .matches("<Upload>")
+        .count();
+    eprintln!(
+        "{kills} kills mid-compaction before one finished; {unfinished} uploads left unfinished"
+    );
+    assert!(unfinished >= 1, "no kill hit an upload");
+    assert!(kills >= 5, "only {kills} kills hit the compaction");
+    let chain = commit_log::read_chain(store.as_ref(), &root, TOPIC, 0)
+        .await
+        .unwrap();
+    let big = &chain.records[0].files[0];
+    assert!(
+        big.bytes > 5 << 20,
+        "one file of several parts: {} bytes",
+        big.bytes
+    );
+    assert_eq!(chain.records.len(), 2, "{:?} before", landed);
 }

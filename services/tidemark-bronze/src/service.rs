@@ -146,6 +146,7 @@ fn spawn_compaction(
         target_bytes: cfg.bronze.compact_target_bytes,
         min_age: std::time::Duration::from_millis(cfg.bronze.compact_min_age_ms),
         zstd_level: cfg.bronze.zstd_level,
+        part_bytes: crate::compact::PART_BYTES,
     };
     let (store, root) = (store.clone(), root.clone());
     Some(tokio::spawn(async move {

@@ -31,8 +31,8 @@ use crate::commit_log::{self, CommitLogError, CommitOutcome, CommitRecord, FileE
 use crate::layout::{self, FlushId, TableDir};
 use crate::parquet_file::ParquetFile;
 
-/// Parts of a multipart upload (S3 wants ≥ 5 MiB but for the last).
-const PART_BYTES: usize = 16 * 1024 * 1024;
+/// Parts of a multipart upload by default (S3 wants ≥ 5 MiB but for the last).
+pub const PART_BYTES: usize = 16 * 1024 * 1024;
 
 /// What to compact.
 #[derive(Debug, Clone)]
@@ -43,6 +43,9 @@ pub struct Options {
     /// records they expect; young files are often read right away by the merger).
     pub min_age: Duration,
     pub zstd_level: i32,
+    /// Size of the parts a compacted file is uploaded in (S3: at least 5 MiB); two parts at
+    /// most are in memory.
+    pub part_bytes: usize,
 }
 
 impl Default for Options {
@@ -51,6 +54,7 @@ impl Default for Options {
             target_bytes: 128 * 1024 * 1024,
             min_age: Duration::from_secs(3600),
             zstd_level: 3,
+            part_bytes: PART_BYTES,
         }
     }
 }
@@ -262,7 +266,7 @@ async fn rewrite(
     };
     let mut files = Vec::new();
     for (table, sources) in tables {
-        match write_table(store, root, &id, table, &sources, opts.zstd_level).await {
+        match write_table(store, root, &id, (table, &sources), opts).await {
             Ok(f) => files.push(f),
             Err(e) => {
                 for f in &files {
@@ -296,9 +300,8 @@ async fn write_table(
     store: &dyn ObjectStore,
     root: &Path,
     id: &FlushId<'_>,
-    table: &str,
-    sources: &[&FileEntry],
-    zstd_level: i32,
+    (table, sources): (&str, &[&FileEntry]),
+    opts: &Options,
 ) -> Result<FileEntry, CompactError> {
     let dt = dt_of(&sources[0].path)
         .and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
@@ -306,11 +309,11 @@ async fn write_table(
     let path = layout::data_file(root, &TableDir::from_name(table), dt, id);
     let upload = store.put_multipart(&path).await?;
     let mut out = Stream {
-        upload: WriteMultipart::new_with_chunk_size(upload, PART_BYTES),
+        upload: WriteMultipart::new_with_chunk_size(upload, opts.part_bytes),
         hash: xxhash_rust::xxh3::Xxh3::new(),
         bytes: 0,
     };
-    match out.fill(store, sources, zstd_level).await {
+    match out.fill(store, sources, opts.zstd_level).await {
         Ok(rows) => {
             let (checksum, bytes) = (format!("{:016x}", out.hash.digest()), out.bytes);
             out.upload.finish().await?;
@@ -473,6 +476,7 @@ mod tests {
             target_bytes: target,
             min_age: Duration::from_secs(3600),
             zstd_level: 3,
+            part_bytes: PART_BYTES,
         }
     }
 

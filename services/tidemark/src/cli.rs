@@ -190,6 +190,9 @@ pub struct CompactArgs {
     /// Only compact records committed at least this many seconds ago.
     #[arg(long, default_value_t = 3600)]
     pub older_than_secs: u64,
+    /// Size of the parts a compacted file is uploaded in, MiB (S3 wants at least 5).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(5..=5120))]
+    pub part_mb: u64,
 }
 
 #[derive(Debug, Subcommand)]

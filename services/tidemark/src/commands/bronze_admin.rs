@@ -193,6 +193,7 @@ pub fn compact(config_path: &Path, args: &crate::cli::CompactArgs) -> anyhow::Re
         target_bytes: (args.target_mb * 1024.0 * 1024.0) as u64,
         min_age: Duration::from_secs(args.older_than_secs),
         zstd_level: config.bronze.zstd_level,
+        part_bytes: usize::try_from(args.part_mb << 20).unwrap_or(usize::MAX),
     };
     let rt = runtime()?;
     let done = rt.block_on(compact::compact(store.as_ref(), &root, &opts))?;
