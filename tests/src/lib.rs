@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod readers;
 pub mod run_setup;
 pub mod scd2_floor;
+pub mod seeded;
 pub mod stream;
 pub mod tls;
 pub mod transfers;

@@ -21,6 +21,7 @@ use tidemark_bronze::commit_log;
 use tidemark_core::config::Config;
 use tidemark_e2e::bronze_fixture::{BronzeFixture, change};
 use tidemark_e2e::moto::Moto;
+use tidemark_e2e::seeded::{Rng, seed};
 use tidemark_e2e::warehouse::{Which, fresh, versions};
 
 const TOPIC: &str = "bank.public.customers";
@@ -54,30 +55,16 @@ impl Drop for Guard {
     }
 }
 
-/// A small xorshift; the seed is printed so a failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn seed() -> u64 {
-    let s = std::env::var("TIDEMARK_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("compaction crash test seed: {s} (set TIDEMARK_CRASH_SEED to replay)");
-    s
+/// A create of row `id`, in commit `c`.
+fn created(id: i64, c: i64, after: serde_json::Value) -> tidemark_e2e::bronze_fixture::Record {
+    change(
+        "c",
+        &json!(id),
+        None,
+        Some(after),
+        1000 + c as u64,
+        1_700_000_000_000,
+    )
 }
 
 /// Lands `COMMITS` commits of `PER_COMMIT` changes per partition: many small files.
@@ -87,16 +74,8 @@ async fn land(store: Arc<dyn ObjectStore>, root: Path) {
         for c in 0..COMMITS {
             let records: Vec<_> = (0..PER_COMMIT)
                 .map(|i| {
-                    let id = json!(c * PER_COMMIT + i);
-                    let after = json!({"id": id, "name": format!("customer {id}")});
-                    change(
-                        "c",
-                        &id,
-                        None,
-                        Some(after),
-                        1000 + c as u64,
-                        1_700_000_000_000,
-                    )
+                    let id = c * PER_COMMIT + i;
+                    created(id, c, json!({"id": id, "name": format!("customer {id}")}))
                 })
                 .collect();
             fixture.land(TOPIC, p, &records).await;
@@ -192,12 +171,12 @@ async fn sigkill_during_compaction_and_gc_never_loses_or_doubles_an_offset() {
     // Small targets: many runs, so kills land between and inside them.
     let compact = ["compact", "--older-than-secs", "0", "--target-mb", "0.15"];
     let gc = ["gc", "--older-than-secs", "0"];
-    let mut rng = Rng(seed());
+    let mut rng = Rng(seed("compaction crash test"));
     let (mut kills, mut kills_while_working) = (0, 0);
     for round in 0..16 {
         let args: &[&str] = if round % 4 == 3 { &gc } else { &compact };
         let mut child = Guard(tidemark(&config, args).spawn().unwrap());
-        std::thread::sleep(Duration::from_millis(200 + rng.next() % 1200));
+        std::thread::sleep(Duration::from_millis(200 + rng.next_u64() % 1200));
         if child.0.try_wait().unwrap().is_none() {
             kills_while_working += 1;
         }
@@ -372,22 +351,16 @@ async fn sigkill_mid_upload_of_a_large_compacted_file_leaves_no_partial_file() {
     };
     // ~1 KB of incompressible text per row: 20 commits of 1,000 rows make ~20 MB of Parquet.
     let (commits, rows) = (20i64, 1_000i64);
-    let mut rng = Rng(seed());
+    let mut rng = Rng(seed("compaction crash test"));
     let mut fixture = BronzeFixture::with_store(store.clone(), root.clone());
     for c in 0..commits {
         let records: Vec<_> = (0..rows)
             .map(|i| {
-                let id = json!(c * rows + i);
-                let noise: String = (0..64).map(|_| format!("{:016x}", rng.next())).collect();
-                let after = json!({"id": id, "noise": noise});
-                change(
-                    "c",
-                    &id,
-                    None,
-                    Some(after),
-                    1000 + c as u64,
-                    1_700_000_000_000,
-                )
+                let id = c * rows + i;
+                let noise: String = (0..64)
+                    .map(|_| format!("{:016x}", rng.next_u64()))
+                    .collect();
+                created(id, c, json!({"id": id, "noise": noise}))
             })
             .collect();
         fixture.land(TOPIC, 0, &records).await;
@@ -406,7 +379,7 @@ async fn sigkill_mid_upload_of_a_large_compacted_file_leaves_no_partial_file() {
     while !finished {
         let mut child = Guard(tidemark(&config, &compact).spawn().unwrap());
         // Each attempt starts the upload again; later attempts get longer, until one ends.
-        std::thread::sleep(Duration::from_millis(30 + 40 * kills + rng.next() % 40));
+        std::thread::sleep(Duration::from_millis(30 + 40 * kills + rng.next_u64() % 40));
         match child.0.try_wait().unwrap() {
             Some(status) => {
                 assert!(status.success(), "{status}");

@@ -14,6 +14,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use tidemark_e2e::kafka::{Kafka, produce};
 use tidemark_e2e::proof::{Produced, caught_up, produced, prove};
+use tidemark_e2e::seeded::{Rng, seed};
 use tidemark_e2e::stream::{Record, generate};
 
 const TOPIC: &str = "bank.public.customers";
@@ -86,35 +87,6 @@ fn count_files(dir: &std::path::Path) -> usize {
     }
 }
 
-/// A small xorshift; the seed is printed so a failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo))
-    }
-}
-
-fn seed() -> u64 {
-    let s = std::env::var("TIDEMARK_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("crash test seed: {s} (set TIDEMARK_CRASH_SEED to replay)");
-    s
-}
-
 /// Produces `records` in `rounds` slices; after each slice `disturb` kills/restarts ingesters
 /// (blocking), so every ingester generation finds new data while it is being killed.
 async fn produce_while(
@@ -160,15 +132,15 @@ async fn wait_caught_up(store: &dyn ObjectStore, produced: &Produced, limit: Dur
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
-    let mut rng = Rng(seed());
+    let mut rng = Rng(seed("crash test"));
     let kafka = Kafka::start(&[(TOPIC, 4)]);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         &kafka.bootstrap(),
-        &format!("crash-{}", rng.next()),
+        &format!("crash-{}", rng.next_u64()),
     );
-    let records = generate(TOPIC, 4, 12_000, false, rng.next());
+    let records = generate(TOPIC, 4, 12_000, false, rng.next_u64());
     let mut child = Guard(spawn(&config));
     let (mut kills, mut kills_while_committing, mut commits_seen) = (0, 0, 0);
     let log = dir.path().join("bronze/_log");
@@ -251,15 +223,15 @@ print('manifest', n, 'glob', g)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_moving_between_two_ingesters_land_exactly_once() {
-    let mut rng = Rng(seed());
+    let mut rng = Rng(seed("crash test"));
     let kafka = Kafka::start(&[(TOPIC, 4)]);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         &kafka.bootstrap(),
-        &format!("pair-{}", rng.next()),
+        &format!("pair-{}", rng.next_u64()),
     );
-    let records = generate(TOPIC, 4, 12_000, false, rng.next());
+    let records = generate(TOPIC, 4, 12_000, false, rng.next_u64());
     let mut steady = Guard(spawn(&config));
     let mut mover = Guard(spawn(&config));
     let produced = produce_while(&kafka, &records, 10, |round| {
