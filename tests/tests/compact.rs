@@ -220,7 +220,8 @@ async fn sigkill_during_compaction_and_gc_never_loses_or_doubles_an_offset() {
         })
         .count();
     assert_eq!(parquet, compacted.values().map(|c| c.1).sum::<usize>());
-    read_through_the_manifest(store.as_ref(), &root, listed).await;
+    let rows = PARTITIONS as i64 * COMMITS * PER_COMMIT;
+    read_through_the_manifest(store.as_ref(), &root, listed, rows).await;
 }
 
 /// DuckDB over the files the manifest names (bronze copied from the S3 server to a directory:
@@ -229,6 +230,7 @@ async fn read_through_the_manifest(
     store: &dyn ObjectStore,
     root: &Path,
     listed: Vec<object_store::ObjectMeta>,
+    rows: i64,
 ) {
     let local = tempfile::tempdir().unwrap();
     for m in listed {
@@ -241,7 +243,6 @@ async fn read_through_the_manifest(
         let bytes = store.get(&m.location).await.unwrap().bytes().await.unwrap();
         std::fs::write(path, bytes).unwrap();
     }
-    let rows = PARTITIONS as i64 * COMMITS * PER_COMMIT;
     let script = format!(
         r#"
 import duckdb, sys
@@ -421,4 +422,8 @@ async fn sigkill_mid_upload_of_a_large_compacted_file_leaves_no_partial_file() {
         big.bytes
     );
     assert_eq!(chain.records.len(), 2, "{:?} before", landed);
+    let status = tidemark(&config, &["manifest"]).status().unwrap();
+    assert!(status.success(), "tidemark manifest: {status}");
+    let listed: Vec<_> = store.list(Some(&root)).try_collect().await.unwrap();
+    read_through_the_manifest(store.as_ref(), &root, listed, commits * rows).await;
 }

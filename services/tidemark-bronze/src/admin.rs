@@ -30,6 +30,11 @@ pub struct PartitionSummary {
     pub holes: u64,
     /// `(expected start, found start)` for each break in the chain (should be none).
     pub gaps: Vec<(i64, i64)>,
+    /// Compaction records in the chain, and the records they replaced.
+    pub compactions: usize,
+    pub compacted_records: u64,
+    /// Replaced records still stored (`gc` removes them after its grace period).
+    pub awaiting_gc: usize,
 }
 
 pub async fn summarize(
@@ -51,6 +56,9 @@ pub async fn summarize(
             skipped: recs.iter().map(|r| r.skipped).sum(),
             holes: recs.iter().map(|r| r.holes()).sum(),
             gaps: chain.breaks.clone(),
+            compactions: recs.iter().filter(|r| r.compacts > 0).count(),
+            compacted_records: recs.iter().map(|r| r.compacts).sum(),
+            awaiting_gc: chain.superseded.len(),
             topic,
             partition,
         });

@@ -114,6 +114,16 @@ pub fn inspect(config_path: &Path) -> anyhow::Result<ExitCode> {
     if summaries.is_empty() {
         println!("(nothing committed yet)");
     }
+    for s in summaries
+        .iter()
+        .filter(|s| s.compactions > 0 || s.awaiting_gc > 0)
+    {
+        println!(
+            "compaction: {}/{}: {} compaction record(s) stand for {} record(s); {} replaced \
+             record(s) left for `tidemark gc`",
+            s.topic, s.partition, s.compactions, s.compacted_records, s.awaiting_gc
+        );
+    }
     if let Err(e) = &lags {
         println!(
             "Kafka lag unavailable ({}): {e}",
