@@ -8,12 +8,18 @@
 //! - [`store`]: the object store of a bronze URL (`file://`, `s3://`, `memory://`).
 //! - [`manifest`]: per table, the committed files as one Parquet file, for engines (DuckDB,
 //!   Spark, Trino) that read bronze by a list of files; never names an uncommitted file.
+//! - [`compact`]: runs of small committed files rewritten into large ones (streamed through
+//!   multipart uploads), switched in by one compaction record; [`parquet_file`]: record batches
+//!   → Parquet (zstd, schema in key-value metadata), for ingest and compaction alike.
 //!
 //! Invariants (the ingest side keeps them, every reader relies on them):
 //! - A partition's commit records form a gap-free chain: each starts at the previous `end + 1`.
 //! - A file is part of bronze only when a commit record names it, with its checksum; committed
 //!   files are never modified.
 //! - A reader refuses a commit record of a newer format version instead of misreading it.
+//! - Every reader resolves a chain alike ([`commit_log::resolve`]): a compaction record stands in
+//!   for the records inside its range; compaction records never overlap and only go forward; the
+//!   records they replace are removed only by `gc`, after a grace period.
 
 pub mod commit_log;
 pub mod compact;
