@@ -22,17 +22,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{NaiveDate, Utc};
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, WriteMultipart};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
 
 use crate::commit_log::{self, CommitLogError, CommitOutcome, CommitRecord, FileEntry};
 use crate::layout::{self, FlushId, TableDir};
 use crate::parquet_file::ParquetFile;
+use crate::upload::Upload;
 
-/// Parts of a multipart upload by default (S3 wants ≥ 5 MiB but for the last).
-pub const PART_BYTES: usize = 16 * 1024 * 1024;
+pub use crate::upload::PART_BYTES;
 
 /// What to compact.
 #[derive(Debug, Clone)]
@@ -307,23 +307,17 @@ async fn write_table(
         .and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
         .unwrap_or_else(|| Utc::now().date_naive());
     let path = layout::data_file(root, &TableDir::from_name(table), dt, id);
-    let upload = store.put_multipart(&path).await?;
-    let mut out = Stream {
-        upload: WriteMultipart::new_with_chunk_size(upload, opts.part_bytes),
-        hash: xxhash_rust::xxh3::Xxh3::new(),
-        bytes: 0,
-    };
+    let mut out = Stream(Upload::start(store, path, opts.part_bytes).await?);
     match out.fill(store, sources, opts.zstd_level).await {
         Ok(rows) => {
-            let (checksum, bytes) = (format!("{:016x}", out.hash.digest()), out.bytes);
-            out.upload.finish().await?;
+            let done = out.0.finish().await?;
             Ok(FileEntry {
-                path: path.to_string(),
+                path: done.path.to_string(),
                 table: table.to_owned(),
                 rows,
-                bytes,
+                bytes: done.bytes,
                 schema_fingerprint: sources[0].schema_fingerprint.clone(),
-                checksum,
+                checksum: done.checksum,
                 min_offset: sources
                     .iter()
                     .map(|f| f.min_offset)
@@ -333,18 +327,14 @@ async fn write_table(
             })
         }
         Err(e) => {
-            let _ = out.upload.abort().await;
+            out.0.abort().await;
             Err(e)
         }
     }
 }
 
-/// A file being uploaded part by part, hashed as it goes.
-struct Stream {
-    upload: WriteMultipart,
-    hash: xxhash_rust::xxh3::Xxh3,
-    bytes: u64,
-}
+/// A compacted file being uploaded.
+struct Stream(Upload);
 
 impl Stream {
     /// Writes every source's rows; returns how many.
@@ -405,15 +395,7 @@ impl Stream {
     }
 
     async fn put(&mut self, chunk: Vec<u8>) -> Result<(), CompactError> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        self.hash.update(&chunk);
-        self.bytes += chunk.len() as u64;
-        self.upload.put(Bytes::from(chunk));
-        // Bounded memory: at most two parts uploading at once.
-        self.upload.wait_for_capacity(2).await?;
-        Ok(())
+        Ok(self.0.put(chunk).await?)
     }
 }
 

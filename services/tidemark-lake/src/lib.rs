@@ -10,7 +10,8 @@
 //!   Spark, Trino) that read bronze by a list of files; never names an uncommitted file.
 //! - [`compact`]: runs of small committed files rewritten into large ones (streamed through
 //!   multipart uploads), switched in by one compaction record; [`parquet_file`]: record batches
-//!   → Parquet (zstd, schema in key-value metadata), for ingest and compaction alike.
+//!   → Parquet (zstd, schema in key-value metadata), for ingest and compaction alike;
+//!   [`upload`]: a file uploaded part by part as it is written, hashed as it goes.
 //!
 //! Invariants (the ingest side keeps them, every reader relies on them):
 //! - A partition's commit records form a gap-free chain: each starts at the previous `end + 1`.
@@ -27,3 +28,4 @@ pub mod layout;
 pub mod manifest;
 pub mod parquet_file;
 pub mod store;
+pub mod upload;
