@@ -268,3 +268,81 @@ async fn background_compaction_makes_few_files_and_lands_everything_once() {
         proof.commits
     );
 }
+
+/// A segment that reaches its share of the memory budget streams its change events into its
+/// file (a multipart upload) instead of rolling: with no record, byte or age bound in reach, a
+/// partition's events land in one large streamed file, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_past_its_memory_share_streams_one_large_file() {
+    let topic = "bank.public.customers";
+    let kafka = Kafka::start(&[(topic, 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&kafka.bootstrap(), dir.path(), &[topic]);
+    cfg.bronze.max_records = 10_000_000;
+    cfg.bronze.max_bytes = 1 << 30;
+    cfg.bronze.max_age_ms = 600_000;
+    let (store, root) = tidemark_bronze::store::open(&cfg.bronze).unwrap();
+    let mut settings = tidemark_bronze::service::settings(&cfg);
+    // Segments get 48 MiB: a segment's share is 3 MiB, an open file costs 15 MiB.
+    settings.memory_budget = Some(tidemark_bronze::ingest::MEMORY_RESERVE + (48 << 20));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let writer = tidemark_bronze::writer::BronzeWriter::new(store.clone(), root.clone(), 1);
+    let run = tokio::spawn(tidemark_bronze::ingest::run(
+        tidemark_bronze::service::consumer(&cfg).unwrap(),
+        tidemark_bronze::service::decoder(&cfg).unwrap(),
+        writer,
+        settings,
+        async {
+            stop_rx.await.ok();
+        },
+    ));
+    let records: Vec<Record> = generate(topic, 2, 14_000, false, 23)
+        .into_iter()
+        .filter(|r| matches!(r.kind, RecordKind::Change(_)))
+        .collect();
+    let mut deliveries: BTreeMap<(String, i32), Vec<(i64, usize)>> = BTreeMap::new();
+    for (n, part) in records.chunks(2_000).enumerate() {
+        for (k, v) in kafka.produce(part).await {
+            deliveries
+                .entry(k)
+                .or_default()
+                .extend(v.into_iter().map(|(o, i)| (o, i + n * 2_000)));
+        }
+        // MockCluster keeps ~5 MB a partition: let ingest take each chunk in first.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let produced = produced(&deliveries, &records);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_tx.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    let proof = prove(store.as_ref(), &root, &produced).await;
+    assert_eq!(proof.rows, records.len() as u64, "{proof:?}");
+    // Partition 0's segment reached its share first and streamed; the budget had no room for
+    // a second open file, so partition 1's segment rolled at its share instead.
+    let mut streamed = Vec::new();
+    for p in 0..2 {
+        let chain = tidemark_bronze::commit_log::read_chain(store.as_ref(), &root, topic, p)
+            .await
+            .unwrap();
+        for (r, f) in chain
+            .records
+            .iter()
+            .flat_map(|r| r.files.iter().map(move |f| (r, f)))
+        {
+            if f.path.contains("-streamed+") {
+                streamed.push((p, chain.records.len(), f.rows, r.records));
+            }
+        }
+    }
+    assert!(
+        !streamed.is_empty(),
+        "a segment streamed its file: {proof:?}"
+    );
+    for (p, commits, rows, records) in streamed {
+        assert_eq!(commits, 1, "partition {p}: one file for everything");
+        assert_eq!(
+            rows, records,
+            "partition {p}: every record in the streamed file"
+        );
+    }
+}

@@ -33,7 +33,7 @@ use tracing::Instrument as _;
 use crate::dead_letter::DeadLetter;
 use crate::kafka::{IngestConsumer, RebalanceEvent};
 use crate::segment::{FlushPolicy, RollReason, Segment};
-use crate::writer::{BronzeWriter, FlushError, Flushed};
+use crate::writer::{BronzeWriter, FlushError, Flushed, OpenFile, STREAM_PART_BYTES, StreamTarget};
 
 /// Tuning of the loop.
 #[derive(Debug, Clone)]
@@ -50,6 +50,10 @@ pub struct IngestSettings {
     pub drain_timeout: Duration,
     /// Counts records taken into segments (progress displays and benchmarks).
     pub progress: Option<Arc<AtomicU64>>,
+    /// A segment that reaches its share of the memory budget streams its change events into
+    /// its file (a multipart upload) instead of rolling, so files grow to `max_records` /
+    /// `max_bytes` at bounded memory.
+    pub stream_files: bool,
 }
 
 impl IngestSettings {
@@ -61,6 +65,7 @@ impl IngestSettings {
             max_backoff: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
             progress: None,
+            stream_files: true,
         }
     }
 }
@@ -135,6 +140,31 @@ struct Part {
     pos: Position,
     /// The previous segment, being written.
     inflight: Option<Inflight>,
+    /// The segment's change file, being streamed.
+    stream: Option<Stream>,
+}
+
+/// A segment's change file being streamed: the task ends with the file open after every spill
+/// so far (a partition's spills run one after the other, each awaiting the one before).
+struct Stream {
+    task: JoinHandle<Result<OpenFile, FlushError>>,
+    /// Bytes handed to spills that may still be encoding.
+    bytes: u64,
+}
+
+/// What an open streamed file may take beyond the events being encoded: the parts being sent
+/// and the one filling.
+const STREAM_COST: u64 = 3 * STREAM_PART_BYTES as u64;
+
+impl Stream {
+    fn cost(&self) -> u64 {
+        let encoding = if self.task.is_finished() {
+            0
+        } else {
+            self.bytes
+        };
+        STREAM_COST + encoding.saturating_mul(FLUSH_COST)
+    }
 }
 
 impl Part {
@@ -147,6 +177,7 @@ impl Part {
     fn cost(&self) -> u64 {
         self.seg.bytes.saturating_mul(SEGMENT_COST)
             + self.inflight.as_ref().map_or(0, Inflight::cost)
+            + self.stream.as_ref().map_or(0, Stream::cost)
     }
 }
 
@@ -174,6 +205,9 @@ struct FlushDone {
     outcome: Result<Flushed, FlushError>,
     /// The drain timeout passed while the store was failing: the range will be re-read.
     abandoned: bool,
+    /// The segment's streamed file failed: its events are gone from memory, so the partition
+    /// reads the range again from the commit log's position.
+    restart: bool,
     retries: u64,
     landed: Vec<(&'static str, u64)>,
     dead_letters: Vec<(String, u64)>,
@@ -288,6 +322,7 @@ impl Loop<'_> {
                     seg: Segment::new(&topic, partition, offset),
                     pos: Position::Unresolved,
                     inflight: None,
+                    stream: None,
                 },
             );
         }
@@ -457,7 +492,11 @@ impl Loop<'_> {
             .get(key)
             .is_some_and(|p| p.seg.bytes > cap && p.inflight.is_none())
         {
-            self.flush(key, RollReason::Memory).await?;
+            if self.may_stream(key, limit) {
+                self.spill(key);
+            } else {
+                self.flush(key, RollReason::Memory).await?;
+            }
         }
         while self.held_memory() > limit {
             if !self.free_some().await? {
@@ -470,6 +509,55 @@ impl Loop<'_> {
             self.check_resident(budget).await?;
         }
         Ok(())
+    }
+
+    /// Whether `key`'s segment, at its share of the budget, may stream its change events into
+    /// its file instead of rolling: it is not due by policy, and the budget has room for one
+    /// more open file.
+    fn may_stream(&self, key: &Key, limit: u64) -> bool {
+        let Some(p) = self.parts.get(key) else {
+            return false;
+        };
+        self.settings.stream_files
+            && !p.seg.changes.is_empty()
+            && p.seg.due(&self.settings.policy, Instant::now()).is_none()
+            && (p.stream.is_some() || self.held_memory() + STREAM_COST <= limit)
+    }
+
+    /// Hands the segment's change events to its streamed file (opened by the first spill), in
+    /// the background, after the partition's previous spill.
+    fn spill(&mut self, key: &Key) {
+        let p = self.parts.get_mut(key).expect("present");
+        let target = StreamTarget {
+            topic: key.0.clone(),
+            partition: key.1,
+            start: p.seg.start,
+            date: p.seg.date.unwrap_or_default(),
+        };
+        let before = p.seg.bytes;
+        let (events, shape) = p.seg.take_changes();
+        let moved = before - p.seg.bytes;
+        let shape = shape.expect("a segment with change events has a shape");
+        let (prev, pending) = match p.stream.take() {
+            Some(s) if s.task.is_finished() => (Some(s.task), 0),
+            Some(s) => (Some(s.task), s.bytes),
+            None => (None, 0),
+        };
+        let writer = self.writer.clone();
+        let work = async move {
+            let mut open = match prev {
+                Some(task) => task.await.map_err(|e| FlushError::Panic(e.to_string()))??,
+                None => writer.open_file(&target, &shape).await?,
+            };
+            writer.append(&mut open, &events, &shape).await?;
+            Ok(open)
+        };
+        let rt = tokio::runtime::Handle::current();
+        let task = tokio::task::spawn_blocking(move || rt.block_on(work));
+        p.stream = Some(Stream {
+            task,
+            bytes: pending + moved,
+        });
     }
 
     /// The partition with the largest flush in flight.
@@ -573,8 +661,9 @@ impl Loop<'_> {
         if give_up_at.is_some() {
             self.give_up.send_replace(give_up_at);
         }
-        let work =
-            write_segment(writer, seg, self.give_up.subscribe(), max_backoff).instrument(span);
+        let stream = part.stream.take().map(|s| s.task);
+        let work = write_segment(writer, seg, stream, self.give_up.subscribe(), max_backoff)
+            .instrument(span);
         let signal = self.flush_ended.clone();
         let count = self.ended_since.clone();
         let ended = Arc::new(AtomicBool::new(false));
@@ -712,6 +801,14 @@ impl Loop<'_> {
                 metrics::range_fenced(&key.0);
                 if owned {
                     // What was buffered after the fenced range is re-read from the new position.
+                    self.parts.remove(key);
+                }
+            }
+            Err(e) if done.restart => {
+                tracing::warn!(topic = %key.0, partition = key.1, error = %e, "a streamed file failed; the partition reads its range again from the commit log");
+                metrics::error("ingest", "object_store");
+                self.stats.abandoned_segments += 1;
+                if owned {
                     self.parts.remove(key);
                 }
             }
@@ -901,6 +998,7 @@ async fn consume(
 async fn write_segment(
     writer: BronzeWriter,
     seg: Segment,
+    stream: Option<JoinHandle<Result<OpenFile, FlushError>>>,
     mut give_up: tokio::sync::watch::Receiver<Option<Instant>>,
     max_backoff: Duration,
 ) -> FlushDone {
@@ -910,6 +1008,7 @@ async fn write_segment(
     let done = |outcome, abandoned, retries| FlushDone {
         outcome,
         abandoned,
+        restart: false,
         retries,
         landed: seg.landed_by_kind(),
         dead_letters: seg
@@ -919,8 +1018,34 @@ async fn write_segment(
             .collect(),
         took: started.elapsed(),
     };
+    // A streamed file is completed once; its events are no longer in memory, so a failure
+    // sends the partition back to the commit log instead of retrying.
+    let streamed = match stream {
+        None => None,
+        Some(task) => {
+            let finished = async {
+                let open = task.await.map_err(|e| FlushError::Panic(e.to_string()))??;
+                writer.finish_file(open, &seg).await
+            };
+            let finished = std::panic::AssertUnwindSafe(finished).catch_unwind();
+            let result = tokio::select! {
+                r = finished => r.unwrap_or_else(|p| Err(FlushError::Panic(panic_message(p.as_ref())))),
+                () = passed(&mut give_up) => return done(Err(FlushError::Abandoned), true, retries),
+            };
+            match result {
+                Ok(entry) => Some(entry),
+                Err(e) => {
+                    return FlushDone {
+                        restart: true,
+                        ..done(Err(e), false, retries)
+                    };
+                }
+            }
+        }
+    };
     loop {
-        let attempt = std::panic::AssertUnwindSafe(writer.flush(&seg)).catch_unwind();
+        let attempt =
+            std::panic::AssertUnwindSafe(writer.land(&seg, streamed.clone())).catch_unwind();
         let result = tokio::select! {
             r = attempt => r.unwrap_or_else(|p| Err(FlushError::Panic(panic_message(p.as_ref())))),
             () = passed(&mut give_up) => return done(Err(FlushError::Abandoned), true, retries),

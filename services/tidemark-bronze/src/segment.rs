@@ -8,7 +8,7 @@ use tidemark_core::event::{
     ChangeEvent, Decoded, Heartbeat, KafkaCoords, LogicalMessage, SchemaChange, TransactionEvent,
 };
 
-use crate::batch::Shape;
+use crate::batch::{KeyShape, Shape};
 use crate::dead_letter::DeadLetter;
 
 /// Why a segment is flushed.
@@ -80,6 +80,13 @@ pub struct Segment {
     pub messages: Vec<LogicalMessage>,
     pub dead_letters: Vec<DeadLetter>,
     opened_at: Option<Instant>,
+    /// Bytes counted of the change events in `changes`.
+    change_bytes: u64,
+    /// Change events already written to the segment's open file ([`Segment::take_changes`]):
+    /// their bytes (for `max_bytes`) and ops (for metrics). Once a file is open its columns are
+    /// fixed: a record that would change them rolls the segment.
+    pub spilled_bytes: u64,
+    spilled_ops: std::collections::BTreeMap<&'static str, u64>,
 }
 
 fn fallback_ms(d: &Decoded) -> Option<i64> {
@@ -112,7 +119,28 @@ impl Segment {
             messages: Vec::new(),
             dead_letters: Vec::new(),
             opened_at: None,
+            change_bytes: 0,
+            spilled_bytes: 0,
+            spilled_ops: Default::default(),
         }
+    }
+
+    /// Whether change events were written to an open file already.
+    pub fn has_spilled(&self) -> bool {
+        !self.spilled_ops.is_empty()
+    }
+
+    /// Moves the buffered change events out, to be written to the segment's open file (the
+    /// bytes counted move from `bytes` to `spilled_bytes`), with the shape they are written in.
+    pub fn take_changes(&mut self) -> (Vec<ChangeEvent>, Option<Shape>) {
+        let changes = std::mem::take(&mut self.changes);
+        for c in &changes {
+            *self.spilled_ops.entry(c.op.code()).or_default() += 1;
+        }
+        self.bytes -= self.change_bytes;
+        self.spilled_bytes += self.change_bytes;
+        self.change_bytes = 0;
+        (changes, self.shape.clone())
     }
 
     /// Nothing read since the last commit.
@@ -139,10 +167,14 @@ impl Segment {
         {
             return Some(RollReason::Date);
         }
-        if let (Decoded::Change(e), Some(shape)) = (d, &self.shape)
-            && !shape.clone().absorb(&Shape::of(e))
-        {
-            return Some(RollReason::Schema);
+        if let (Decoded::Change(e), Some(shape)) = (d, &self.shape) {
+            let next = Shape::of(e);
+            // An open file's key column cannot appear later.
+            let widens =
+                matches!(shape.key, KeyShape::Absent) && !matches!(next.key, KeyShape::Absent);
+            if !shape.clone().absorb(&next) || (self.has_spilled() && widens) {
+                return Some(RollReason::Schema);
+            }
         }
         None
     }
@@ -165,6 +197,7 @@ impl Segment {
         match d {
             Decoded::Tombstone(_) => self.skipped += 1,
             Decoded::Change(e) => {
+                self.change_bytes += raw_bytes as u64;
                 let shape = Shape::of(&e);
                 match &mut self.shape {
                     Some(s) => {
@@ -186,6 +219,9 @@ impl Segment {
         let mut ops: std::collections::BTreeMap<&'static str, u64> = Default::default();
         for c in &self.changes {
             *ops.entry(c.op.code()).or_default() += 1;
+        }
+        for (op, n) in &self.spilled_ops {
+            *ops.entry(op).or_default() += n;
         }
         for (kind, n) in [
             ("tombstone", self.skipped),
@@ -220,7 +256,7 @@ impl Segment {
     pub fn due(&self, policy: &FlushPolicy, now: Instant) -> Option<RollReason> {
         if self.records >= policy.max_records {
             Some(RollReason::Records)
-        } else if self.bytes >= policy.max_bytes {
+        } else if self.bytes + self.spilled_bytes >= policy.max_bytes {
             Some(RollReason::Bytes)
         } else if self
             .opened_at

@@ -20,6 +20,8 @@ use crate::dead_letter;
 use crate::layout::{self, TableDir};
 use crate::parquet_file;
 use crate::segment::Segment;
+use tidemark_core::event::ChangeEvent;
+use tidemark_lake::upload::Upload;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlushError {
@@ -99,29 +101,108 @@ fn encode(batch: &RecordBatch, zstd_level: i32) -> Result<Encoded, FlushError> {
 
 /// A segment's change events as one Parquet file, encoded [`CHUNK_ROWS`] at a time.
 fn encode_changes(
-    events: &[tidemark_core::event::ChangeEvent],
+    events: &[ChangeEvent],
     shape: &Shape,
     zstd_level: i32,
 ) -> Result<Encoded, FlushError> {
-    let mut file: Option<parquet_file::ParquetFile> = None;
-    let (mut rows, mut lo, mut hi) = (0, i64::MAX, i64::MIN);
-    for chunk in events.chunks(CHUNK_ROWS) {
-        let batch = batch::change_batch(&chunk.iter().collect::<Vec<_>>(), shape)?;
-        let (a, b) = offsets(&batch);
-        (lo, hi) = (lo.min(a), hi.max(b));
-        rows += batch.num_rows() as u64;
-        let f = match &mut file {
-            Some(f) => f,
-            None => file.insert(parquet_file::ParquetFile::new(&batch, zstd_level)?),
-        };
-        f.write(&batch)?;
-    }
-    let file = file.expect("only a segment with changes has a change file");
+    let mut enc = ChangeEncoder::default();
+    enc.add(events, shape, zstd_level)?;
+    let rows = enc.rows;
+    let offsets = enc.offsets;
+    let bytes = enc.finish()?;
     Ok(Encoded {
-        bytes: file.finish()?,
+        bytes,
         rows,
-        offsets: (lo, hi),
+        offsets,
     })
+}
+
+/// Change events encoded into one Parquet file, [`CHUNK_ROWS`] at a time.
+struct ChangeEncoder {
+    file: Option<parquet_file::ParquetFile>,
+    rows: u64,
+    offsets: (i64, i64),
+}
+
+impl Default for ChangeEncoder {
+    fn default() -> Self {
+        ChangeEncoder {
+            file: None,
+            rows: 0,
+            offsets: (i64::MAX, i64::MIN),
+        }
+    }
+}
+
+impl ChangeEncoder {
+    fn add(
+        &mut self,
+        events: &[ChangeEvent],
+        shape: &Shape,
+        zstd_level: i32,
+    ) -> Result<(), FlushError> {
+        for chunk in events.chunks(CHUNK_ROWS) {
+            let batch = batch::change_batch(&chunk.iter().collect::<Vec<_>>(), shape)?;
+            let (a, b) = offsets(&batch);
+            self.offsets = (self.offsets.0.min(a), self.offsets.1.max(b));
+            self.rows += batch.num_rows() as u64;
+            let f = match &mut self.file {
+                Some(f) => f,
+                None => self
+                    .file
+                    .insert(parquet_file::ParquetFile::new(&batch, zstd_level)?),
+            };
+            f.write(&batch)?;
+        }
+        Ok(())
+    }
+
+    /// The bytes of the row groups finished since the last call.
+    fn take_written(&mut self) -> Result<Vec<u8>, FlushError> {
+        match &mut self.file {
+            Some(f) => Ok(f.take_written()?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The rest of the file, footer included.
+    fn finish(self) -> Result<Bytes, FlushError> {
+        let file = self
+            .file
+            .expect("only a segment with changes has a change file");
+        Ok(file.finish()?)
+    }
+}
+
+/// A segment's change file written while the segment fills: its row groups go to a multipart
+/// upload as they are encoded, so the file can grow far past what memory holds. It is part of
+/// bronze only once the segment's commit record names it; until the upload completes it is no
+/// object at all.
+pub struct OpenFile {
+    upload: Upload,
+    enc: ChangeEncoder,
+    fingerprint: Option<String>,
+}
+
+impl std::fmt::Debug for OpenFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenFile")
+            .field("upload", &self.upload)
+            .field("rows", &self.enc.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Part size of the files ingest streams: S3's least (5 MiB), to keep an open file small.
+pub const STREAM_PART_BYTES: usize = 5 * 1024 * 1024;
+
+/// Where a segment's streamed file goes.
+#[derive(Debug, Clone)]
+pub struct StreamTarget {
+    pub topic: String,
+    pub partition: i32,
+    pub start: i64,
+    pub date: NaiveDate,
 }
 
 /// The lowest and highest `_kafka_offset` of a batch.
@@ -189,7 +270,7 @@ impl BronzeWriter {
     }
 
     /// The segment's files, encoded one after the other.
-    fn groups(&self, seg: &Segment) -> Result<Vec<Group>, FlushError> {
+    fn groups(&self, seg: &Segment, with_changes: bool) -> Result<Vec<Group>, FlushError> {
         let (date, level) = (seg.date.unwrap_or_default(), self.zstd_level);
         let mut out = Vec::new();
         let mut add = |table: TableDir, file: Encoded, fingerprint: Option<String>| {
@@ -200,7 +281,7 @@ impl BronzeWriter {
                 fingerprint,
             });
         };
-        if let Some(first) = seg.changes.first() {
+        if let Some(first) = seg.changes.first().filter(|_| with_changes) {
             let shape = seg.shape.clone().unwrap_or_else(|| Shape::of(first));
             let fingerprint = shape
                 .value
@@ -228,8 +309,86 @@ impl BronzeWriter {
         Ok(out)
     }
 
+    /// Starts the change file of a segment that is to be streamed.
+    pub async fn open_file(
+        &self,
+        at: &StreamTarget,
+        shape: &Shape,
+    ) -> Result<OpenFile, FlushError> {
+        let path = layout::streamed_file(
+            &self.root,
+            &TableDir::Topic(at.topic.clone()),
+            at.date,
+            (&at.topic, at.partition, at.start),
+            &self.writer_id,
+        );
+        Ok(OpenFile {
+            upload: Upload::start(self.store.as_ref(), path, STREAM_PART_BYTES).await?,
+            enc: ChangeEncoder::default(),
+            fingerprint: shape
+                .value
+                .as_ref()
+                .map(|s| format!("{:016x}", s.fingerprint)),
+        })
+    }
+
+    /// Encodes change events into the open file and sends its finished row groups.
+    pub async fn append(
+        &self,
+        open: &mut OpenFile,
+        events: &[ChangeEvent],
+        shape: &Shape,
+    ) -> Result<(), FlushError> {
+        let written = {
+            let _encoding = self.encoding.acquire().await.expect("never closed");
+            open.enc.add(events, shape, self.zstd_level)?;
+            open.enc.take_written()?
+        };
+        Ok(open.upload.put(written).await?)
+    }
+
+    /// Completes a segment's streamed file with the change events still buffered: the file
+    /// exists from now on, and [`BronzeWriter::land`] names it in the commit record.
+    pub async fn finish_file(
+        &self,
+        mut open: OpenFile,
+        seg: &Segment,
+    ) -> Result<FileEntry, FlushError> {
+        let tail = {
+            let _encoding = self.encoding.acquire().await.expect("never closed");
+            if let Some(shape) = &seg.shape {
+                open.enc.add(&seg.changes, shape, self.zstd_level)?;
+            }
+            let (rows, offsets) = (open.enc.rows, open.enc.offsets);
+            (open.enc.finish()?, rows, offsets)
+        };
+        let (bytes, rows, offsets) = tail;
+        open.upload.put(bytes.to_vec()).await?;
+        let done = open.upload.finish().await?;
+        Ok(FileEntry {
+            path: done.path.to_string(),
+            table: seg.topic.clone(),
+            rows,
+            bytes: done.bytes,
+            schema_fingerprint: open.fingerprint,
+            checksum: done.checksum,
+            min_offset: offsets.0,
+            max_offset: offsets.1,
+        })
+    }
+
     /// Lands a non-empty segment: files, then the commit record.
     pub async fn flush(&self, seg: &Segment) -> Result<Flushed, FlushError> {
+        self.land(seg, None).await
+    }
+
+    /// [`BronzeWriter::flush`], its change events already in `streamed` (a completed
+    /// [`OpenFile`]).
+    pub async fn land(
+        &self,
+        seg: &Segment,
+        streamed: Option<FileEntry>,
+    ) -> Result<Flushed, FlushError> {
         let end = seg.end.expect("only non-empty segments are flushed");
         let id = layout::FlushId {
             topic: &seg.topic,
@@ -238,11 +397,12 @@ impl BronzeWriter {
             end,
             writer: &self.writer_id,
         };
-        let mut files = Vec::new();
         let mut written: Vec<Path> = Vec::new();
+        written.extend(streamed.iter().map(|f| layout::stored_path(&f.path)));
+        let mut files: Vec<FileEntry> = streamed.iter().cloned().collect();
         let groups = {
             let _encoding = self.encoding.acquire().await.expect("never closed");
-            self.groups(seg)?
+            self.groups(seg, files.is_empty())?
         };
         for g in groups {
             let bytes = g.file.bytes;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <root>/<table>/dt=<YYYY-MM-DD>/<topic>+<partition>+<start>-<end>+<writer>.parquet   data (hive style)
+//! <root>/<table>/dt=<YYYY-MM-DD>/<topic>+<partition>+<start>-streamed+<writer>.parquet  data streamed as it filled
 //! <root>/_log/<topic>/<partition>/<start, 20 digits>.json                            commit records
 //! <root>/_log/<topic>/<partition>/_last.json                                         where the chain ends (a hint)
 //! <root>/_compacted/<topic>/<partition>/<start, 20 digits>.json                      compaction records
@@ -95,6 +96,24 @@ pub fn data_file(root: &Path, table: &TableDir, dt: NaiveDate, id: &FlushId<'_>)
             file_topic(id.topic),
             id.partition,
             id.stem()
+        ))
+}
+
+/// A data file written while its segment fills (ingest streams it through a multipart upload):
+/// its range's end is not known when the upload starts, so the name says `streamed` instead.
+pub fn streamed_file(
+    root: &Path,
+    table: &TableDir,
+    dt: NaiveDate,
+    (topic, partition, start): (&str, i32, i64),
+    writer: &str,
+) -> Path {
+    root.child(table.name())
+        .child(format!("dt={}", dt.format("%Y-%m-%d")))
+        .child(format!(
+            "{}+{partition}+{}-streamed+{writer}.parquet",
+            file_topic(topic),
+            offset_name(start),
         ))
 }
 
