@@ -32,6 +32,13 @@
 //!    counts as committed.
 //! 5. After a commit the Kafka offset `end + 1` is committed asynchronously (a hint).
 //!
+//! A segment that reaches its share of the memory budget before its policy rolls it streams
+//! instead (`writer::OpenFile`): its change events are encoded into its file row group by row
+//! group and sent as parts of a multipart upload, in the background, one spill after the other.
+//! The upload completes at the roll, in step 3, before the commit record; until then the file
+//! is no object. A stream that fails cannot be retried from memory: the partition goes back to
+//! its commit-log position and reads the range again.
+//!
 //! Steps 3–5 run in the background, on the blocking pool, while the partition's next segment
 //! (starting at `end + 1`) fills. A partition has at most one flush in flight: the next flush
 //! waits for it, so commit records are created in chain order. If the flush is fenced, what

@@ -88,6 +88,7 @@ pub fn settings(cfg: &Config) -> IngestSettings {
     });
     s.max_buffered_bytes = cfg.bronze.max_buffered_bytes;
     s.memory_budget = Some(cfg.bronze.memory_budget_bytes);
+    s.stream_files = cfg.bronze.stream_files;
     s
 }
 

@@ -157,10 +157,11 @@ impl ChangeEncoder {
         Ok(())
     }
 
-    /// The bytes of the row groups finished since the last call.
-    fn take_written(&mut self) -> Result<Vec<u8>, FlushError> {
+    /// Ends the row group in progress and returns the bytes written since the last call (a
+    /// spill is a row group: nothing of an open file stays in memory between spills).
+    fn take_row_groups(&mut self) -> Result<Vec<u8>, FlushError> {
         match &mut self.file {
-            Some(f) => Ok(f.take_written()?),
+            Some(f) => Ok(f.take_row_groups()?),
             None => Ok(Vec::new()),
         }
     }
@@ -342,7 +343,7 @@ impl BronzeWriter {
         let written = {
             let _encoding = self.encoding.acquire().await.expect("never closed");
             open.enc.add(events, shape, self.zstd_level)?;
-            open.enc.take_written()?
+            open.enc.take_row_groups()?
         };
         Ok(open.upload.put(written).await?)
     }

@@ -58,6 +58,13 @@ impl ParquetFile {
         self.writer.write(batch)
     }
 
+    /// Ends the row group in progress and hands over every byte written so far: a file that
+    /// streams while many others do keeps no row group in memory between calls.
+    pub fn take_row_groups(&mut self) -> Result<Vec<u8>, ParquetError> {
+        self.writer.flush()?;
+        Ok(std::mem::take(self.writer.inner_mut()))
+    }
+
     /// Ends the row group in progress once it holds [`ROW_GROUP_BYTES`], and hands over the
     /// bytes written so far (whole row groups), so a large file streams out while only one row
     /// group is in memory. `finish` then returns the rest.

@@ -128,6 +128,10 @@ pub struct BronzeConfig {
     /// for engines) up to the commit log, ms; 0 turns it off (`tidemark manifest` still does).
     #[serde(deserialize_with = "duration_ms::deserialize")]
     pub manifest_interval_ms: u64,
+    /// A segment that reaches its share of the memory budget streams its change events into
+    /// its file (a multipart upload) instead of being written early: files reach `max_records`
+    /// / `max_bytes` at bounded memory. Off: such segments are written early (smaller files).
+    pub stream_files: bool,
     /// How often ingest compacts bronze (`tidemark compact` in the background), ms; 0 (the
     /// default) leaves it to `tidemark compact` run from cron. Turn it on in one ingester.
     #[serde(deserialize_with = "duration_ms::deserialize")]
@@ -152,6 +156,7 @@ impl Default for BronzeConfig {
             max_buffered_bytes: 256 * 1024 * 1024,
             memory_budget_bytes: 256 * 1024 * 1024,
             manifest_interval_ms: 10_000,
+            stream_files: true,
             compact_interval_ms: 0,
             compact_target_bytes: 128 * 1024 * 1024,
             compact_min_age_ms: 3_600_000,
