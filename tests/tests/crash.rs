@@ -331,6 +331,7 @@ async fn sigkill_while_streaming_large_files_loses_and_duplicates_nothing() {
         "{kills} kills, {streamed} streamed files committed, {cut_short} uploads cut short: {proof:?}"
     );
     assert!(streamed >= 1, "files were streamed: {proof:?}");
+    read_through_the_manifest(store.as_ref(), &dir.path().join("bronze")).await;
 }
 
 fn count_matching(dir: &std::path::Path, needle: &str) -> usize {

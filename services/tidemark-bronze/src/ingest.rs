@@ -147,9 +147,11 @@ struct Part {
 /// A segment's change file being streamed: the task ends with the file open after every spill
 /// so far (a partition's spills run one after the other, each awaiting the one before).
 struct Stream {
-    task: JoinHandle<Result<OpenFile, FlushError>>,
+    /// `None` once handed to the flush that completes the file.
+    task: Option<JoinHandle<Result<OpenFile, FlushError>>>,
     /// Bytes handed to spills that may still be encoding.
     bytes: u64,
+    writer: BronzeWriter,
 }
 
 /// What an open streamed file may take beyond the events being encoded: the parts being sent
@@ -158,12 +160,32 @@ const STREAM_COST: u64 = 3 * STREAM_PART_BYTES as u64;
 
 impl Stream {
     fn cost(&self) -> u64 {
-        let encoding = if self.task.is_finished() {
-            0
-        } else {
-            self.bytes
-        };
+        let encoding = if self.is_finished() { 0 } else { self.bytes };
         STREAM_COST + encoding.saturating_mul(FLUSH_COST)
+    }
+
+    fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    fn into_task(mut self) -> Option<JoinHandle<Result<OpenFile, FlushError>>> {
+        self.task.take()
+    }
+}
+
+/// A stream dropped before its flush (the partition revoked, fenced or read again) gives its
+/// upload up once its last spill ends.
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let (Some(task), Ok(rt)) = (self.task.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let writer = self.writer.clone();
+        rt.spawn(async move {
+            if let Ok(Ok(open)) = task.await {
+                writer.abandon(open).await;
+            }
+        });
     }
 }
 
@@ -539,8 +561,10 @@ impl Loop<'_> {
         let moved = before - p.seg.bytes;
         let shape = shape.expect("a segment with change events has a shape");
         let (prev, pending) = match p.stream.take() {
-            Some(s) if s.task.is_finished() => (Some(s.task), 0),
-            Some(s) => (Some(s.task), s.bytes),
+            Some(s) => {
+                let pending = if s.is_finished() { 0 } else { s.bytes };
+                (s.into_task(), pending)
+            }
             None => (None, 0),
         };
         let writer = self.writer.clone();
@@ -549,14 +573,18 @@ impl Loop<'_> {
                 Some(task) => task.await.map_err(|e| FlushError::Panic(e.to_string()))??,
                 None => writer.open_file(&target, &shape).await?,
             };
-            writer.append(&mut open, &events, &shape).await?;
+            if let Err(e) = writer.append(&mut open, &events, &shape).await {
+                writer.abandon(open).await;
+                return Err(e);
+            }
             Ok(open)
         };
         let rt = tokio::runtime::Handle::current();
         let task = tokio::task::spawn_blocking(move || rt.block_on(work));
         p.stream = Some(Stream {
-            task,
+            task: Some(task),
             bytes: pending + moved,
+            writer: self.writer.clone(),
         });
     }
 
@@ -661,7 +689,7 @@ impl Loop<'_> {
         if give_up_at.is_some() {
             self.give_up.send_replace(give_up_at);
         }
-        let stream = part.stream.take().map(|s| s.task);
+        let stream = part.stream.take().and_then(Stream::into_task);
         let work = write_segment(writer, seg, stream, self.give_up.subscribe(), max_backoff)
             .instrument(span);
         let signal = self.flush_ended.clone();

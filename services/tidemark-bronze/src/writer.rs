@@ -166,6 +166,18 @@ impl ChangeEncoder {
         }
     }
 
+    /// Adds the last events and returns the rest of the file, its rows and offsets.
+    fn finish_with(
+        mut self,
+        events: &[ChangeEvent],
+        shape: &Shape,
+        zstd_level: i32,
+    ) -> Result<(Bytes, u64, (i64, i64)), FlushError> {
+        self.add(events, shape, zstd_level)?;
+        let (rows, offsets) = (self.rows, self.offsets);
+        Ok((self.finish()?, rows, offsets))
+    }
+
     /// The rest of the file, footer included.
     fn finish(self) -> Result<Bytes, FlushError> {
         let file = self
@@ -352,30 +364,47 @@ impl BronzeWriter {
     /// exists from now on, and [`BronzeWriter::land`] names it in the commit record.
     pub async fn finish_file(
         &self,
-        mut open: OpenFile,
+        open: OpenFile,
         seg: &Segment,
     ) -> Result<FileEntry, FlushError> {
+        let OpenFile {
+            mut upload,
+            enc,
+            fingerprint,
+        } = open;
         let tail = {
             let _encoding = self.encoding.acquire().await.expect("never closed");
-            if let Some(shape) = &seg.shape {
-                open.enc.add(&seg.changes, shape, self.zstd_level)?;
-            }
-            let (rows, offsets) = (open.enc.rows, open.enc.offsets);
-            (open.enc.finish()?, rows, offsets)
+            let shape = seg.shape.as_ref().expect("a streamed segment has a shape");
+            enc.finish_with(&seg.changes, shape, self.zstd_level)
         };
-        let (bytes, rows, offsets) = tail;
-        open.upload.put(bytes.to_vec()).await?;
-        let done = open.upload.finish().await?;
+        let (bytes, rows, offsets) = match tail {
+            Ok(t) => t,
+            Err(e) => {
+                upload.abort().await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = upload.put(bytes.to_vec()).await {
+            upload.abort().await;
+            return Err(e.into());
+        }
+        let done = upload.finish().await?;
         Ok(FileEntry {
             path: done.path.to_string(),
             table: seg.topic.clone(),
             rows,
             bytes: done.bytes,
-            schema_fingerprint: open.fingerprint,
+            schema_fingerprint: fingerprint,
             checksum: done.checksum,
             min_offset: offsets.0,
             max_offset: offsets.1,
         })
+    }
+
+    /// Gives an open file up: its upload is dropped by the store (best effort; an S3 lifecycle
+    /// rule collects what a crash leaves).
+    pub async fn abandon(&self, open: OpenFile) {
+        open.upload.abort().await;
     }
 
     /// Lands a non-empty segment: files, then the commit record.
