@@ -176,21 +176,33 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         kills_while_committing >= 5,
         "only {kills_while_committing} kills hit an ingester that was committing"
     );
+    let (store, proof) = stop_and_prove(child, dir.path(), &produced, records.len()).await;
+    eprintln!("{kills} kills: {proof:?}");
+    read_through_the_manifest(store.as_ref(), &dir.path().join("bronze")).await;
+}
+
+/// Waits until the last ingester has landed everything produced, stops it with SIGTERM (it must
+/// exit cleanly) and proves every produced offset landed exactly once.
+async fn stop_and_prove(
+    mut child: Guard,
+    dir: &std::path::Path,
+    produced: &Produced,
+    records: usize,
+) -> (Arc<dyn ObjectStore>, tidemark_e2e::proof::Proof) {
     let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("bronze")).unwrap());
-    wait_caught_up(store.as_ref(), &produced, Duration::from_secs(120)).await;
+        Arc::new(LocalFileSystem::new_with_prefix(dir.join("bronze")).unwrap());
+    wait_caught_up(store.as_ref(), produced, Duration::from_secs(120)).await;
     // The last generation may have just started; give it time to install its signal handlers.
     tokio::time::sleep(Duration::from_millis(500)).await;
     kill(&mut child.0, "-TERM");
     let status = child.0.wait().unwrap();
     assert!(status.success(), "graceful stop after SIGTERM: {status}");
-    let proof = prove(store.as_ref(), &Path::default(), &produced).await;
+    let proof = prove(store.as_ref(), &Path::default(), produced).await;
     assert_eq!(
         proof.rows + proof.dead_letters + proof.tombstones,
-        records.len() as u64
+        records as u64
     );
-    eprintln!("{kills} kills: {proof:?}");
-    read_through_the_manifest(store.as_ref(), &dir.path().join("bronze")).await;
+    (store, proof)
 }
 
 /// The documented reader path (DuckDB over the files the manifest names) holds every landed
@@ -299,18 +311,7 @@ async fn sigkill_while_streaming_large_files_loses_and_duplicates_nothing() {
     })
     .await;
     assert!(kills >= 10, "{kills} kills");
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("bronze")).unwrap());
-    wait_caught_up(store.as_ref(), &produced, Duration::from_secs(120)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    kill(&mut child.0, "-TERM");
-    let status = child.0.wait().unwrap();
-    assert!(status.success(), "graceful stop after SIGTERM: {status}");
-    let proof = prove(store.as_ref(), &Path::default(), &produced).await;
-    assert_eq!(
-        proof.rows + proof.dead_letters + proof.tombstones,
-        records.len() as u64
-    );
+    let (store, proof) = stop_and_prove(child, dir.path(), &produced, records.len()).await;
     let mut streamed = 0;
     for p in 0..2 {
         let chain =
