@@ -437,7 +437,7 @@ impl BronzeWriter {
         for g in groups {
             let bytes = g.file.bytes;
             let path = layout::data_file(&self.root, &g.table, g.date, &id);
-            let checksum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+            let checksum = commit_log::checksum(&bytes);
             let len = bytes.len() as u64;
             self.store.put(&path, PutPayload::from(bytes)).await?;
             written.push(path.clone());

@@ -97,6 +97,11 @@ impl CommitRecord {
     }
 }
 
+/// A file's checksum as commit records hold it: xxh3-64 of its bytes, in hex.
+pub fn checksum(bytes: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
 /// What happened to a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {

@@ -119,7 +119,7 @@ pub async fn compact_partition(
         tracing::warn!(topic, partition, breaks = ?chain.breaks, "not compacting a broken chain");
         return Ok(done);
     }
-    let writer = format!("compact-{}", uuid_like());
+    let writer = format!("compact-{}", uuid::Uuid::new_v4().simple());
     for run in plan(&chain.records, opts, Utc::now().timestamp_millis()) {
         let records = &chain.records[run];
         let record = rewrite(store, root, records, opts, &writer).await?;
@@ -154,16 +154,6 @@ pub async fn compact_partition(
 
 fn bytes_of(r: &CommitRecord) -> u64 {
     r.files.iter().map(|f| f.bytes).sum()
-}
-
-/// A writer id unique to this compaction: the data files' names carry it.
-fn uuid_like() -> String {
-    format!(
-        "{:016x}",
-        xxhash_rust::xxh3::xxh3_64(
-            format!("{:?}{}", std::time::SystemTime::now(), std::process::id()).as_bytes()
-        )
-    )
 }
 
 /// Which runs of `chain` to compact (pure): index ranges of ≥ 2 consecutive records, after the
@@ -406,7 +396,7 @@ async fn read_checked(store: &dyn ObjectStore, f: &FileEntry) -> Result<Bytes, C
         .await?
         .bytes()
         .await?;
-    let actual = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+    let actual = commit_log::checksum(&bytes);
     if actual != f.checksum {
         return Err(CompactError::Shape {
             path: f.path.clone(),
@@ -524,7 +514,7 @@ mod tests {
                 .unwrap();
             let mut r = rec(start, end, body.len() as u64, 2);
             r.files[0].path = path;
-            r.files[0].checksum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&body));
+            r.files[0].checksum = commit_log::checksum(&body);
             commit_log::create(&store, &root, &r).await.unwrap();
         }
         (store, root)

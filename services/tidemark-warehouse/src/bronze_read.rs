@@ -204,7 +204,7 @@ pub async fn file_batches(
 ) -> Result<Vec<RecordBatch>, ReadError> {
     let bytes = store.get(&layout::stored_path(path)).await?.bytes().await?;
     if let Some(expected) = checksum {
-        let actual = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+        let actual = commit_log::checksum(&bytes);
         if actual != expected {
             return Err(ReadError::Checksum {
                 path: path.to_owned(),
