@@ -82,15 +82,19 @@ pub async fn records_from(
     from: i64,
     max: usize,
 ) -> Result<Vec<CommitRecord>, ReadError> {
-    let starts = starts_from(store, root, topic, partition, from).await?;
-    if starts.is_empty() {
-        // Nothing starts at or after `from`: only the last record can still hold it (a
-        // position inside a range); an idle partition costs one listing, not its whole log.
-        return Ok(commit_log::last_record(store, root, topic, partition)
-            .await?
-            .filter(|r| r.end >= from)
-            .into_iter()
-            .collect());
+    let mut starts = starts_from(store, root, topic, partition, from).await?;
+    let mut listings = 1;
+    while starts.is_empty() {
+        match after_empty_listing(store, root, (topic, partition), from).await? {
+            Some(held) => return Ok(held),
+            // Records landed after the listing: list again, a few times at most under a busy
+            // writer; an empty answer only leaves them to the next cycle.
+            None if listings < 3 => {
+                starts = starts_from(store, root, topic, partition, from).await?;
+                listings += 1;
+            }
+            None => return Ok(Vec::new()),
+        }
     }
     // A position inside a range (not left by this merger) needs the record that holds it.
     if starts.first() != Some(&from) {
@@ -112,6 +116,24 @@ pub async fn records_from(
         out.push(rec);
     }
     Ok(out)
+}
+
+/// What a listing that found no record starting at or after `from` leaves: only the last record
+/// can still hold `from` (a position inside a range), so an idle partition costs one listing,
+/// not its whole log. `None` when the last record starts after `from`: it landed after the
+/// listing, which is stale (taking it alone would skip the records before it).
+async fn after_empty_listing(
+    store: &dyn ObjectStore,
+    root: &Path,
+    (topic, partition): (&str, i32),
+    from: i64,
+) -> Result<Option<Vec<CommitRecord>>, ReadError> {
+    Ok(
+        match commit_log::last_record(store, root, topic, partition).await? {
+            Some(r) if r.start > from => None,
+            last => Some(last.filter(|r| r.end >= from).into_iter().collect()),
+        },
+    )
 }
 
 /// [`records_from`] through the whole resolved chain (compaction records in place of the
@@ -747,6 +769,60 @@ fn c_b64(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object_store::memory::InMemory;
+
+    fn commit(start: i64, end: i64) -> CommitRecord {
+        CommitRecord {
+            version: commit_log::FORMAT_VERSION,
+            topic: "t".into(),
+            partition: 0,
+            start,
+            end,
+            records: (end - start + 1) as u64,
+            rows: (end - start + 1) as u64,
+            skipped: 0,
+            dead_letters: 0,
+            files: vec![],
+            dead_letter_file: None,
+            writer: "w".into(),
+            committed_at: "2026-12-03T00:00:00Z".into(),
+            compacts: 0,
+            compacted_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_that_land_after_an_empty_listing_are_not_skipped() {
+        let (store, root) = (InMemory::new(), Path::from("bronze"));
+        for (start, end) in [(0, 5), (6, 6), (7, 9)] {
+            commit_log::create(&store, &root, &commit(start, end))
+                .await
+                .unwrap();
+        }
+        // A listing from 6 taken before 6..=6 and 7..=9 landed found nothing: the newest
+        // record now starts after 6, so it alone would skip offset 6.
+        let held = after_empty_listing(&store, &root, ("t", 0), 6)
+            .await
+            .unwrap();
+        assert_eq!(held, None, "a stale listing is listed again");
+        let held = after_empty_listing(&store, &root, ("t", 0), 8)
+            .await
+            .unwrap();
+        assert_eq!(
+            held.map(|r| r.len()),
+            Some(1),
+            "8 is inside the last record"
+        );
+        let read = records_from(&store, &root, "t", 0, 6, 10).await.unwrap();
+        let ranges: Vec<_> = read.iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(ranges, [(6, 6), (7, 9)]);
+        assert!(
+            after_empty_listing(&store, &root, ("t", 0), 10)
+                .await
+                .unwrap()
+                .is_some_and(|r| r.is_empty())
+        );
+    }
 
     #[test]
     fn decimals_render_exactly() {
