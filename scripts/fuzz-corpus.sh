@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 out=fuzz/corpus/decode
 mkdir -p "$out"
 i=0
-for f in $(find services/tidemark-core/tests/fixtures -name '*.json'); do
+for f in $(find services/tidemark-wire/tests/fixtures -name '*.json'); do
   i=$((i + 1))
   { printf '\x00'; cat "$f"; } > "$out/json_$i"
   { printf '\x02'; python3 -c "import json,sys; d=json.load(open(sys.argv[1])); p=d.get('payload', d) if isinstance(d, dict) else d; a=p.get('after') if isinstance(p, dict) else None; print(json.dumps(a) if a else '{}')" "$f"; } > "$out/row_$i"

@@ -5,8 +5,8 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use tidemark_core::decode::{Decoder, DecoderOptions, Format, Placeholder, decode_json_row, infer_json_row};
-use tidemark_core::encode::AvroEventEncoder;
+use tidemark_wire::decode::{Decoder, DecoderOptions, WireFormat, Placeholder, decode_json_row, infer_json_row};
+use tidemark_wire::encode::AvroEventEncoder;
 use tidemark_core::event::RawRecord;
 use tidemark_core::schema::{Schema, StructSchema};
 
@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         _ => {
-            let mut d = Decoder::new(DecoderOptions { format: Format::Avro, ..Default::default() }, None);
+            let mut d = Decoder::new(DecoderOptions { format: WireFormat::Avro, ..Default::default() }, None);
             d.add_avro_schema(1, &f.avro_text).unwrap();
             let mut framed = vec![0, 0, 0, 0, 1];
             framed.extend_from_slice(rest);

@@ -10,8 +10,8 @@ use object_store::path::Path;
 use serde_json::{Value as Json, json};
 use tidemark_bronze::segment::Segment;
 use tidemark_bronze::writer::{BronzeWriter, Flushed};
-use tidemark_core::decode::{Decoder, DecoderOptions};
 use tidemark_core::event::RawRecord;
+use tidemark_wire::decode::{Decoder, DecoderOptions};
 
 /// A Kafka record: key and value bytes (`None` value: a tombstone).
 pub type Record = (Option<String>, Option<String>);

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use tidemark_core::decode::Placeholder;
-use tidemark_core::encode::{decimal, event_json};
 use tidemark_core::event::{ChangeEvent, KafkaCoords, Op, Snapshot, Source};
 use tidemark_core::schema::{Field, Kind, Logical, Schema, StructSchema};
 use tidemark_core::value::{Row, TimeUnit, Timestamp, TypedRow, Value};
+use tidemark_wire::decode::Placeholder;
+use tidemark_wire::encode::{decimal, event_json};
 
 /// What a produced record is, for the proof.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,14 +9,14 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tidemark_core::decode::{Decoder, DecoderOptions, Format};
 use tidemark_core::event::{Decoded, RawRecord};
-use tidemark_core::registry::{RegistryClient, RegistrySettings};
 use tidemark_core::value::Value;
 use tidemark_e2e::kafka::Kafka;
 use tidemark_e2e::merge_scenario::tidemark_bin;
 use tidemark_e2e::run_setup::free_port;
 use tidemark_generator::{Bank, BankOptions, avro_subjects};
+use tidemark_wire::decode::{Decoder, DecoderOptions, WireFormat};
+use tidemark_wire::registry::{RegistryClient, RegistrySettings};
 use wiremock::matchers::{body_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -315,7 +315,7 @@ async fn avro_records_decode_with_the_schemas_registered_in_the_registry() {
     .unwrap();
     let mut decoder = Decoder::new(
         DecoderOptions {
-            format: Format::Avro,
+            format: WireFormat::Avro,
             ..Default::default()
         },
         Some(RegistryClient::new(RegistrySettings::new(registry.uri())).unwrap()),

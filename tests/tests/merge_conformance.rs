@@ -453,7 +453,7 @@ on_both!(
 async fn logical_types_arrive_typed(pool: Pool) {
     let fixture = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../services/tidemark-core/tests/fixtures/debezium/constructed/pg_logical_types_create_envelope.json"
+        "/../services/tidemark-wire/tests/fixtures/debezium/constructed/pg_logical_types_create_envelope.json"
     ))
     .unwrap();
     let mut bronze = BronzeFixture::new();

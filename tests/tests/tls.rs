@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::producer::FutureProducer;
 use tidemark_core::config::{Config, Pem};
-use tidemark_core::registry::{RegistryClient, RegistrySettings};
 use tidemark_e2e::process::Tidemark;
 use tidemark_e2e::run_setup::free_port;
 use tidemark_e2e::stream::generate;
 use tidemark_e2e::tls::{SecureKafka, Stunnel, certs, tools};
 use tidemark_e2e::warehouse::{rows, table};
 use tidemark_warehouse::sql::conn::Pool;
+use tidemark_wire::registry::{RegistryClient, RegistrySettings};
 
 const TOPIC: &str = "tls.public.accounts";
 const USER: &str = "tidemark";

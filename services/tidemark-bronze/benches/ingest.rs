@@ -15,11 +15,11 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::config::Config;
-use tidemark_core::decode::Placeholder;
-use tidemark_core::encode::{decimal, event_json};
 use tidemark_core::event::{ChangeEvent, KafkaCoords, Op, Snapshot, Source};
 use tidemark_core::schema::{Field, Kind, Logical, Schema, StructSchema};
 use tidemark_core::value::{Row, TimeUnit, Timestamp, TypedRow, Value};
+use tidemark_wire::decode::Placeholder;
+use tidemark_wire::encode::{decimal, event_json};
 
 // The allocator of the `tidemark` binary, so the benchmark measures what ships.
 #[global_allocator]

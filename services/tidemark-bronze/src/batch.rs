@@ -11,7 +11,6 @@ use arrow_array::{
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use tidemark_core::encode::{source_schema, source_values, transaction_schema, transaction_value};
 use tidemark_core::event::{
     ChangeEvent, EventSchema, Heartbeat, KafkaCoords, LogicalMessage, SchemaChange,
     TransactionEvent,
@@ -19,6 +18,7 @@ use tidemark_core::event::{
 use tidemark_core::mapping::{UNAVAILABLE_FIELD, arrow_field, arrow_row_fields};
 use tidemark_core::schema::StructSchema;
 use tidemark_core::value::{Row, TypedRow, Value};
+use tidemark_wire::encode::{source_schema, source_values, transaction_schema, transaction_value};
 
 use crate::arrow_values::{ValueTypeError, to_array};
 

@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use tidemark_core::decode::DecodeError;
+use tidemark_wire::decode::DecodeError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -31,7 +31,7 @@ impl DeadLetter {
             timestamp_ms: err.kafka.timestamp_ms,
             key: key.map(b64),
             value: value.map(b64),
-            reason: err.reason().to_owned(),
+            reason: err.reason().as_str().to_owned(),
             error: err.to_string(),
         }
     }

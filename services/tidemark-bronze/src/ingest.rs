@@ -19,14 +19,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tidemark_core::metrics::labels::{DeadLetterReason, IngestFault, MemoryKind};
 
 use futures::FutureExt as _;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
-use tidemark_core::decode::{Decoder, Disposition, panic_message};
 use tidemark_core::event::RawRecord;
 use tidemark_core::metrics;
+use tidemark_wire::decode::{Decoder, Disposition, panic_message};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
@@ -232,7 +233,7 @@ struct FlushDone {
     restart: bool,
     retries: u64,
     landed: Vec<(&'static str, u64)>,
-    dead_letters: Vec<(String, u64)>,
+    dead_letters: Vec<(DeadLetterReason, u64)>,
     took: Duration,
 }
 
@@ -326,7 +327,7 @@ impl Loop<'_> {
                 }
                 Err(e) => {
                     tracing::warn!(topic, partition, error = %e, "cannot read the commit log, retrying");
-                    metrics::error("ingest", "object_store");
+                    metrics::ingest_error(IngestFault::ObjectStore);
                     self.pause(backoff).await?;
                     backoff = (backoff * 2).min(self.settings.max_backoff);
                 }
@@ -446,12 +447,12 @@ impl Loop<'_> {
         let decoded = loop {
             match self.decoder.decode(&raw).await {
                 Err(e) if e.disposition() == Disposition::Fatal => {
-                    metrics::error("ingest", "schema_registry");
+                    metrics::ingest_error(IngestFault::SchemaRegistry);
                     return Err(IngestError::Fatal(e.to_string()));
                 }
                 Err(e) if e.disposition() == Disposition::Retry => {
                     tracing::warn!(topic, partition, offset, error = %e, "decode needs the schema registry, retrying");
-                    metrics::error("ingest", "schema_registry");
+                    metrics::ingest_error(IngestFault::SchemaRegistry);
                     if self.pause(backoff).await.is_err() {
                         // The record is not taken: the next run reads it again.
                         self.stats.records -= 1;
@@ -635,7 +636,7 @@ impl Loop<'_> {
     /// until the process is within budget or holds nothing.
     async fn check_resident(&mut self, budget: u64) -> Result<(), IngestError> {
         let held = self.held_memory();
-        metrics::ingest_memory("held", held);
+        metrics::ingest_memory(MemoryKind::Held, held);
         let Some(mut rss) = tidemark_core::allocator::resident_bytes() else {
             return Ok(());
         };
@@ -658,7 +659,7 @@ impl Loop<'_> {
             tidemark_core::allocator::release();
             rss = tidemark_core::allocator::resident_bytes().unwrap_or(0);
         }
-        metrics::ingest_memory("resident", rss);
+        metrics::ingest_memory(MemoryKind::Resident, rss);
         Ok(())
     }
 
@@ -800,11 +801,6 @@ impl Loop<'_> {
                         "offsets in this committed range were never delivered by Kafka (expected on compacted or transactional topics)");
                     metrics::offset_holes(&key.0, holes);
                 }
-                let dead_letters: Vec<(&str, u64)> = done
-                    .dead_letters
-                    .iter()
-                    .map(|(r, n)| (r.as_str(), *n))
-                    .collect();
                 metrics::range_committed(&metrics::RangeCommitted {
                     topic: &key.0,
                     partition: key.1,
@@ -812,7 +808,7 @@ impl Loop<'_> {
                     files: rec.files.len() as u64,
                     bytes: rec.files.iter().map(|f| f.bytes).sum(),
                     landed: done.landed,
-                    dead_letters,
+                    dead_letters: done.dead_letters,
                     took: done.took,
                 });
                 if owned {
@@ -834,7 +830,7 @@ impl Loop<'_> {
             }
             Err(e) if done.restart => {
                 tracing::warn!(topic = %key.0, partition = key.1, error = %e, "a streamed file failed; the partition reads its range again from the commit log");
-                metrics::error("ingest", "object_store");
+                metrics::ingest_error(IngestFault::ObjectStore);
                 self.stats.abandoned_segments += 1;
                 if owned {
                     self.parts.remove(key);
@@ -973,7 +969,7 @@ async fn consume(
         warned_budget: false,
     };
     if let Some(b) = lp.settings.memory_budget {
-        metrics::ingest_memory("budget", b);
+        metrics::ingest_memory(MemoryKind::Budget, b);
     }
     let beat = tidemark_core::health::beat("ingest", STALE_AFTER);
     loop {
@@ -992,7 +988,7 @@ async fn consume(
                     Ok(m) => lp.handle(m).await?,
                     Err(e) => {
                         tracing::warn!(error = %e, "kafka error");
-                        metrics::error("ingest", "kafka");
+                        metrics::ingest_error(IngestFault::Kafka);
                     }
                 }
                 // Under steady load `recv` is always ready and the timer branch never runs: check
@@ -1039,11 +1035,7 @@ async fn write_segment(
         restart: false,
         retries,
         landed: seg.landed_by_kind(),
-        dead_letters: seg
-            .dead_letters_by_reason()
-            .into_iter()
-            .map(|(r, n)| (r.to_owned(), n))
-            .collect(),
+        dead_letters: seg.dead_letters_by_reason(),
         took: started.elapsed(),
     };
     // A streamed file is completed once; its events are no longer in memory, so a failure
@@ -1086,7 +1078,7 @@ async fn write_segment(
             Err(e) if give_up.borrow().is_some() => return done(Err(e), true, retries),
             Err(e) => {
                 tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "flush failed, retrying");
-                metrics::error("ingest", "object_store");
+                metrics::ingest_error(IngestFault::ObjectStore);
                 retries += 1;
                 metrics::flush_retried(&seg.topic);
                 tokio::select! {

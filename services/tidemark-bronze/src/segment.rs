@@ -2,6 +2,7 @@
 //! A pure value: no I/O, so the flush policy is tested without a store.
 
 use std::time::{Duration, Instant};
+use tidemark_core::metrics::labels::DeadLetterReason;
 
 use chrono::{DateTime, NaiveDate};
 use tidemark_core::event::{
@@ -238,10 +239,14 @@ impl Segment {
     }
 
     /// Dead letters by reason, for metrics.
-    pub fn dead_letters_by_reason(&self) -> Vec<(&str, u64)> {
-        let mut by: std::collections::BTreeMap<&str, u64> = Default::default();
-        for d in &self.dead_letters {
-            *by.entry(d.reason.as_str()).or_default() += 1;
+    pub fn dead_letters_by_reason(&self) -> Vec<(DeadLetterReason, u64)> {
+        let mut by: std::collections::BTreeMap<DeadLetterReason, u64> = Default::default();
+        for reason in self
+            .dead_letters
+            .iter()
+            .filter_map(|d| DeadLetterReason::parse(&d.reason))
+        {
+            *by.entry(reason).or_default() += 1;
         }
         by.into_iter().collect()
     }

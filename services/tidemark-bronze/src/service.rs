@@ -5,8 +5,8 @@ use std::future::Future;
 
 use rdkafka::consumer::Consumer;
 use tidemark_core::config::Config;
-use tidemark_core::decode::{Decoder, DecoderOptions, Placeholder, Routing};
-use tidemark_core::registry::{RegistryClient, RegistrySettings};
+use tidemark_wire::decode::{Decoder, DecoderOptions, Placeholder, Routing};
+use tidemark_wire::registry::{RegistryClient, RegistrySettings};
 
 use crate::ingest::{self, IngestSettings, IngestStats};
 use crate::kafka::{IngestConsumer, IngestContext, consumer_config};
@@ -106,7 +106,9 @@ async fn refresh_manifests(
             "manifests refreshed"
         ),
         Err(e) => {
-            tidemark_core::metrics::error("ingest", "object_store");
+            tidemark_core::metrics::ingest_error(
+                tidemark_core::metrics::labels::IngestFault::ObjectStore,
+            );
             tracing::warn!(error = %e, "could not refresh the bronze manifests; retrying later");
         }
     }
@@ -127,7 +129,9 @@ async fn compact_all(
             }
         }
         Err(e) => {
-            tidemark_core::metrics::error("ingest", "object_store");
+            tidemark_core::metrics::ingest_error(
+                tidemark_core::metrics::labels::IngestFault::ObjectStore,
+            );
             tracing::warn!(error = %e, "could not compact bronze; retrying later");
         }
     }

@@ -11,8 +11,8 @@ use object_store::{ObjectStore, PutPayload};
 use tidemark_bronze::admin;
 use tidemark_bronze::segment::Segment;
 use tidemark_bronze::writer::{BronzeWriter, Flushed};
-use tidemark_core::decode::{Decoder, DecoderOptions};
 use tidemark_core::event::RawRecord;
+use tidemark_wire::decode::{Decoder, DecoderOptions};
 
 fn segment(start: i64, n: i64) -> Segment {
     segment_at(start, start..start + n)

@@ -14,8 +14,8 @@ use tidemark_bronze::commit_log::{self, CommitRecord};
 use tidemark_bronze::dead_letter::{self, DeadLetter};
 use tidemark_bronze::segment::{FlushPolicy, RollReason, Segment};
 use tidemark_bronze::writer::{BronzeWriter, Flushed};
-use tidemark_core::decode::{Decoder, DecoderOptions};
 use tidemark_core::event::{Decoded, RawRecord};
+use tidemark_wire::decode::{Decoder, DecoderOptions};
 
 const TOPIC: &str = "bank.public.accounts";
 
@@ -73,7 +73,7 @@ fn decode(
     ts: i64,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
-) -> Result<Decoded, tidemark_core::decode::DecodeError> {
+) -> Result<Decoded, tidemark_wire::decode::DecodeError> {
     d.decode_cached(&RawRecord {
         topic,
         partition: 2,
@@ -397,7 +397,7 @@ assert unavailable == ['bio'], unavailable
 async fn transactions_heartbeats_and_schema_changes_land_in_their_own_tables() {
     let fixtures = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../tidemark-core/tests/fixtures/debezium/"
+        "/../tidemark-wire/tests/fixtures/debezium/"
     );
     let read = |rel: &str| std::fs::read(format!("{fixtures}{rel}")).unwrap();
     let mut d = Decoder::new(DecoderOptions::default(), None);

@@ -98,6 +98,8 @@ pub enum Op {
 }
 
 impl Op {
+    pub const ALL: [Op; 5] = [Op::Create, Op::Update, Op::Delete, Op::Read, Op::Truncate];
+
     /// From Debezium's one-letter code; `m` is not a row change and is not accepted here.
     pub fn from_code(code: &str) -> Option<Op> {
         Some(match code {
@@ -529,7 +531,7 @@ pub struct SchemaChange {
 }
 
 /// Accepts an integer, a numeric string, or null (Debezium docs show both forms).
-pub(crate) fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+pub fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     struct V;
     impl<'de> serde::de::Visitor<'de> for V {
         type Value = Option<i64>;

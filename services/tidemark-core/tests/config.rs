@@ -2,7 +2,7 @@
 //! name the key, secrets masked.
 
 use tidemark_core::config::{Config, ConfigError, LoadError, TableKind};
-use tidemark_core::decode::Format;
+use tidemark_core::converter::WireFormat;
 
 fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, LoadError> {
     Config::from_toml_and_env(
@@ -59,7 +59,7 @@ fn defaults_apply_to_an_empty_file() {
     assert_eq!(c.kafka.bootstrap_servers, "localhost:9092");
     assert_eq!(c.bronze.max_records, 30_000);
     assert_eq!(c.bronze.max_age().as_millis(), 5_000);
-    assert_eq!(c.kafka.format, Format::Json);
+    assert_eq!(c.kafka.format, WireFormat::Json);
 }
 
 #[test]

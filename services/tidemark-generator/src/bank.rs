@@ -13,10 +13,10 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use tidemark_core::encode::decimal;
 use tidemark_core::event::{ChangeEvent, KafkaCoords, Op, Snapshot, Source};
 use tidemark_core::schema::{Field, Kind, Logical, Schema, StructSchema};
 use tidemark_core::value::{Row, TimeUnit, Timestamp, TypedRow, Value};
+use tidemark_wire::encode::decimal;
 
 /// The three source tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,11 +6,11 @@
 //! Confluent Avro with the subjects to register) in [`wire`].
 //!
 //! Invariants: the same options give the same stream (seeded); every emitted change decodes
-//! with `tidemark_core::decode` to the row it was made from (checked by the crate's tests).
+//! with `tidemark_wire::decode` to the row it was made from (checked by the crate's tests).
 //! Kept out of `tidemark-core` so the library the pipeline links has no random generator.
 
 pub mod bank;
 pub mod wire;
 
 pub use bank::{Bank, BankOptions, Emitted, Table};
-pub use wire::{Record, RecordEncoder, WireFormat, avro_subjects};
+pub use wire::{Encoding, Record, RecordEncoder, avro_subjects};

@@ -5,24 +5,51 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use tidemark_core::avro_schema::from_connect;
-use tidemark_core::decode::Placeholder;
-use tidemark_core::encode::{
+use tidemark_core::value::{Row, Value};
+use tidemark_wire::avro_schema::from_connect;
+use tidemark_wire::decode::Placeholder;
+use tidemark_wire::encode::{
     AvroEventEncoder, JsonEventEncoder, avro_value, confluent_frame, key_json,
 };
-use tidemark_core::value::{Row, Value};
 
 use crate::bank::{Bank, Emitted, Table, key_schema};
 
-/// The wire format of generated records.
+/// How generated records are encoded: a converter ([`tidemark_core::converter::WireFormat`])
+/// and, for JSON, whether the schema envelope is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WireFormat {
+pub enum Encoding {
     /// JsonConverter with `schemas.enable=true` (Debezium's default).
     Json,
     /// JsonConverter with `schemas.enable=false`.
     JsonSchemaless,
     /// AvroConverter: Confluent framing, schemas in a Schema Registry.
     Avro,
+}
+
+impl Encoding {
+    pub const ALL: [Encoding; 3] = [Encoding::Json, Encoding::JsonSchemaless, Encoding::Avro];
+
+    /// The name `tidemark generate --format` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Json => "json",
+            Encoding::JsonSchemaless => "json-schemaless",
+            Encoding::Avro => "avro",
+        }
+    }
+}
+
+impl std::str::FromStr for Encoding {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Encoding, String> {
+        Encoding::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown encoding `{s}` (expected json, json-schemaless or avro)")
+            })
+    }
 }
 
 /// One Kafka record.
@@ -69,7 +96,7 @@ struct AvroTopic {
 /// Encodes [`Emitted`] records of one [`Bank`].
 #[derive(Debug)]
 pub struct RecordEncoder {
-    format: WireFormat,
+    format: Encoding,
     placeholder: Placeholder,
     topics: BTreeMap<Table, String>,
     json: BTreeMap<Table, JsonEventEncoder>,
@@ -81,9 +108,9 @@ impl RecordEncoder {
     pub fn json(bank: &Bank, with_schema: bool) -> RecordEncoder {
         RecordEncoder {
             format: if with_schema {
-                WireFormat::Json
+                Encoding::Json
             } else {
-                WireFormat::JsonSchemaless
+                Encoding::JsonSchemaless
             },
             placeholder: Placeholder::default(),
             topics: Table::ALL.iter().map(|t| (*t, bank.topic(*t))).collect(),
@@ -102,7 +129,7 @@ impl RecordEncoder {
     /// An Avro encoder; `ids` are the registered ids of each topic's (key, value) schemas.
     pub fn avro(bank: &Bank, ids: &BTreeMap<String, (u32, u32)>) -> Result<RecordEncoder, String> {
         let mut enc = RecordEncoder::json(bank, true);
-        enc.format = WireFormat::Avro;
+        enc.format = Encoding::Avro;
         for t in Table::ALL {
             let topic = bank.topic(t);
             let (key_id, value_id) = *ids
@@ -127,8 +154,8 @@ impl RecordEncoder {
     pub fn encode(&self, bank: &Bank, e: &Emitted) -> Result<Record, String> {
         let key_row = bank.key_row(e.id);
         let (key, value) = match self.format {
-            WireFormat::Json | WireFormat::JsonSchemaless => {
-                let with_schema = self.format == WireFormat::Json;
+            Encoding::Json | Encoding::JsonSchemaless => {
+                let with_schema = self.format == Encoding::Json;
                 (
                     key_json(&key_row, with_schema, &self.placeholder),
                     e.event
@@ -136,7 +163,7 @@ impl RecordEncoder {
                         .map(|ev| self.json[&e.table].encode(ev, &self.placeholder)),
                 )
             }
-            WireFormat::Avro => {
+            Encoding::Avro => {
                 let a = &self.avro[&e.table];
                 let key = self.avro_key(a, &key_row)?;
                 let value = e

@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use tidemark_core::decode::{Decoder, DecoderOptions, Format};
 use tidemark_core::event::{Decoded, Op, RawRecord};
 use tidemark_core::value::{Row, Value};
 use tidemark_generator::{Bank, BankOptions, Emitted, RecordEncoder, Table, avro_subjects};
+use tidemark_wire::decode::{Decoder, DecoderOptions, WireFormat};
 
 fn stream(steps: usize, seed: u64) -> (Bank, Vec<Emitted>) {
     let mut bank = Bank::new(BankOptions {
@@ -101,7 +101,7 @@ fn every_format_decodes_to_the_generated_events() {
     let mut ids = BTreeMap::new();
     let mut dec = Decoder::new(
         DecoderOptions {
-            format: Format::Avro,
+            format: WireFormat::Avro,
             ..Default::default()
         },
         None,
@@ -130,8 +130,8 @@ fn every_format_decodes_to_the_generated_events() {
 
 #[test]
 fn the_cached_json_encoder_writes_what_event_json_writes() {
-    use tidemark_core::decode::Placeholder;
-    use tidemark_core::encode::{JsonEventEncoder, event_json};
+    use tidemark_wire::decode::Placeholder;
+    use tidemark_wire::encode::{JsonEventEncoder, event_json};
     let (bank, events) = stream(300, 3);
     let ph = Placeholder::default();
     for with_schema in [true, false] {

@@ -1,8 +1,11 @@
 //! The command line: a stable interface, scripts depend on it.
 
 use std::path::PathBuf;
+use tidemark_core::converter::WireFormat;
+use tidemark_generator::Encoding;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser as _;
+use clap::{Args, Parser, Subcommand};
 
 use crate::telemetry::LogFormat;
 
@@ -135,24 +138,15 @@ pub struct DemoArgs {
     pub stream: StreamArgs,
 }
 
-/// Wire format of `generate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GenerateFormat {
-    /// JSON with the schema envelope (JsonConverter, `schemas.enable=true`).
-    Json,
-    /// JSON payload only (`schemas.enable=false`).
-    JsonSchemaless,
-    /// Confluent Avro; schemas registered in the Schema Registry.
-    Avro,
-}
-
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Brokers; default: the configured `kafka.bootstrap_servers` (`kafka.properties` apply too).
     #[arg(long)]
     pub bootstrap_servers: Option<String>,
-    #[arg(long, value_enum, default_value = "json")]
-    pub format: GenerateFormat,
+    /// json: the schema envelope on (`schemas.enable=true`); json-schemaless: payload only;
+    /// avro: Confluent Avro, schemas registered in the Schema Registry.
+    #[arg(long, value_parser = encoding(), default_value = "json")]
+    pub format: Encoding,
     /// Schema Registry for --format avro; default: the configured one.
     #[arg(long)]
     pub schema_registry_url: Option<String>,
@@ -217,19 +211,12 @@ pub enum ConfigCommand {
     Check,
 }
 
-/// Wire format for `inspect decode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum WireFormat {
-    Json,
-    Avro,
-}
-
 #[derive(Debug, Args)]
 pub struct DecodeArgs {
     /// File holding the record value (`-` for stdin): JSON, or Confluent Avro bytes.
     pub file: PathBuf,
     /// Wire format; default: the configured `kafka.format`, else json.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = wire_format())]
     pub format: Option<WireFormat>,
     /// File holding the record key, decoded the same way.
     #[arg(long)]
@@ -240,4 +227,16 @@ pub struct DecodeArgs {
     /// Schema Registry URL for Avro; default: the configured one.
     #[arg(long)]
     pub schema_registry_url: Option<String>,
+}
+
+/// The converter formats, with their names listed in `--help` and in errors.
+fn wire_format() -> impl clap::builder::TypedValueParser<Value = WireFormat> {
+    clap::builder::PossibleValuesParser::new(WireFormat::ALL.map(WireFormat::as_str))
+        .map(|s| s.parse::<WireFormat>().expect("a listed format parses"))
+}
+
+/// The encodings `generate` writes, listed in `--help` and in errors.
+fn encoding() -> impl clap::builder::TypedValueParser<Value = Encoding> {
+    clap::builder::PossibleValuesParser::new(Encoding::ALL.map(Encoding::as_str))
+        .map(|s| s.parse::<Encoding>().expect("a listed encoding parses"))
 }

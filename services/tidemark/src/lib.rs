@@ -1,5 +1,5 @@
 //! The `tidemark` command line. Each subcommand lives in `commands/`; the work itself is in the
-//! library crates (`tidemark-core`, `tidemark-bronze`, `tidemark-warehouse`); `http` serves
+//! library crates (`tidemark-core`, `tidemark-wire`, `tidemark-bronze`, `tidemark-warehouse`); `http` serves
 //! `/metrics`, `/healthz` and `/readyz`.
 
 pub mod cli;

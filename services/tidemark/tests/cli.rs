@@ -16,7 +16,7 @@ fn tidemark(args: &[&str], dir: &Path) -> Output {
 
 fn fixture(rel: &str) -> String {
     format!(
-        "{}/../tidemark-core/tests/fixtures/debezium/{rel}",
+        "{}/../tidemark-wire/tests/fixtures/debezium/{rel}",
         env!("CARGO_MANIFEST_DIR")
     )
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use secret::{Pem, Secret, is_secret_property, mask_url_password};
 pub use validate::{ConfigError, ConfigErrors, is_valid_identifier, max_table_name_bytes};
 
-use crate::decode::{DEFAULT_PLACEHOLDER, Format};
+use crate::converter::{DEFAULT_PLACEHOLDER, WireFormat};
 
 pub mod duration_ms;
 
@@ -55,7 +55,7 @@ pub struct KafkaConfig {
     /// A regular expression of topics to consume, instead of `topics`.
     pub topic_pattern: Option<String>,
     /// Wire format of keys and values: "json" (with or without schema envelope) or "avro".
-    pub format: Format,
+    pub format: WireFormat,
     /// Confluent Schema Registry URL (required for format = "avro").
     pub schema_registry_url: Option<String>,
     /// Basic-auth user of the Schema Registry.
@@ -89,7 +89,7 @@ impl Default for KafkaConfig {
             group_id: "tidemark".into(),
             topics: Vec::new(),
             topic_pattern: None,
-            format: Format::Json,
+            format: WireFormat::Json,
             schema_registry_url: None,
             schema_registry_username: None,
             schema_registry_password: None,

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::{Config, SSL_MODES, TableKind};
-use crate::decode::{Format, Placeholder};
+use crate::converter::{Placeholder, WireFormat};
 use crate::mapping::ColType;
 
 /// One problem in the configuration.
@@ -123,7 +123,7 @@ impl Config {
                 );
             }
         }
-        if k.format == Format::Avro && k.schema_registry_url.is_none() {
+        if k.format == WireFormat::Avro && k.schema_registry_url.is_none() {
             err(
                 "kafka.schema_registry_url",
                 "is required when kafka.format = \"avro\"".into(),

@@ -1,9 +1,10 @@
 //! Prometheus metrics: one registry built from the [`catalogue`], and small helpers
-//! named for what happened (`record_consumed`, `range_committed`, `batch_merged`, …) so call
+//! named for what happened (`Consumed::record`, `range_committed`, `batch_merged`, …) so call
 //! sites never touch metric objects. Labels are low-cardinality: topic, partition, table, op,
 //! layer, action, reason.
 
 pub mod catalogue;
+pub mod labels;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +18,11 @@ use prometheus::{
 };
 
 use catalogue::{CATALOGUE, Kind, MetricDoc};
+use labels::{
+    DeadLetterReason, IngestFault, MemoryKind, MergeFault, RowsWritten, Scd2Event, TxnFallback,
+};
+
+use crate::event::Op;
 
 /// The registry and every metric of the catalogue.
 #[derive(Debug)]
@@ -94,8 +100,8 @@ impl Metrics {
         m.gauges[catalogue::BUILD_INFO]
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        for kind in MEMORY_KINDS {
-            m.gauges[catalogue::INGEST_MEMORY].with_label_values(&[kind]);
+        for kind in MemoryKind::ALL {
+            m.gauges[catalogue::INGEST_MEMORY].with_label_values(&[kind.as_str()]);
         }
         m
     }
@@ -189,11 +195,11 @@ pub fn topic_seen(topic: &str) {
     ] {
         m.counter(name, &[topic]);
     }
-    for reason in ["kafka", "object_store", "schema_registry"] {
-        m.counter(catalogue::ERRORS, &["ingest", reason]);
+    for reason in IngestFault::ALL {
+        m.counter(catalogue::ERRORS, &["ingest", reason.as_str()]);
     }
-    for reason in crate::decode::DecodeError::REASONS {
-        m.counter(catalogue::DEAD_LETTERS, &[topic, reason]);
+    for reason in DeadLetterReason::ALL {
+        m.counter(catalogue::DEAD_LETTERS, &[topic, reason.as_str()]);
     }
 }
 
@@ -222,16 +228,6 @@ impl Consumed {
     }
 }
 
-pub fn record_consumed(topic: &str, bytes: usize) {
-    if !on() {
-        return;
-    }
-    let m = global();
-    m.counter(catalogue::RECORDS_CONSUMED, &[topic]).inc();
-    m.counter(catalogue::CONSUMED_BYTES, &[topic])
-        .inc_by(bytes as u64);
-}
-
 /// A range that became durable.
 #[derive(Debug, Default, Clone)]
 pub struct RangeCommitted<'a> {
@@ -244,7 +240,7 @@ pub struct RangeCommitted<'a> {
     /// Records by op or kind.
     pub landed: Vec<(&'static str, u64)>,
     /// Dead letters by reason.
-    pub dead_letters: Vec<(&'a str, u64)>,
+    pub dead_letters: Vec<(DeadLetterReason, u64)>,
     pub took: Duration,
 }
 
@@ -264,7 +260,7 @@ pub fn range_committed(r: &RangeCommitted<'_>) {
             .inc_by(*n);
     }
     for (reason, n) in &r.dead_letters {
-        m.counter(catalogue::DEAD_LETTERS, &[topic, reason])
+        m.counter(catalogue::DEAD_LETTERS, &[topic, reason.as_str()])
             .inc_by(*n);
     }
     m.histogram(catalogue::FLUSH_DURATION, &[topic])
@@ -276,17 +272,14 @@ pub fn range_committed(r: &RangeCommitted<'_>) {
     .set(r.next_offset);
 }
 
-/// The position ingest resumes a partition from (assignment).
-/// The values of `kind` of [`catalogue::INGEST_MEMORY`].
-pub const MEMORY_KINDS: [&str; 3] = ["budget", "resident", "held"];
-
-/// Ingest's memory (`kind`: one of [`MEMORY_KINDS`]), bytes.
-pub fn ingest_memory(kind: &str, bytes: u64) {
+/// Ingest's memory of one kind, bytes.
+pub fn ingest_memory(kind: MemoryKind, bytes: u64) {
     global()
-        .gauge(catalogue::INGEST_MEMORY, &[kind])
+        .gauge(catalogue::INGEST_MEMORY, &[kind.as_str()])
         .set(i64::try_from(bytes).unwrap_or(i64::MAX));
 }
 
+/// The position ingest resumes a partition from (assignment).
 pub fn partition_position(topic: &str, partition: i32, next_offset: i64) {
     global()
         .gauge(
@@ -326,9 +319,9 @@ pub fn high_watermark(topic: &str, partition: i32, high: i64) {
         .set((high - landed).max(0));
 }
 
-pub fn error(component: &str, reason: &str) {
+pub fn ingest_error(reason: IngestFault) {
     global()
-        .counter(catalogue::ERRORS, &[component, reason])
+        .counter(catalogue::ERRORS, &["ingest", reason.as_str()])
         .inc();
 }
 
@@ -341,19 +334,16 @@ pub fn table_seen(table: &str) {
     m.gauge(catalogue::TABLE_STOPPED, &[table]);
     m.gauge(catalogue::FACTS_WAITING, &[table]);
     m.counter(catalogue::POSITION_REGRESSIONS, &[table]);
-    for e in [
-        "version_opened",
-        "version_updated",
-        "version_removed",
-        "late_spliced",
-        "redelivered",
-        "inferred_member",
-    ] {
-        m.counter(catalogue::SCD2_EVENTS, &[table, e]);
+    for e in Scd2Event::ALL {
+        m.counter(catalogue::SCD2_EVENTS, &[table, e.as_str()]);
     }
-    m.counter(catalogue::MERGE_ROWS, &[table, "silver", "upserted"]);
-    for op in ["c", "u", "d", "r", "t"] {
-        m.counter(catalogue::MERGE_CHANGES, &[table, op]);
+    let silver = RowsWritten::SilverUpserted;
+    m.counter(
+        catalogue::MERGE_ROWS,
+        &[table, silver.layer(), silver.action()],
+    );
+    for op in Op::ALL {
+        m.counter(catalogue::MERGE_CHANGES, &[table, op.code()]);
     }
     m.histogram(catalogue::MERGE_DURATION, &[table]);
     m.histogram(catalogue::END_TO_END, &[table]);
@@ -369,9 +359,9 @@ pub fn table_seen(table: &str) {
             .with_label_values(&[table])
             .set(f64::NAN);
     }
-    for r in ["warehouse", "bronze", "ledger_conflict"] {
-        m.counter(catalogue::MERGE_FAILURES, &[r]);
-        m.counter(catalogue::ERRORS, &["merge", r]);
+    for r in MergeFault::ALL {
+        m.counter(catalogue::MERGE_FAILURES, &[r.as_str()]);
+        m.counter(catalogue::ERRORS, &["merge", r.as_str()]);
     }
 }
 
@@ -379,11 +369,10 @@ pub fn table_seen(table: &str) {
 #[derive(Debug, Default, Clone)]
 pub struct BatchMerged<'a> {
     pub table: &'a str,
-    pub changes_by_op: Vec<(&'static str, u64)>,
-    /// `(layer, action, rows)`.
-    pub rows: Vec<(&'static str, &'static str, u64)>,
-    /// `(event, count)` of dimension history.
-    pub scd2: Vec<(&'static str, u64)>,
+    pub changes_by_op: Vec<(Op, u64)>,
+    pub rows: Vec<(RowsWritten, u64)>,
+    /// Dimension history events and their counts.
+    pub scd2: Vec<(Scd2Event, u64)>,
     /// Source commit times (ms) of the batch's changes.
     pub source_ts_ms: Vec<i64>,
     pub took: Duration,
@@ -398,15 +387,14 @@ pub fn batch_merged(b: &BatchMerged<'_>) {
     let t = b.table;
     m.counter(catalogue::MERGE_BATCHES, &[t]).inc();
     for (op, n) in &b.changes_by_op {
-        m.counter(catalogue::MERGE_CHANGES, &[t, op]).inc_by(*n);
-    }
-    for (layer, action, n) in &b.rows {
-        m.counter(catalogue::MERGE_ROWS, &[t, layer, action])
+        m.counter(catalogue::MERGE_CHANGES, &[t, op.code()])
             .inc_by(*n);
     }
-    for (e, n) in &b.scd2 {
-        m.counter(catalogue::SCD2_EVENTS, &[t, e]).inc_by(*n);
+    for (r, n) in &b.rows {
+        m.counter(catalogue::MERGE_ROWS, &[t, r.layer(), r.action()])
+            .inc_by(*n);
     }
+    scd2_events(t, &b.scd2);
     m.histogram(catalogue::MERGE_DURATION, &[t])
         .observe(b.took.as_secs_f64());
     let now = now_ms();
@@ -450,10 +438,11 @@ fn refresh_freshness() {
 }
 
 /// Dimension history events applied to `table` (e.g. inferred members a fact created).
-pub fn scd2_events(table: &str, events: &[(&str, u64)]) {
+pub fn scd2_events(table: &str, events: &[(Scd2Event, u64)]) {
     let m = global();
     for (e, n) in events {
-        m.counter(catalogue::SCD2_EVENTS, &[table, e]).inc_by(*n);
+        m.counter(catalogue::SCD2_EVENTS, &[table, e.as_str()])
+            .inc_by(*n);
     }
 }
 
@@ -476,9 +465,6 @@ pub fn facts_waiting(table: &str, changes: u64) {
         .set(i64::try_from(changes).unwrap_or(i64::MAX));
 }
 
-/// Reasons a source transaction is applied incomplete.
-pub const TXN_FALLBACK_REASONS: [&str; 2] = ["timeout", "too_large"];
-
 /// Makes a connector's transaction series exist at 0.
 pub fn transactions_seen(connector: &str) {
     let m = global();
@@ -486,8 +472,8 @@ pub fn transactions_seen(connector: &str) {
     m.gauge(catalogue::TXN_OLDEST, &[connector]);
     m.gauge(catalogue::TXN_HELD, &[connector]);
     m.counter(catalogue::TXN_APPLIED, &[connector]);
-    for r in TXN_FALLBACK_REASONS {
-        m.counter(catalogue::TXN_FALLBACKS, &[connector, r]);
+    for r in TxnFallback::ALL {
+        m.counter(catalogue::TXN_FALLBACKS, &[connector, r.as_str()]);
     }
 }
 
@@ -507,10 +493,9 @@ pub fn transactions_applied(connector: &str, n: u64) {
         .inc_by(n);
 }
 
-/// `reason`: one of [`TXN_FALLBACK_REASONS`].
-pub fn transaction_fallback(connector: &str, reason: &str) {
+pub fn transaction_fallback(connector: &str, reason: TxnFallback) {
     global()
-        .counter(catalogue::TXN_FALLBACKS, &[connector, reason])
+        .counter(catalogue::TXN_FALLBACKS, &[connector, reason.as_str()])
         .inc();
 }
 
@@ -520,8 +505,13 @@ pub fn table_stopped(table: &str, stopped: bool) {
         .set(i64::from(stopped));
 }
 
-pub fn merge_failed(reason: &str) {
-    global().counter(catalogue::MERGE_FAILURES, &[reason]).inc();
+/// A merge cycle failed: counted as a merge failure and as a merge error.
+pub fn merge_failed(reason: MergeFault) {
+    let m = global();
+    m.counter(catalogue::MERGE_FAILURES, &[reason.as_str()])
+        .inc();
+    m.counter(catalogue::ERRORS, &["merge", reason.as_str()])
+        .inc();
 }
 
 #[cfg(test)]
@@ -533,7 +523,7 @@ mod tests {
         topic_seen("t");
         table_seen("x");
         transactions_seen("c");
-        record_consumed("t", 10);
+        Consumed::for_topic("t").record(10);
         range_committed(&RangeCommitted {
             topic: "t",
             partition: 0,
@@ -541,15 +531,15 @@ mod tests {
             files: 1,
             bytes: 100,
             landed: vec![("c", 3)],
-            dead_letters: vec![("decode", 1)],
+            dead_letters: vec![(DeadLetterReason::BadField, 1)],
             took: Duration::from_millis(3),
         });
         high_watermark("t", 0, 9);
         merged_position("t", 0, 5);
         batch_merged(&BatchMerged {
             table: "x",
-            changes_by_op: vec![("c", 2)],
-            rows: vec![("silver", "upserted", 2)],
+            changes_by_op: vec![(Op::Create, 2)],
+            rows: vec![(RowsWritten::SilverUpserted, 2)],
             scd2: vec![],
             source_ts_ms: vec![now_ms() - 1500],
             took: Duration::from_millis(2),

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+use tidemark_core::metrics::labels::TxnFallback;
 
 use tidemark_core::metrics;
 use tracing::Instrument as _;
@@ -409,7 +410,7 @@ impl Merger {
                 connector,
                 "source transaction applied incomplete: its events or its END record did not reach bronze within merge.transaction_timeout_ms"
             );
-            metrics::transaction_fallback(connector, "timeout");
+            metrics::transaction_fallback(connector, TxnFallback::Timeout);
             self.txns.since.remove(id);
         }
         for (id, counts) in &plan.pieces {
@@ -420,7 +421,7 @@ impl Merger {
                     connector,
                     "source transaction larger than merge.max_transaction_rows (events of one table): applied in pieces"
                 );
-                metrics::transaction_fallback(connector, "too_large");
+                metrics::transaction_fallback(connector, TxnFallback::TooLarge);
             }
             let had = self.txns.pieces.entry(id.clone()).or_default();
             for (t, n) in counts {

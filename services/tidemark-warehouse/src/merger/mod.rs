@@ -12,6 +12,8 @@ use std::time::Duration;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use tidemark_core::config::Config;
+use tidemark_core::event::Op;
+use tidemark_core::metrics::labels::{MergeFault, RowsWritten, Scd2Event};
 use tidemark_core::metrics::{self, BatchMerged};
 use tidemark_lake::commit_log;
 use tracing::Instrument as _;
@@ -47,6 +49,19 @@ pub enum MergeError {
     Store(#[from] tidemark_lake::store::StoreError),
     #[error("{0}")]
     Setup(String),
+}
+
+impl MergeError {
+    /// What failed, as the metrics name it.
+    pub fn fault(&self) -> MergeFault {
+        match self {
+            MergeError::Ledger(LedgerError::Conflict { .. }) => MergeFault::LedgerConflict,
+            MergeError::Read(_) | MergeError::Store(_) => MergeFault::Bronze,
+            MergeError::Sql(_) | MergeError::Ledger(_) | MergeError::Setup(_) => {
+                MergeFault::Warehouse
+            }
+        }
+    }
 }
 
 /// How a merger is set up.
@@ -797,13 +812,7 @@ impl Merger {
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "merge cycle failed");
                     beat.failed(&e.to_string());
-                    let reason = match &e {
-                        MergeError::Ledger(LedgerError::Conflict { .. }) => "ledger_conflict",
-                        MergeError::Read(_) | MergeError::Store(_) => "bronze",
-                        _ => "warehouse",
-                    };
-                    metrics::merge_failed(reason);
-                    metrics::error("merge", reason);
+                    metrics::merge_failed(e.fault());
                     let b = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                     b
@@ -909,18 +918,18 @@ fn batch_metrics<'a>(
     a: &Applied,
     took: Duration,
 ) -> BatchMerged<'a> {
-    let mut by_op: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut by_op: BTreeMap<Op, u64> = BTreeMap::new();
     for c in &batch.changes {
-        *by_op.entry(c.op.code()).or_default() += 1;
+        *by_op.entry(c.op).or_default() += 1;
     }
-    let mut rows = vec![("silver", "upserted", a.silver_rows)];
+    let mut rows = vec![(RowsWritten::SilverUpserted, a.silver_rows)];
     if batch.spec.is_dimension() {
-        rows.push(("gold_dim", "inserted", a.dim.opened));
-        rows.push(("gold_dim", "updated", a.dim.updated));
-        rows.push(("gold_dim", "removed", a.dim.removed));
+        rows.push((RowsWritten::DimInserted, a.dim.opened));
+        rows.push((RowsWritten::DimUpdated, a.dim.updated));
+        rows.push((RowsWritten::DimRemoved, a.dim.removed));
     }
     if batch.spec.is_fact() {
-        rows.push(("gold_fact", "inserted", a.facts));
+        rows.push((RowsWritten::FactInserted, a.facts));
     }
     let scd2 = if batch.spec.is_dimension() {
         scd2_counts(&a.dim)
@@ -937,13 +946,13 @@ fn batch_metrics<'a>(
     }
 }
 
-fn scd2_counts(d: &crate::apply::DimStats) -> Vec<(&'static str, u64)> {
+fn scd2_counts(d: &crate::apply::DimStats) -> Vec<(Scd2Event, u64)> {
     vec![
-        ("version_opened", d.opened - d.inferred),
-        ("version_updated", d.updated),
-        ("version_removed", d.removed),
-        ("late_spliced", d.late),
-        ("redelivered", d.redelivered),
-        ("inferred_member", d.inferred),
+        (Scd2Event::VersionOpened, d.opened - d.inferred),
+        (Scd2Event::VersionUpdated, d.updated),
+        (Scd2Event::VersionRemoved, d.removed),
+        (Scd2Event::LateSpliced, d.late),
+        (Scd2Event::Redelivered, d.redelivered),
+        (Scd2Event::InferredMember, d.inferred),
     ]
 }

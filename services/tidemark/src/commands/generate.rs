@@ -9,11 +9,11 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureProducer;
-use tidemark_core::registry::{RegistryClient, RegistrySettings};
-use tidemark_generator::{Bank, BankOptions, RecordEncoder, Table, avro_subjects};
+use tidemark_generator::{Bank, BankOptions, Encoding, RecordEncoder, Table, avro_subjects};
+use tidemark_wire::registry::{RegistryClient, RegistrySettings};
 
 use super::shutdown_signal;
-use crate::cli::{GenerateArgs, GenerateFormat, StreamArgs};
+use crate::cli::{GenerateArgs, StreamArgs};
 use crate::produce::{Limits, Produced, produce};
 
 pub fn bank(args: &StreamArgs) -> anyhow::Result<Bank> {
@@ -99,9 +99,9 @@ pub fn run(config_path: &Path, args: &GenerateArgs) -> anyhow::Result<ExitCode> 
             }
             continue_after_existing(&producer, &mut bank).await?;
             let encoder = match args.format {
-                GenerateFormat::Json => RecordEncoder::json(&bank, true),
-                GenerateFormat::JsonSchemaless => RecordEncoder::json(&bank, false),
-                GenerateFormat::Avro => {
+                Encoding::Json => RecordEncoder::json(&bank, true),
+                Encoding::JsonSchemaless => RecordEncoder::json(&bank, false),
+                Encoding::Avro => {
                     let url = args
                         .schema_registry_url
                         .clone()

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use tidemark_core::config::Config;
-use tidemark_core::decode::{Decoder, DecoderOptions, Format, Placeholder, Routing};
 use tidemark_core::event::RawRecord;
-use tidemark_core::registry::{RegistryClient, RegistrySettings};
+use tidemark_wire::decode::{Decoder, DecoderOptions, Placeholder, Routing, WireFormat};
+use tidemark_wire::registry::{RegistryClient, RegistrySettings};
 
-use crate::cli::{DecodeArgs, WireFormat};
+use crate::cli::DecodeArgs;
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
@@ -26,21 +26,17 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 pub fn run(config_path: &Path, args: &DecodeArgs) -> anyhow::Result<ExitCode> {
     // The config is optional here: decoding a file needs at most the registry URL.
     let config = Config::load(config_path, true).unwrap_or_default();
-    let format = match args.format {
-        Some(WireFormat::Json) => Format::Json,
-        Some(WireFormat::Avro) => Format::Avro,
-        None => config.kafka.format,
-    };
+    let format = args.format.unwrap_or(config.kafka.format);
     let registry_url = args
         .schema_registry_url
         .clone()
         .or(config.kafka.schema_registry_url.clone());
     let registry = match (format, registry_url) {
-        (Format::Avro, Some(url)) => Some(RegistryClient::new(RegistrySettings::from_config(
+        (WireFormat::Avro, Some(url)) => Some(RegistryClient::new(RegistrySettings::from_config(
             url,
             &config.kafka,
         ))?),
-        (Format::Avro, None) => anyhow::bail!(
+        (WireFormat::Avro, None) => anyhow::bail!(
             "Avro needs a Schema Registry: pass --schema-registry-url or set kafka.schema_registry_url"
         ),
         _ => None,
@@ -60,7 +56,7 @@ pub fn run(config_path: &Path, args: &DecodeArgs) -> anyhow::Result<ExitCode> {
     );
     let value = read(&args.file)?;
     let key = args.key.as_deref().map(read).transpose()?;
-    let trimmed: &[u8] = if format == Format::Json {
+    let trimmed: &[u8] = if format == WireFormat::Json {
         value.trim_ascii()
     } else {
         &value
@@ -72,7 +68,7 @@ pub fn run(config_path: &Path, args: &DecodeArgs) -> anyhow::Result<ExitCode> {
         offset: 0,
         timestamp_ms: None,
         key: key.as_deref().map(|k| {
-            if format == Format::Json {
+            if format == WireFormat::Json {
                 k.trim_ascii()
             } else {
                 k

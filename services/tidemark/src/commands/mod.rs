@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use tidemark_core::config::{Config, ConfigError, ConfigErrors, LoadError};
-use tidemark_core::registry::{RegistryClient, RegistrySettings};
+use tidemark_wire::registry::{RegistryClient, RegistrySettings};
 
 use crate::cli::{Cli, Command, ConfigCommand, DlqCommand, InspectCommand};
 

@@ -9,15 +9,16 @@ use apache_avro::types::Value as Avro;
 use serde::de::IgnoredAny;
 
 use crate::avro_schema::AvroSchema;
-use crate::event::{Decoded, KafkaCoords};
-use crate::schema::{Kind, Logical, Schema, StructSchema};
-use crate::value::{Row, TypedRow, Value};
+use tidemark_core::event::{Decoded, KafkaCoords};
+use tidemark_core::schema::{Kind, Logical, Schema, StructSchema};
+use tidemark_core::value::{Row, TypedRow, Value};
 
 use super::avro_guard;
 use super::envelope::{Classified, Images, Members, Routing};
 use super::error::{DecodeErrorKind, FieldReason};
 use super::json::CachedSchema;
-use super::logical::{self, Placeholder};
+use super::logical;
+use tidemark_core::converter::Placeholder;
 
 /// Splits the Confluent framing off an Avro record.
 pub fn split_wire(bytes: &[u8]) -> Result<(u32, &[u8]), DecodeErrorKind> {

@@ -9,9 +9,9 @@ use base64::Engine as _;
 use serde_json::{Map, Value as Json, json};
 
 use crate::decode::Placeholder;
-use crate::event::{ChangeEvent, Source, TransactionBlock};
-use crate::schema::{Field, Kind, Logical, Schema, StructSchema};
-use crate::value::{Decimal, Row, TimeUnit, Value};
+use tidemark_core::event::{ChangeEvent, Source, TransactionBlock};
+use tidemark_core::schema::{Field, Kind, Logical, Schema, StructSchema};
+use tidemark_core::value::{Decimal, Row, TimeUnit, Value};
 
 fn opt(kind: Kind) -> Schema {
     Schema::plain(kind, true)

@@ -3,11 +3,11 @@
 
 mod common;
 
-use tidemark_core::decode::{
-    DecodeErrorKind, Decoder, DecoderOptions, Disposition, FieldReason, Format, RecordPart,
-};
 use tidemark_core::schema::SchemaError;
 use tidemark_core::value::Value;
+use tidemark_wire::decode::{
+    DecodeErrorKind, Decoder, DecoderOptions, Disposition, FieldReason, RecordPart, WireFormat,
+};
 
 use common::{decode_json, json_decoder, record};
 
@@ -168,7 +168,7 @@ fn bad_keys_are_reported_as_key_errors() {
 fn avro_wire_errors() {
     let mut d = Decoder::new(
         DecoderOptions {
-            format: Format::Avro,
+            format: WireFormat::Avro,
             ..Default::default()
         },
         None,
@@ -210,7 +210,7 @@ fn avro_counts_beyond_the_record_are_rejected_without_allocating() {
     // The fuzzer's find: a block count of ~64M items in a tiny record made apache-avro reserve GBs.
     let mut d = Decoder::new(
         DecoderOptions {
-            format: Format::Avro,
+            format: WireFormat::Avro,
             ..Default::default()
         },
         None,
@@ -245,7 +245,7 @@ fn garbage_never_panics() {
     let mut json = Decoder::new(DecoderOptions::default(), None);
     let mut avro = Decoder::new(
         DecoderOptions {
-            format: Format::Avro,
+            format: WireFormat::Avro,
             ..Default::default()
         },
         None,

@@ -1,8 +1,8 @@
 //! Helpers shared by the decoder tests.
 #![allow(dead_code)]
 
-use tidemark_core::decode::{DecodeError, Decoder, DecoderOptions, Format};
 use tidemark_core::event::{Decoded, RawRecord};
+use tidemark_wire::decode::{DecodeError, Decoder, DecoderOptions, WireFormat};
 
 pub fn record<'a>(topic: &'a str, key: Option<&'a [u8]>, value: Option<&'a [u8]>) -> RawRecord<'a> {
     RawRecord {
@@ -18,7 +18,7 @@ pub fn record<'a>(topic: &'a str, key: Option<&'a [u8]>, value: Option<&'a [u8]>
 pub fn json_decoder() -> Decoder {
     Decoder::new(
         DecoderOptions {
-            format: Format::Json,
+            format: WireFormat::Json,
             ..Default::default()
         },
         None,

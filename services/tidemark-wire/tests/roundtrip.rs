@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use tidemark_core::decode::{Decoder, DecoderOptions, Format, Placeholder, decode_json_row};
-use tidemark_core::encode::{AvroEventEncoder, event_json};
 use tidemark_core::event::{ChangeEvent, Decoded, KafkaCoords, Op, Snapshot, Source};
 use tidemark_core::schema::{Field, Kind, Logical, Schema, StructSchema};
 use tidemark_core::value::{Decimal, Row, Timestamp, TypedRow, Value};
+use tidemark_wire::decode::{Decoder, DecoderOptions, Placeholder, WireFormat, decode_json_row};
+use tidemark_wire::encode::{AvroEventEncoder, event_json};
 
 use common::record;
 
@@ -246,7 +246,7 @@ fn ts(unit_nanos: u32, secs: std::ops::RangeInclusive<i64>) -> impl Strategy<Val
 }
 
 fn not_placeholder(s: &String) -> bool {
-    s != tidemark_core::decode::DEFAULT_PLACEHOLDER
+    s != tidemark_wire::decode::DEFAULT_PLACEHOLDER
 }
 
 fn value_of(c: &Col) -> BoxedStrategy<Value> {
@@ -482,7 +482,7 @@ proptest! {
 
         let enc = AvroEventEncoder::new(&c.schema, topic, 7);
         let bytes = enc.encode(&e, &ph).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let mut avro = Decoder::new(DecoderOptions { format: Format::Avro, ..Default::default() }, None);
+        let mut avro = Decoder::new(DecoderOptions { format: WireFormat::Avro, ..Default::default() }, None);
         avro.add_avro_schema(7, &enc.schema_text).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let d = avro.decode_cached(&record(topic, None, Some(&bytes))).map_err(|e| TestCaseError::fail(e.to_string()))?;
         check(&c, d, "avro")?;

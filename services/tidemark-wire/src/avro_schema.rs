@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::schema::{Field, Kind, Logical, Schema, SchemaError, StructSchema};
+use tidemark_core::schema::{Field, Kind, Logical, Schema, SchemaError, StructSchema};
 
 /// A registry schema ready for decoding.
 #[derive(Debug)]

@@ -4,11 +4,11 @@
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer};
 
-use crate::event::{
+use tidemark_core::event::{
     ChangeEvent, Decoded, EventSchema, Heartbeat, KafkaCoords, LogicalMessage, Op, SchemaChange,
     Source, TransactionBlock, TransactionEvent, TransactionStatus, lenient_i64,
 };
-use crate::value::Row;
+use tidemark_core::value::Row;
 
 use super::error::DecodeErrorKind;
 use std::sync::Arc;

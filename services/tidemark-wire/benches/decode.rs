@@ -1,4 +1,4 @@
-//! Decode throughput: `cargo bench -p tidemark-core --bench decode`.
+//! Decode throughput: `cargo bench -p tidemark-wire --bench decode`.
 //!
 //! Prints events/s and MB/s for a ~700-byte schemaless event, a ~2.5 KB event with the schema
 //! envelope, and an Avro event, next to the floor: the same JSON parsed by plain typed
@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tidemark_core::decode::{Decoder, DecoderOptions, Format, Placeholder};
-use tidemark_core::encode::{AvroEventEncoder, decimal, event_json};
 use tidemark_core::event::{ChangeEvent, KafkaCoords, Op, RawRecord, Snapshot, Source};
 use tidemark_core::schema::{Field, Kind, Logical, Schema, StructSchema};
 use tidemark_core::value::{Row, TimeUnit, Timestamp, TypedRow, Value};
+use tidemark_wire::decode::{Decoder, DecoderOptions, Placeholder, WireFormat};
+use tidemark_wire::encode::{AvroEventEncoder, decimal, event_json};
 
 const EVENTS: usize = 20_000;
 const TOPIC: &str = "bank.public.customers";
@@ -265,7 +265,7 @@ fn main() {
     let mut json = Decoder::new(DecoderOptions::default(), None);
     let mut avro_dec = Decoder::new(
         DecoderOptions {
-            format: Format::Avro,
+            format: WireFormat::Avro,
             ..Default::default()
         },
         None,

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::schema::{Kind, Logical, Schema, StructSchema};
-use crate::value::{TypedRow, Value};
+use tidemark_core::schema::{Kind, Logical, Schema, StructSchema};
+use tidemark_core::value::{TypedRow, Value};
 
 use super::error::FieldReason;
-use super::logical::{self, Placeholder};
+use super::logical;
+use tidemark_core::converter::Placeholder;
 
 /// A field path, built only when an error needs printing.
 #[derive(Clone, Copy)]

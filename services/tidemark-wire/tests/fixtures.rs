@@ -6,10 +6,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tidemark_core::decode::{Placeholder, decode_json_row, infer_json_row};
 use tidemark_core::event::{Decoded, Op, Snapshot, TransactionStatus};
 use tidemark_core::schema::{Schema, StructSchema};
 use tidemark_core::value::{Row, Timestamp, TypedRow, Value, date_from_days, time_from_nanos};
+use tidemark_wire::decode::{Placeholder, decode_json_row, infer_json_row};
 
 use common::{decode_json, json_decoder, record};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{KafkaConfig, Pem, Secret};
+use tidemark_core::config::{KafkaConfig, Pem, Secret};
 
 /// Why a schema could not be fetched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -221,7 +221,7 @@ impl RegistryClient {
     pub async fn register(&self, subject: &str, schema_text: &str) -> Result<u32, RegistryError> {
         let s = &self.settings;
         let fail = |reason: String| RegistryError::Register {
-            url: crate::config::mask_url_password(&s.url),
+            url: tidemark_core::config::mask_url_password(&s.url),
             subject: subject.to_owned(),
             reason,
         };
@@ -276,9 +276,9 @@ impl RegistryClient {
             match req.send().await {
                 Err(e) => {
                     let reason = request_error(e);
-                    tracing::warn!(registry = %crate::config::mask_url_password(&s.url), id, attempt, error = %reason, "schema registry request failed");
+                    tracing::warn!(registry = %tidemark_core::config::mask_url_password(&s.url), id, attempt, error = %reason, "schema registry request failed");
                     last = Some(RegistryError::Unavailable {
-                        url: crate::config::mask_url_password(&s.url),
+                        url: tidemark_core::config::mask_url_password(&s.url),
                         id,
                         attempts: attempt,
                         reason,
@@ -292,18 +292,18 @@ impl RegistryClient {
                         404 => {
                             return Err(RegistryError::SchemaNotFound {
                                 id,
-                                url: crate::config::mask_url_password(&s.url),
+                                url: tidemark_core::config::mask_url_password(&s.url),
                             });
                         }
                         401 | 403 => {
                             return Err(RegistryError::Unauthorized {
-                                url: crate::config::mask_url_password(&s.url),
+                                url: tidemark_core::config::mask_url_password(&s.url),
                                 status,
                             });
                         }
                         _ => {
                             let err = RegistryError::Http {
-                                url: crate::config::mask_url_password(&s.url),
+                                url: tidemark_core::config::mask_url_password(&s.url),
                                 id,
                                 status,
                                 attempts: attempt,
@@ -312,7 +312,7 @@ impl RegistryClient {
                             if !err.is_transient() {
                                 return Err(err);
                             }
-                            tracing::warn!(registry = %crate::config::mask_url_password(&s.url), id, attempt, status, "schema registry error, retrying");
+                            tracing::warn!(registry = %tidemark_core::config::mask_url_password(&s.url), id, attempt, status, "schema registry error, retrying");
                             last = Some(err);
                         }
                     }

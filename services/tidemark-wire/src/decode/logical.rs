@@ -3,61 +3,11 @@
 
 use base64::Engine as _;
 
-use crate::schema::{Kind, Logical, Schema};
-use crate::value::{Decimal, TimeUnit, Timestamp, Value};
+use tidemark_core::schema::{Kind, Logical, Schema};
+use tidemark_core::value::{Decimal, TimeUnit, Timestamp, Value};
 
 use super::error::FieldReason;
-
-/// The TOAST placeholder (`unavailable.value.placeholder`), as text and as bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placeholder {
-    text: Option<String>,
-    bytes: Vec<u8>,
-}
-
-/// Debezium's default `unavailable.value.placeholder`.
-pub const DEFAULT_PLACEHOLDER: &str = "__debezium_unavailable_value";
-
-impl Default for Placeholder {
-    fn default() -> Self {
-        Placeholder::new(DEFAULT_PLACEHOLDER).expect("default placeholder is valid")
-    }
-}
-
-impl Placeholder {
-    /// From the connector setting: plain text, or `hex:<bytes>` as Debezium allows.
-    pub fn new(setting: &str) -> Result<Placeholder, String> {
-        let bytes = match setting.strip_prefix("hex:") {
-            Some(hex) => decode_hex(hex).ok_or_else(|| format!("`{setting}` is not valid hex"))?,
-            None => setting.as_bytes().to_vec(),
-        };
-        let text = String::from_utf8(bytes.clone()).ok();
-        Ok(Placeholder { text, bytes })
-    }
-
-    pub fn matches_str(&self, s: &str) -> bool {
-        self.text.as_deref() == Some(s)
-    }
-
-    pub fn matches_bytes(&self, b: &[u8]) -> bool {
-        self.bytes == b
-    }
-
-    /// The placeholder as text, when it is valid UTF-8 (used by encoders and tests).
-    pub fn text(&self) -> Option<&str> {
-        self.text.as_deref()
-    }
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+use tidemark_core::converter::Placeholder;
 
 fn wrong(schema: &Schema, found: &'static str) -> FieldReason {
     FieldReason::WrongType {
@@ -140,7 +90,7 @@ const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 fn date(v: i64) -> Result<Value, FieldReason> {
     i32::try_from(v)
         .ok()
-        .filter(|d| crate::value::date_from_days(*d).is_some())
+        .filter(|d| tidemark_core::value::date_from_days(*d).is_some())
         .map(Value::Date)
         .ok_or_else(|| FieldReason::OutOfRange {
             value: v.to_string(),

@@ -23,28 +23,17 @@ use std::sync::Arc;
 pub use avro::split_wire;
 pub use envelope::Routing;
 pub use error::{DecodeError, DecodeErrorKind, Disposition, FieldReason, RecordPart};
-pub use logical::{DEFAULT_PLACEHOLDER, Placeholder};
 pub use schemaless::{decode_json_row, infer_json_row};
+pub use tidemark_core::converter::{DEFAULT_PLACEHOLDER, Placeholder, WireFormat};
 
-use crate::event::{Decoded, RawRecord, Tombstone};
 use crate::registry::RegistryClient;
-use crate::value::Row;
-
-/// The wire format of a topic's keys and values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// JsonConverter, with or without the schema envelope.
-    #[default]
-    Json,
-    /// Confluent Avro (needs a Schema Registry).
-    Avro,
-}
+use tidemark_core::event::{Decoded, RawRecord, Tombstone};
+use tidemark_core::value::Row;
 
 /// How to decode.
 #[derive(Debug, Clone, Default)]
 pub struct DecoderOptions {
-    pub format: Format,
+    pub format: WireFormat,
     pub placeholder: Placeholder,
     pub routing: Routing,
 }
@@ -71,7 +60,7 @@ impl Decoder {
 
     /// Decodes one record, fetching unknown Avro schemas from the registry first.
     pub async fn decode(&mut self, rec: &RawRecord<'_>) -> Result<Decoded, DecodeError> {
-        if self.opts.format == Format::Avro {
+        if self.opts.format == WireFormat::Avro {
             for (part, bytes) in [(RecordPart::Key, rec.key), (RecordPart::Value, rec.value)] {
                 if let Some(bytes) = bytes {
                     self.ensure_avro_schema(bytes)
@@ -111,7 +100,7 @@ impl Decoder {
         };
         let opts = &self.opts;
         let result = match opts.format {
-            Format::Json => json::decode_value(
+            WireFormat::Json => json::decode_value(
                 value,
                 rec.coords(),
                 key,
@@ -119,7 +108,7 @@ impl Decoder {
                 &opts.placeholder,
                 &opts.routing,
             ),
-            Format::Avro => self.cached_avro(value).and_then(|(entry, body)| {
+            WireFormat::Avro => self.cached_avro(value).and_then(|(entry, body)| {
                 avro::decode_value(
                     &entry,
                     body,
@@ -135,8 +124,10 @@ impl Decoder {
 
     fn decode_key(&mut self, bytes: &[u8]) -> Result<Option<Row>, DecodeErrorKind> {
         match self.opts.format {
-            Format::Json => json::decode_key(bytes, &mut self.json_schemas, &self.opts.placeholder),
-            Format::Avro => {
+            WireFormat::Json => {
+                json::decode_key(bytes, &mut self.json_schemas, &self.opts.placeholder)
+            }
+            WireFormat::Avro => {
                 let (entry, body) = self.cached_avro(bytes)?;
                 avro::decode_key(&entry, body, &self.opts.placeholder)
             }

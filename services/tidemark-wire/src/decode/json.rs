@@ -10,14 +10,14 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::event::{Decoded, EventSchema, KafkaCoords, Tombstone};
-use crate::schema::{Schema, StructSchema, fingerprint};
-use crate::value::Row;
+use tidemark_core::event::{Decoded, EventSchema, KafkaCoords, Tombstone};
+use tidemark_core::schema::{Schema, StructSchema, fingerprint};
+use tidemark_core::value::Row;
 
 use super::envelope::{Classified, Images, Members, Routing};
 use super::error::{DecodeErrorKind, FieldReason};
 use super::json_row::{Ctx, decode_row};
-use super::logical::Placeholder;
+use tidemark_core::converter::Placeholder;
 
 /// A member captured as raw JSON text; `null` is present-but-null, a missing member is `None`.
 #[derive(Debug, Default, Clone, Copy)]

@@ -2,9 +2,10 @@
 
 use std::fmt;
 
-use crate::event::KafkaCoords;
 use crate::registry::RegistryError;
-use crate::schema::SchemaError;
+use tidemark_core::event::KafkaCoords;
+use tidemark_core::metrics::labels::DeadLetterReason;
+use tidemark_core::schema::SchemaError;
 
 /// Which part of the Kafka record failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,34 +54,20 @@ impl DecodeError {
         }
     }
 
-    /// Every value [`DecodeError::reason`] gives (the dead-letter series exist from the start).
-    pub const REASONS: &'static [&'static str] = &[
-        "invalid_json",
-        "bad_field",
-        "bad_schema",
-        "missing_op",
-        "unknown_op",
-        "bad_envelope",
-        "bad_avro_wire",
-        "bad_avro",
-        "schema_registry",
-        "decoder_panic",
-    ];
-
-    /// A short, stable label for metrics (`reason` label of dead letters), one of
-    /// [`DecodeError::REASONS`].
-    pub fn reason(&self) -> &'static str {
+    /// A short, stable label for metrics (`reason` label of dead letters).
+    pub fn reason(&self) -> DeadLetterReason {
+        use DeadLetterReason as R;
         match self.kind.as_ref() {
-            DecodeErrorKind::Json { .. } => "invalid_json",
-            DecodeErrorKind::Field { .. } => "bad_field",
-            DecodeErrorKind::Schema(_) => "bad_schema",
-            DecodeErrorKind::MissingOp => "missing_op",
-            DecodeErrorKind::UnknownOp(_) => "unknown_op",
-            DecodeErrorKind::Envelope(_) => "bad_envelope",
-            DecodeErrorKind::AvroWire(_) => "bad_avro_wire",
-            DecodeErrorKind::Avro(_) => "bad_avro",
-            DecodeErrorKind::Registry(_) => "schema_registry",
-            DecodeErrorKind::Panic(_) => "decoder_panic",
+            DecodeErrorKind::Json { .. } => R::InvalidJson,
+            DecodeErrorKind::Field { .. } => R::BadField,
+            DecodeErrorKind::Schema(_) => R::BadSchema,
+            DecodeErrorKind::MissingOp => R::MissingOp,
+            DecodeErrorKind::UnknownOp(_) => R::UnknownOp,
+            DecodeErrorKind::Envelope(_) => R::BadEnvelope,
+            DecodeErrorKind::AvroWire(_) => R::BadAvroWire,
+            DecodeErrorKind::Avro(_) => R::BadAvro,
+            DecodeErrorKind::Registry(_) => R::SchemaRegistry,
+            DecodeErrorKind::Panic(_) => R::DecoderPanic,
         }
     }
 }
@@ -171,7 +158,7 @@ mod tests {
         ];
         for kind in kinds {
             let e = DecodeError {
-                kafka: crate::event::KafkaCoords {
+                kafka: tidemark_core::event::KafkaCoords {
                     topic: "t".into(),
                     partition: 0,
                     offset: 0,
@@ -180,7 +167,11 @@ mod tests {
                 part: RecordPart::Value,
                 kind: Box::new(kind),
             };
-            assert!(DecodeError::REASONS.contains(&e.reason()), "{}", e.reason());
+            assert!(
+                DeadLetterReason::ALL.contains(&e.reason()),
+                "{}",
+                e.reason()
+            );
         }
     }
 }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::schema::StructSchema;
-use crate::value::{TypedRow, Value};
+use tidemark_core::schema::StructSchema;
+use tidemark_core::value::{TypedRow, Value};
 
 use super::error::DecodeErrorKind;
 use super::json::json_error;
 use super::json_row::{Ctx, decode_row};
-use super::logical::Placeholder;
+use tidemark_core::converter::Placeholder;
 
 /// Types a schemaless row's text under a struct schema (configured columns, or a schema known
 /// from elsewhere), with the same conversions as enveloped JSON.

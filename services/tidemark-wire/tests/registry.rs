@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidemark_core::config::Secret;
-use tidemark_core::decode::{
-    DecodeErrorKind, Decoder, DecoderOptions, Disposition, Format, Placeholder,
-};
-use tidemark_core::encode::AvroEventEncoder;
 use tidemark_core::event::{ChangeEvent, Decoded, KafkaCoords, Op, Source};
-use tidemark_core::registry::{RegistryClient, RegistryError, RegistrySettings};
 use tidemark_core::schema::{Field, Kind, Logical, Schema, StructSchema};
 use tidemark_core::value::{Row, TypedRow, Value};
+use tidemark_wire::decode::{
+    DecodeErrorKind, Decoder, DecoderOptions, Disposition, Placeholder, WireFormat,
+};
+use tidemark_wire::encode::AvroEventEncoder;
+use tidemark_wire::registry::{RegistryClient, RegistryError, RegistrySettings};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -68,7 +68,7 @@ fn avro_event(id: u32) -> (AvroEventEncoder, Vec<u8>) {
         before: None,
         after: Some(Row::Typed(TypedRow {
             schema: schema.as_struct().unwrap().clone(),
-            values: vec![Value::Int(7), tidemark_core::encode::decimal(12345, 2)],
+            values: vec![Value::Int(7), tidemark_wire::encode::decimal(12345, 2)],
         })),
         source: Source {
             connector: Some("postgresql".into()),
@@ -107,7 +107,7 @@ async fn avro_records_decode_through_the_registry_and_the_schema_is_fetched_once
     let client = RegistryClient::new(settings(&server.uri())).unwrap();
     let mut d = Decoder::new(
         DecoderOptions {
-            format: Format::Avro,
+            format: WireFormat::Avro,
             ..Default::default()
         },
         Some(client.clone()),
@@ -131,7 +131,7 @@ async fn avro_records_decode_through_the_registry_and_the_schema_is_fetched_once
     // A second decoder sharing the client reuses the client's cache: still one request.
     let mut d2 = Decoder::new(
         DecoderOptions {
-            format: Format::Avro,
+            format: WireFormat::Avro,
             ..Default::default()
         },
         Some(client),
@@ -190,7 +190,7 @@ async fn unknown_id_is_not_found_and_dead_letters_the_record() {
     let client = RegistryClient::new(settings(&server.uri())).unwrap();
     let mut d = Decoder::new(
         DecoderOptions {
-            format: Format::Avro,
+            format: WireFormat::Avro,
             ..Default::default()
         },
         Some(client),
@@ -254,7 +254,7 @@ async fn a_down_registry_is_unavailable_and_retryable() {
     let client = RegistryClient::new(settings(&format!("http://127.0.0.1:{port}"))).unwrap();
     let mut d = Decoder::new(
         DecoderOptions {
-            format: Format::Avro,
+            format: WireFormat::Avro,
             ..Default::default()
         },
         Some(client),
