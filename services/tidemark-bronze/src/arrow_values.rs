@@ -84,7 +84,7 @@ fn text(v: &Value) -> Option<String> {
 }
 
 /// One column of values as an Arrow array of `field`'s type.
-pub fn to_array(values: &[&Value], field: &Field) -> Result<ArrayRef, ValueTypeError> {
+pub(crate) fn to_array(values: &[&Value], field: &Field) -> Result<ArrayRef, ValueTypeError> {
     let n = values.len();
     Ok(match field.data_type() {
         DataType::Null => new_null_array(&DataType::Null, n),

@@ -23,9 +23,9 @@ use tidemark_wire::encode::{source_schema, source_values, transaction_schema, tr
 use crate::arrow_values::{ValueTypeError, to_array};
 
 /// Parquet key-value metadata keys.
-pub const META_SCHEMA: &str = "tidemark.schema";
-pub const META_FINGERPRINT: &str = "tidemark.schema_fingerprint";
-pub const META_REGISTRY_ID: &str = "tidemark.schema_registry_id";
+pub(crate) const META_SCHEMA: &str = "tidemark.schema";
+pub(crate) const META_FINGERPRINT: &str = "tidemark.schema_fingerprint";
+pub(crate) const META_REGISTRY_ID: &str = "tidemark.schema_registry_id";
 
 /// How an event's key is shaped.
 #[derive(Debug, Clone)]
@@ -132,7 +132,7 @@ fn image_field(name: &str, shape: &Shape) -> Field {
 }
 
 /// The Arrow schema of a change file of this shape, with the schema text in its metadata.
-pub fn change_schema(shape: &Shape) -> SchemaRef {
+pub(crate) fn change_schema(shape: &Shape) -> SchemaRef {
     let mut fields = kafka_fields();
     fields.push(Field::new("op", DataType::Utf8, false));
     fields.push(Field::new("ts_ms", DataType::Int64, true));
@@ -295,7 +295,10 @@ fn key_column(events: &[&ChangeEvent], field: &Field) -> Result<ArrayRef, ValueT
 }
 
 /// A record batch of change events that share `shape`.
-pub fn change_batch(events: &[&ChangeEvent], shape: &Shape) -> Result<RecordBatch, ValueTypeError> {
+pub(crate) fn change_batch(
+    events: &[&ChangeEvent],
+    shape: &Shape,
+) -> Result<RecordBatch, ValueTypeError> {
     let schema = change_schema(shape);
     let coords: Vec<&KafkaCoords> = events.iter().map(|e| &e.kafka).collect();
     let mut columns = kafka_columns(&coords);
@@ -354,7 +357,7 @@ fn i64f(name: &str) -> Field {
 }
 
 /// `_transactions`: BEGIN/END records.
-pub fn transactions_batch(rows: &[&TransactionEvent]) -> RecordBatch {
+pub(crate) fn transactions_batch(rows: &[&TransactionEvent]) -> RecordBatch {
     let mut fields = kafka_fields();
     fields.extend([
         utf8("status"),
@@ -394,7 +397,7 @@ pub fn transactions_batch(rows: &[&TransactionEvent]) -> RecordBatch {
 }
 
 /// `_heartbeats`.
-pub fn heartbeats_batch(rows: &[&Heartbeat]) -> RecordBatch {
+pub(crate) fn heartbeats_batch(rows: &[&Heartbeat]) -> RecordBatch {
     let mut fields = kafka_fields();
     fields.push(i64f("ts_ms"));
     let mut cols = kafka_columns(&rows.iter().map(|r| &r.kafka).collect::<Vec<_>>());
@@ -405,7 +408,7 @@ pub fn heartbeats_batch(rows: &[&Heartbeat]) -> RecordBatch {
 }
 
 /// `_schema_changes`: DDL records.
-pub fn schema_changes_batch(rows: &[&SchemaChange]) -> Result<RecordBatch, ValueTypeError> {
+pub(crate) fn schema_changes_batch(rows: &[&SchemaChange]) -> Result<RecordBatch, ValueTypeError> {
     let mut fields = kafka_fields();
     fields.extend([
         SOURCE_FIELD.clone(),
@@ -440,7 +443,7 @@ pub fn schema_changes_batch(rows: &[&SchemaChange]) -> Result<RecordBatch, Value
 }
 
 /// `_messages`: logical decoding messages.
-pub fn messages_batch(rows: &[&LogicalMessage]) -> Result<RecordBatch, ValueTypeError> {
+pub(crate) fn messages_batch(rows: &[&LogicalMessage]) -> Result<RecordBatch, ValueTypeError> {
     let mut fields = kafka_fields();
     fields.extend([
         SOURCE_FIELD.clone(),

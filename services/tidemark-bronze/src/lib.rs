@@ -55,8 +55,8 @@
 //!   flushes every partition within a bounded drain time.
 
 pub mod admin;
-pub mod arrow_values;
-pub mod batch;
+pub(crate) mod arrow_values;
+pub(crate) mod batch;
 pub mod dead_letter;
 pub mod ingest;
 pub mod kafka;

@@ -31,7 +31,7 @@ pub struct TxEnd {
 
 /// One partition's read: the transaction of each change, in offset order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartTxns {
+pub(crate) struct PartTxns {
     pub topic: String,
     pub partition: i32,
     pub txns: Vec<Option<String>>,
@@ -40,11 +40,11 @@ pub struct PartTxns {
 }
 
 /// Events of transactions applied in pieces so far, by id and topic.
-pub type Applied = BTreeMap<String, BTreeMap<String, i64>>;
+pub(crate) type Applied = BTreeMap<String, BTreeMap<String, i64>>;
 
 /// What a cycle applies.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Changes kept per `(topic, partition)` (a prefix of its read).
     pub keep: BTreeMap<(String, i32), usize>,
     /// Per transaction topic: how many of its pending ENDs are applied whole with this cycle.
@@ -59,7 +59,7 @@ pub struct Plan {
 
 /// Plans a cycle. `ends` are the pending END records per transaction topic in order;
 /// `released` the transactions let through whatever they miss.
-pub fn plan(
+pub(crate) fn plan(
     ends: &BTreeMap<String, Vec<TxEnd>>,
     parts: &[PartTxns],
     applied: &Applied,
@@ -223,7 +223,7 @@ fn cut(p: &PartTxns, included: &HashSet<&str>, known: &HashSet<&str>) -> usize {
 }
 
 /// Each transaction's commit time, from its END record where that has one.
-pub fn commit_times(ends: &BTreeMap<String, Vec<TxEnd>>) -> BTreeMap<&str, i64> {
+pub(crate) fn commit_times(ends: &BTreeMap<String, Vec<TxEnd>>) -> BTreeMap<&str, i64> {
     ends.values()
         .flatten()
         .filter_map(|e| Some((e.id.as_str(), e.commit_ms?)))
@@ -233,7 +233,7 @@ pub fn commit_times(ends: &BTreeMap<String, Vec<TxEnd>>) -> BTreeMap<&str, i64> 
 /// Gives every change of a transaction with a commit time (see [`commit_times`]) that time, so
 /// all versions and facts one source transaction writes share it (`valid_from`; a fact resolves
 /// to the dimension versions its own transaction wrote). Other changes keep their event time.
-pub fn at_commit_times<'a>(
+pub(crate) fn at_commit_times<'a>(
     changes: impl IntoIterator<Item = &'a mut Change>,
     times: &BTreeMap<&str, i64>,
 ) {

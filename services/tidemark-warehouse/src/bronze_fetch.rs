@@ -17,14 +17,14 @@ use tidemark_lake::commit_log::CommitRecord;
 use crate::bronze_read::{FileChanges, ReadError, ReadOptions, read_file, records_from};
 
 /// Commit records read per partition per batch; a partition with more is behind.
-pub const RECORDS_PER_READ: usize = 256;
+pub(crate) const RECORDS_PER_READ: usize = 256;
 
 /// Where to read each partition of a topic from: the ledger's next offset (`None`: the start).
-pub type Starts = Vec<(i32, Option<i64>)>;
+pub(crate) type Starts = Vec<(i32, Option<i64>)>;
 
 /// What to read: a topic's partitions from their positions, up to a row budget.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     pub topic: String,
     pub starts: Starts,
     pub budget: usize,
@@ -35,7 +35,7 @@ pub struct Request {
 
 /// A table's bronze from the ledger positions, read and decoded.
 #[derive(Debug, Default)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     pub parts: Vec<PartRead>,
     /// Bronze goes on past what was read (the budget, the record limit or a problem).
     pub behind: bool,
@@ -43,7 +43,7 @@ pub struct Fetched {
 
 /// One partition's part of a batch.
 #[derive(Debug)]
-pub struct PartRead {
+pub(crate) struct PartRead {
     pub partition: i32,
     /// The ledger position read from.
     pub expected: Option<i64>,
@@ -61,7 +61,7 @@ pub struct PartRead {
 
 /// A file of a partition's batch.
 #[derive(Debug)]
-pub struct PartFile {
+pub(crate) struct PartFile {
     pub path: String,
     /// When its commit record landed (ms).
     pub landed_ms: Option<i64>,
@@ -70,18 +70,14 @@ pub struct PartFile {
 
 impl PartRead {
     /// Changes read.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.files.iter().map(|f| f.changes.changes.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Keeps the first `n` changes read: the partition's batch ends before the next one (the
     /// ledger moves to its offset) and the rest is read again later. Returns how many were
     /// dropped.
-    pub fn keep_first(&mut self, n: usize) -> usize {
+    pub(crate) fn keep_first(&mut self, n: usize) -> usize {
         let mut left = n;
         let Some(file) = self.files.iter().position(|f| {
             let here = f.changes.changes.len();
@@ -110,7 +106,7 @@ impl PartRead {
 
 impl Fetched {
     /// Where the batch after this one starts.
-    pub fn next_starts(&self, starts: &Starts) -> Starts {
+    pub(crate) fn next_starts(&self, starts: &Starts) -> Starts {
         let next: BTreeMap<i32, i64> = self
             .parts
             .iter()
@@ -122,7 +118,7 @@ impl Fetched {
             .collect()
     }
 
-    pub fn has_problem(&self) -> bool {
+    pub(crate) fn has_problem(&self) -> bool {
         self.parts.iter().any(|p| p.problem.is_some())
     }
 }
@@ -131,7 +127,7 @@ impl Fetched {
 /// partition up to an equal share of the budget, so the partitions of a table that is behind
 /// advance together (its facts wait for the slowest, see [`crate::fact_hold`]). Store outages
 /// are errors; unreadable data is a problem of its partition.
-pub async fn fetch(
+pub(crate) async fn fetch(
     store: &dyn ObjectStore,
     root: &Path,
     opts: &ReadOptions,
@@ -284,7 +280,7 @@ pub(crate) fn chain_gap(from: Option<i64>, records: &[CommitRecord]) -> Option<(
 
 /// Read-aheads in flight, one per topic at most.
 #[derive(Debug, Default)]
-pub struct ReadAheads {
+pub(crate) struct ReadAheads {
     running: BTreeMap<String, (Starts, tokio::task::JoinHandle<Result<Fetched, ReadError>>)>,
     /// Topics whose read-ahead started since the last [`ReadAheads::keep_started`].
     started: std::collections::BTreeSet<String>,
@@ -292,7 +288,7 @@ pub struct ReadAheads {
 
 impl ReadAheads {
     /// Starts reading `req` in the background, replacing the topic's read-ahead.
-    pub fn start(
+    pub(crate) fn start(
         &mut self,
         store: Arc<dyn ObjectStore>,
         root: Path,
@@ -312,7 +308,7 @@ impl ReadAheads {
     /// batch is read again: a read-ahead from elsewhere is stale, one that failed may have met
     /// an outage since gone, and one that found nothing may have run before bronze grew (taken,
     /// it would make a cycle look idle while bronze holds more).
-    pub async fn take(&mut self, topic: &str, starts: &Starts) -> Option<Fetched> {
+    pub(crate) async fn take(&mut self, topic: &str, starts: &Starts) -> Option<Fetched> {
         let (from, task) = self.running.remove(topic)?;
         if &from != starts {
             task.abort();
@@ -326,7 +322,7 @@ impl ReadAheads {
 
     /// Drops the read-aheads not started since the last call (their tables were not merged:
     /// stopped, or held by another merger).
-    pub fn keep_started(&mut self) {
+    pub(crate) fn keep_started(&mut self) {
         let started = std::mem::take(&mut self.started);
         self.running.retain(|t, (_, task)| {
             let keep = started.contains(t);

@@ -23,7 +23,7 @@ pub enum Cell {
 }
 
 /// Column name → value.
-pub type Values = BTreeMap<String, Cell>;
+pub(crate) type Values = BTreeMap<String, Cell>;
 
 impl Cell {
     pub fn is_null(&self) -> bool {
@@ -177,7 +177,7 @@ fn hex(b: &[u8]) -> String {
 
 /// The hash of a row's tracked values (nulls skipped, so adding a column changes no hash), as
 /// 16 hex digits.
-pub fn row_hash<'a>(values: impl IntoIterator<Item = (&'a String, &'a Cell)>) -> String {
+pub(crate) fn row_hash<'a>(values: impl IntoIterator<Item = (&'a String, &'a Cell)>) -> String {
     let mut buf = Vec::with_capacity(256);
     for (name, cell) in values {
         if cell.is_null() {
@@ -191,7 +191,7 @@ pub fn row_hash<'a>(values: impl IntoIterator<Item = (&'a String, &'a Cell)>) ->
 }
 
 /// Values as a JSON object (the change log's `vals`), written straight from the cells.
-pub fn values_to_json(values: &Values) -> String {
+pub(crate) fn values_to_json(values: &Values) -> String {
     serde_json::to_string(&JsonValues(values)).expect("cells serialize")
 }
 
@@ -223,7 +223,7 @@ impl serde::Serialize for JsonCell<'_> {
     }
 }
 
-pub fn values_from_json(text: &str) -> Values {
+pub(crate) fn values_from_json(text: &str) -> Values {
     match serde_json::from_str::<Json>(text) {
         Ok(Json::Object(m)) => m
             .iter()
@@ -234,14 +234,14 @@ pub fn values_from_json(text: &str) -> Values {
 }
 
 /// The canonical key text (`_key`): a JSON array of the key values in key-column order.
-pub fn key_text(cells: &[Cell]) -> String {
+pub(crate) fn key_text(cells: &[Cell]) -> String {
     Json::Array(cells.iter().map(Cell::to_json).collect()).to_string()
 }
 
 /// A JSON text in canonical form (keys sorted, compact), so equal documents hash equal.
 /// A decimal's canonical text: no trailing fractional zeros, no `-0`, so `12.50` and `12.500`
 /// (a widened scale) hash and key alike. Other text is returned as it is.
-pub fn canonical_decimal(text: &str) -> String {
+pub(crate) fn canonical_decimal(text: &str) -> String {
     let t = text.trim();
     let (neg, digits) = match t.strip_prefix('-') {
         Some(d) => (true, d),
@@ -268,12 +268,12 @@ pub fn canonical_decimal(text: &str) -> String {
     }
 }
 
-pub fn canonical_json(text: &str) -> String {
+pub(crate) fn canonical_json(text: &str) -> String {
     serde_json::from_str::<Json>(text).map_or_else(|_| text.to_owned(), |v| v.to_string())
 }
 
 /// A schemaless JSON value and the column type it implies (`None` for null).
-pub fn infer(v: &Json) -> (Cell, Option<ColType>) {
+pub(crate) fn infer(v: &Json) -> (Cell, Option<ColType>) {
     match v {
         Json::Null => (Cell::Null, None),
         Json::Bool(b) => (Cell::Bool(*b), Some(ColType::Bool)),

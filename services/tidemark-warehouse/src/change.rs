@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
-pub use tidemark_core::event::Op;
+pub(crate) use tidemark_core::event::Op;
 use tidemark_core::event::{Source, SourcePosition};
 use tidemark_core::mapping::ColType;
 
@@ -101,7 +101,7 @@ impl Columns {
 /// A sortable text of an event's position. Positions of one connector compare as their texts;
 /// without a position the order falls back to commit time and Kafka coordinates (`~` sorts
 /// after the others, so such events never compare as older than positioned ones).
-pub fn position_key(source: &Source, ts_ms: i64, partition: i32, offset: i64) -> String {
+pub(crate) fn position_key(source: &Source, ts_ms: i64, partition: i32, offset: i64) -> String {
     match source.position() {
         SourcePosition::Postgres { commit_lsn, lsn } => format!("pg:{commit_lsn:016x}:{lsn:016x}"),
         SourcePosition::MySql {

@@ -16,7 +16,7 @@ use crate::change::Change;
 
 /// What one referenced dimension lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
+pub(crate) struct Limit {
     /// Changes at or before this source time (ms) are merged: the dimension has merged that far.
     pub ts_ms: i64,
     /// Changes in files that landed at or before this time (ms) are merged: they waited long
@@ -36,7 +36,7 @@ impl Limit {
 /// Cuts each partition's read before its first change some limit does not admit: that
 /// partition's batch ends there (the ledger moves to the change's offset) and the rest is read
 /// again next cycle. Returns how many changes of the read were held back.
-pub fn hold_back(parts: &mut [PartRead], limits: &[Limit]) -> usize {
+pub(crate) fn hold_back(parts: &mut [PartRead], limits: &[Limit]) -> usize {
     if limits.is_empty() {
         return 0;
     }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 /// The newest heartbeat of one connector in bronze.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Heartbeat {
+pub(crate) struct Heartbeat {
     /// Source time the heartbeat carries (`ts_ms`).
     pub ts_ms: i64,
     /// When its commit record landed.
@@ -23,7 +23,7 @@ pub struct Heartbeat {
 }
 
 /// The connector prefix of a heartbeat topic (`__debezium-heartbeat.bank` → `bank`).
-pub fn connector_of<'a>(heartbeat_prefix: &str, topic: &'a str) -> Option<&'a str> {
+pub(crate) fn connector_of<'a>(heartbeat_prefix: &str, topic: &'a str) -> Option<&'a str> {
     topic
         .strip_prefix(heartbeat_prefix)?
         .strip_prefix('.')
@@ -34,17 +34,17 @@ pub fn connector_of<'a>(heartbeat_prefix: &str, topic: &'a str) -> Option<&'a st
 /// helps once the quiet stretch after its landing has passed, so the earlier ones are kept
 /// until then.
 #[derive(Debug, Clone, Default)]
-pub struct HeartbeatLog(Vec<Heartbeat>);
+pub(crate) struct HeartbeatLog(Vec<Heartbeat>);
 
 impl HeartbeatLog {
-    pub fn push(&mut self, h: Heartbeat) {
+    pub(crate) fn push(&mut self, h: Heartbeat) {
         if self.0.last().is_none_or(|l| h.ts_ms > l.ts_ms) {
             self.0.push(h);
         }
     }
 
     /// The newest heartbeat that landed at or before `window_start`; older ones are dropped.
-    pub fn usable(&mut self, window_start: i64) -> Option<Heartbeat> {
+    pub(crate) fn usable(&mut self, window_start: i64) -> Option<Heartbeat> {
         let landed = self.0.partition_point(|h| h.landed_ms <= window_start);
         let usable = landed.checked_sub(1)?;
         self.0.drain(..usable);
@@ -54,7 +54,7 @@ impl HeartbeatLog {
 
 /// The heartbeat that covers `topic` (`bank.public.accounts` is covered by connector `bank`):
 /// the longest connector prefix wins.
-pub fn heartbeat_for<'a>(
+pub(crate) fn heartbeat_for<'a>(
     topic: &str,
     heartbeats: &'a BTreeMap<String, Heartbeat>,
 ) -> Option<&'a Heartbeat> {
@@ -71,7 +71,7 @@ pub fn heartbeat_for<'a>(
 /// than `now - quiet`) over a stretch of `quiet` that began after the heartbeat landed.
 /// `last_commits` holds each partition's last commit time (or when the merger started, for one
 /// it has not seen commit since).
-pub fn complete_through(
+pub(crate) fn complete_through(
     heartbeat: &Heartbeat,
     merged_to_end: bool,
     last_commits: &[i64],

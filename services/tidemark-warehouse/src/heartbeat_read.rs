@@ -12,7 +12,7 @@ use crate::freshness::Heartbeat;
 
 /// The newest heartbeat committed at or after offset `from` (the whole log's newest when `from`
 /// is `None`), with the offset to look from next time; `None` when nothing new was committed.
-pub async fn newest_after(
+pub(crate) async fn newest_after(
     store: &dyn ObjectStore,
     root: &Path,
     topic: &str,

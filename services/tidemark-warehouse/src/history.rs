@@ -7,7 +7,7 @@ use crate::change::{Image, Op};
 
 /// What a change-log entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     /// Create, update or snapshot read: the row's values.
     Upsert,
     /// Delete: the `before` image (often only the key).
@@ -16,31 +16,12 @@ pub enum EntryKind {
     Ref,
 }
 
-impl EntryKind {
-    pub fn code(self) -> &'static str {
-        match self {
-            EntryKind::Upsert => "u",
-            EntryKind::Delete => "d",
-            EntryKind::Ref => "ref",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<EntryKind> {
-        Some(match s {
-            "u" => EntryKind::Upsert,
-            "d" => EntryKind::Delete,
-            "ref" => EntryKind::Ref,
-            _ => return None,
-        })
-    }
-}
-
 /// The position of the one `Ref` entry of a key.
-pub const REF_POS: &str = "";
+pub(crate) const REF_POS: &str = "";
 
 /// One entry of a key's change log.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LogEntry {
+pub(crate) struct LogEntry {
     pub pos: String,
     pub ts_ms: i64,
     pub kind: EntryKind,
@@ -54,7 +35,7 @@ pub struct LogEntry {
 
 impl LogEntry {
     /// What the log's `kind` column holds: the op code, or `ref`.
-    pub fn kind_code(&self) -> &'static str {
+    pub(crate) fn kind_code(&self) -> &'static str {
         match self.kind {
             EntryKind::Ref => "ref",
             _ => self.op.code(),
@@ -62,7 +43,7 @@ impl LogEntry {
     }
 
     /// Kind and op from the `kind` column.
-    pub fn parse_kind(code: &str) -> (EntryKind, Op) {
+    pub(crate) fn parse_kind(code: &str) -> (EntryKind, Op) {
         match code {
             "ref" => (EntryKind::Ref, Op::Read),
             "d" => (EntryKind::Delete, Op::Delete),
@@ -76,7 +57,7 @@ impl LogEntry {
 
 /// The row a key's newest change leaves: silver's row for a dimension.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Latest {
+pub(crate) struct Latest {
     /// Every column, TOAST placeholders resolved; the last known values for a delete.
     pub values: Values,
     pub deleted: bool,
@@ -89,7 +70,7 @@ pub struct Latest {
 
 /// The versions of a key and its latest row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct History {
+pub(crate) struct History {
     pub versions: Vec<Version>,
     pub latest: Option<Latest>,
     /// The last known full row after the newest change: what a newer change continues from.
@@ -98,7 +79,7 @@ pub struct History {
 
 /// One row of `gold.dim_<table>` for a key.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Version {
+pub(crate) struct Version {
     /// Position of the change that opened it (`""` for an inferred member).
     pub start_pos: String,
     pub valid_from_ms: i64,
@@ -116,7 +97,7 @@ pub struct Version {
 
 /// The newest (real, current) version of a key, as far as newer changes need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
+pub(crate) struct Head {
     pub valid_from_ms: i64,
     pub version: i64,
     pub is_deleted: bool,
@@ -125,7 +106,7 @@ pub struct Head {
 
 /// The versions of a key from all its log entries (any order; one entry per position).
 /// `tracked` says which columns make versions.
-pub fn history(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> History {
+pub(crate) fn history(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> History {
     let mut changes: Vec<&LogEntry> = entries
         .iter()
         .filter(|e| e.kind != EntryKind::Ref)
@@ -171,7 +152,7 @@ pub fn history(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> History 
 /// The new versions are numbered after `head`, their validity chained, the last one current;
 /// `head` itself closes at the first one's `valid_from_ms`. [`history`] is this from nothing,
 /// so continuing a key's history gives the versions recomputing it would.
-pub fn extend(
+pub(crate) fn extend(
     head: Option<&Head>,
     state: &mut Values,
     changes: &[&LogEntry],
@@ -239,7 +220,7 @@ pub fn extend(
 }
 
 /// An image with its unavailable (TOAST) columns taken from the last known row.
-pub fn resolve(image: &Image, state: &Values) -> Values {
+pub(crate) fn resolve(image: &Image, state: &Values) -> Values {
     let mut v = image.values.clone();
     for c in &image.unavailable {
         v.insert(c.clone(), state.get(c).cloned().unwrap_or(Cell::Null));

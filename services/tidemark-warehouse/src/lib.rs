@@ -30,20 +30,20 @@
 //! - In atomic mode a reader sees only source commit points: a cycle includes a source
 //!   transaction only once bronze holds every event its END record counts (or it timed out).
 
-pub mod apply;
-pub mod atomic;
-pub mod bronze_fetch;
+pub(crate) mod apply;
+pub(crate) mod atomic;
+pub(crate) mod bronze_fetch;
 pub mod bronze_read;
-pub mod cell;
-pub mod change;
-pub mod fact_hold;
-pub mod freshness;
-pub mod heartbeat_read;
-pub mod history;
-pub mod lineage;
+pub(crate) mod cell;
+pub(crate) mod change;
+pub(crate) mod fact_hold;
+pub(crate) mod freshness;
+pub(crate) mod heartbeat_read;
+pub(crate) mod history;
+pub(crate) mod lineage;
 pub mod merger;
 pub mod replay;
-pub mod silver;
-pub mod spec;
+pub(crate) mod silver;
+pub(crate) mod spec;
 pub mod sql;
 pub mod txn_read;

@@ -42,7 +42,7 @@ pub struct MySqlPos {
 }
 
 /// The lineage of snapshot reads (server id 0, no GTID): they join the current segment.
-pub const SNAPSHOT: &str = "snapshot";
+pub(crate) const SNAPSHOT: &str = "snapshot";
 
 /// One stored segment.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,32 +12,32 @@ use crate::change::{Change, Op};
 /// Columns whose value a row carries from an older change, with that change's position
 /// (silver's and upsert facts' `_toast` column, as JSON). The key [`ALL_OTHERS`] stands for every
 /// column not listed: a deleted row carries all its values from the change before the delete.
-pub type Carried = BTreeMap<String, String>;
+pub(crate) type Carried = BTreeMap<String, String>;
 
 /// The [`Carried`] key of the columns not listed (no column has an empty name).
-pub const ALL_OTHERS: &str = "";
+pub(crate) const ALL_OTHERS: &str = "";
 
 /// `_toast` text of a [`Carried`] map (`None` when nothing is carried).
-pub fn carried_text(c: &Carried) -> Option<String> {
+pub(crate) fn carried_text(c: &Carried) -> Option<String> {
     (!c.is_empty()).then(|| serde_json::to_string(c).expect("a string map serializes"))
 }
 
 /// A [`Carried`] map from `_toast` text (absent or unreadable: nothing carried).
-pub fn carried_from(text: Option<&str>) -> Carried {
+pub(crate) fn carried_from(text: Option<&str>) -> Carried {
     text.and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or_default()
 }
 
 /// What the warehouse holds for a key before the batch.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Stored {
+pub(crate) struct Stored {
     pub pos: String,
     pub carried: Carried,
 }
 
 /// Values of the stored row replaced by late changes: the value in force at the row's position.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Patch {
+pub(crate) struct Patch {
     /// The stored row's position (the update applies only while it is still there).
     pub pos: String,
     pub values: Values,
@@ -46,7 +46,10 @@ pub struct Patch {
 
 /// The late changes of a key (older than `stored`) that hold the value in force for a column the
 /// stored row carries: the newest such change per column.
-pub fn patch<'a>(changes: impl IntoIterator<Item = &'a Change>, stored: &Stored) -> Option<Patch> {
+pub(crate) fn patch<'a>(
+    changes: impl IntoIterator<Item = &'a Change>,
+    stored: &Stored,
+) -> Option<Patch> {
     let mut best: BTreeMap<&str, (&str, &Cell)> = BTreeMap::new();
     let others = stored.carried.get(ALL_OTHERS);
     for c in changes {
@@ -87,7 +90,7 @@ pub fn patch<'a>(changes: impl IntoIterator<Item = &'a Change>, stored: &Stored)
 
 /// The row a batch leaves for one key.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SilverRow {
+pub(crate) struct SilverRow {
     pub values: Values,
     /// Columns whose stored value stays (TOAST placeholders not resolved inside the batch).
     pub keep: BTreeSet<String>,
@@ -101,7 +104,7 @@ pub struct SilverRow {
 }
 
 /// Folds a key's changes (in [`Change::order`]) newer than the stored row into one row.
-pub fn fold<'a>(
+pub(crate) fn fold<'a>(
     changes: impl IntoIterator<Item = &'a Change>,
     stored: Option<&Stored>,
 ) -> Option<SilverRow> {

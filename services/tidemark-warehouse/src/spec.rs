@@ -10,7 +10,7 @@ use crate::cell::Cell;
 use crate::change::Change;
 
 /// The [`TableSpec::role`] of a topic no `[[tables]]` entry names.
-pub const UNCONFIGURED_ROLE: &str = "unconfigured (silver only)";
+pub(crate) const UNCONFIGURED_ROLE: &str = "unconfigured (silver only)";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSpec {

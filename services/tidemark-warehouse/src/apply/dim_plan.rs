@@ -42,7 +42,7 @@ impl Stored {
     }
 
     /// The version as newer changes continue from it.
-    pub fn head(&self) -> Head {
+    pub(super) fn head(&self) -> Head {
         Head {
             valid_from_ms: self.valid_from_ms,
             version: self.version,
@@ -129,7 +129,7 @@ impl Plan {
     /// Continues a key's history with `new` (sorted, all newer than `state`; see
     /// [`can_continue`]). `logs_new`: the log holds none of the key's new positions (they are
     /// newer than its newest row, or it has none).
-    pub fn continue_key(
+    pub(super) fn continue_key(
         &mut self,
         key: &str,
         current: Option<&Stored>,
@@ -176,7 +176,7 @@ impl Plan {
 
     /// Merges `new` into the key's whole `log`, recomputes its versions and diffs them with
     /// the `stored` ones (by start position).
-    pub fn recompute_key(
+    pub(super) fn recompute_key(
         &mut self,
         key: &str,
         mut log: Vec<LogEntry>,

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use crate::sql::conn::{Tx, ms_of};
 
 #[derive(Debug, Default)]
-pub struct FactMarks(Mutex<BTreeMap<String, i64>>);
+pub(crate) struct FactMarks(Mutex<BTreeMap<String, i64>>);
 
 impl FactMarks {
     /// The newest `_source_ts` (ms) of `table` (a fact table's warehouse name; `quoted`, its
@@ -49,7 +49,7 @@ impl FactMarks {
     }
 
     /// Forgets `table`'s mark: another merger may write it.
-    pub fn forget(&self, table: &str) {
+    pub(crate) fn forget(&self, table: &str) {
         self.lock().remove(table);
     }
 

@@ -21,12 +21,12 @@ pub(crate) use crate::sql::names::col_list;
 use crate::sql::names::{Target, check_identifier, quote};
 use crate::sql::schema::SchemaError;
 
-pub use dim::DimStats;
-pub use fact_marks::FactMarks;
+pub(crate) use dim::DimStats;
+pub(crate) use fact_marks::FactMarks;
 
 /// A table's changes for one batch.
 #[derive(Debug, Clone)]
-pub struct TableBatch {
+pub(crate) struct TableBatch {
     pub spec: TableSpec,
     /// Columns seen in the batch's files, with their types.
     pub columns: Columns,
@@ -49,7 +49,7 @@ pub struct Applied {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     /// The table cannot go on until someone acts; other tables continue.
     #[error("table {table} stopped: {problem}")]
     Stopped { table: String, problem: String },
@@ -78,7 +78,7 @@ impl ApplyError {
 
 /// Everything the apply step needs besides the batch.
 #[derive(Debug, Clone, Copy)]
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     pub target: &'a Target,
     /// Every known table by topic (for references between facts and dimensions).
     pub specs: &'a BTreeMap<String, TableSpec>,
@@ -95,7 +95,7 @@ pub(crate) struct Keyed<'a> {
     pub change: &'a Change,
 }
 
-pub async fn apply(
+pub(crate) async fn apply(
     tx: &mut Tx,
     ctx: Context<'_>,
     batch: &TableBatch,

@@ -51,7 +51,11 @@ pub(crate) struct AvroCache {
 }
 
 impl AvroCache {
-    pub fn insert(&mut self, id: u32, text: &str) -> Result<Arc<AvroEntry>, DecodeErrorKind> {
+    pub(super) fn insert(
+        &mut self,
+        id: u32,
+        text: &str,
+    ) -> Result<Arc<AvroEntry>, DecodeErrorKind> {
         let avro = AvroSchema::parse(text)?;
         let cached = CachedSchema::new(avro.connect.clone(), text.to_owned(), Some(id));
         let mut names = avro_guard::Names::new();

@@ -95,7 +95,7 @@ pub(crate) struct Classified<'a> {
 
 impl<R> Members<R> {
     /// Decides what the record is. `images` is called only for row changes.
-    pub fn into_decoded(
+    pub(super) fn into_decoded(
         self,
         routing: &Routing,
         c: Classified<'_>,

@@ -52,7 +52,7 @@ pub(crate) struct CachedSchema {
 }
 
 impl CachedSchema {
-    pub fn new(schema: Schema, text: String, registry_id: Option<u32>) -> CachedSchema {
+    pub(super) fn new(schema: Schema, text: String, registry_id: Option<u32>) -> CachedSchema {
         let schema = schema.with_connector_times();
         let field_struct = |name: &str| {
             schema

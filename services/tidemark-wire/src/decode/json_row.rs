@@ -40,7 +40,7 @@ pub(crate) struct Ctx<'c> {
 }
 
 impl<'c> Ctx<'c> {
-    pub fn new(placeholder: &'c Placeholder) -> Self {
+    pub(super) fn new(placeholder: &'c Placeholder) -> Self {
         Ctx {
             placeholder,
             error: RefCell::new(None),

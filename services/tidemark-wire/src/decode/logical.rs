@@ -17,14 +17,14 @@ fn wrong(schema: &Schema, found: &'static str) -> FieldReason {
 }
 
 /// What a schema expects, for error messages (`int32`, `int64 io.debezium.time.MicroTimestamp`).
-pub fn expected_name(schema: &Schema) -> String {
+pub(super) fn expected_name(schema: &Schema) -> String {
     match &schema.name {
         Some(n) if schema.logical != Logical::None => format!("{} {n}", schema.kind.name()),
         _ => schema.kind.name().to_owned(),
     }
 }
 
-pub fn from_bool(schema: &Schema, v: bool) -> Result<Value, FieldReason> {
+pub(super) fn from_bool(schema: &Schema, v: bool) -> Result<Value, FieldReason> {
     match schema.kind {
         Kind::Boolean => Ok(Value::Bool(v)),
         _ => Err(wrong(schema, "boolean")),
@@ -32,7 +32,7 @@ pub fn from_bool(schema: &Schema, v: bool) -> Result<Value, FieldReason> {
 }
 
 /// An integer under an integer, floating or temporal schema.
-pub fn from_int(schema: &Schema, v: i64) -> Result<Value, FieldReason> {
+pub(super) fn from_int(schema: &Schema, v: i64) -> Result<Value, FieldReason> {
     let range = |lo: i64, hi: i64| {
         if (lo..=hi).contains(&v) {
             Ok(())
@@ -98,7 +98,7 @@ fn date(v: i64) -> Result<Value, FieldReason> {
         })
 }
 
-pub fn from_u64(schema: &Schema, v: u64) -> Result<Value, FieldReason> {
+pub(super) fn from_u64(schema: &Schema, v: u64) -> Result<Value, FieldReason> {
     match i64::try_from(v) {
         Ok(i) => from_int(schema, i),
         Err(_) if matches!(schema.kind, Kind::Float32 | Kind::Float64) => {
@@ -111,7 +111,7 @@ pub fn from_u64(schema: &Schema, v: u64) -> Result<Value, FieldReason> {
     }
 }
 
-pub fn from_f64(schema: &Schema, v: f64) -> Result<Value, FieldReason> {
+pub(super) fn from_f64(schema: &Schema, v: f64) -> Result<Value, FieldReason> {
     match schema.kind {
         Kind::Float32 | Kind::Float64 => Ok(Value::Float(v)),
         _ => Err(wrong(schema, "floating-point number")),
@@ -119,7 +119,7 @@ pub fn from_f64(schema: &Schema, v: f64) -> Result<Value, FieldReason> {
 }
 
 /// A string under a string schema (or a float's NaN/Infinity spelling, or JSON's base64 bytes).
-pub fn from_str(schema: &Schema, s: &str, ph: &Placeholder) -> Result<Value, FieldReason> {
+pub(super) fn from_str(schema: &Schema, s: &str, ph: &Placeholder) -> Result<Value, FieldReason> {
     if ph.matches_str(s) {
         return Ok(Value::Unavailable);
     }
@@ -142,7 +142,11 @@ pub fn from_str(schema: &Schema, s: &str, ph: &Placeholder) -> Result<Value, Fie
 }
 
 /// An owned string under a string schema (the Avro path hands strings over by value).
-pub fn from_string(schema: &Schema, s: String, ph: &Placeholder) -> Result<Value, FieldReason> {
+pub(super) fn from_string(
+    schema: &Schema,
+    s: String,
+    ph: &Placeholder,
+) -> Result<Value, FieldReason> {
     if schema.kind == Kind::String && !ph.matches_str(&s) {
         return string_logical(schema, s);
     }
@@ -173,7 +177,11 @@ fn string_logical(schema: &Schema, s: String) -> Result<Value, FieldReason> {
 }
 
 /// Bytes under a bytes schema (Decimal or plain).
-pub fn from_bytes(schema: &Schema, b: Vec<u8>, ph: &Placeholder) -> Result<Value, FieldReason> {
+pub(super) fn from_bytes(
+    schema: &Schema,
+    b: Vec<u8>,
+    ph: &Placeholder,
+) -> Result<Value, FieldReason> {
     if ph.matches_bytes(&b) {
         return Ok(Value::Unavailable);
     }
@@ -191,10 +199,10 @@ pub fn from_bytes(schema: &Schema, b: Vec<u8>, ph: &Placeholder) -> Result<Value
 /// The decimal scales a value may have: PostgreSQL's numeric keeps at most 16383 digits after
 /// the point, and a negative scale adds zeros before it. Outside, a value's text would grow to
 /// `scale` digits (one small record could take gigabytes): it is a dead letter instead.
-pub const DECIMAL_SCALES: std::ops::RangeInclusive<i32> = -1000..=16383;
+pub(super) const DECIMAL_SCALES: std::ops::RangeInclusive<i32> = -1000..=16383;
 
 /// Kafka Connect's Decimal bytes at a scale.
-pub fn decimal(b: &[u8], scale: i32) -> Result<Value, FieldReason> {
+pub(super) fn decimal(b: &[u8], scale: i32) -> Result<Value, FieldReason> {
     if !DECIMAL_SCALES.contains(&scale) {
         return Err(FieldReason::OutOfRange {
             value: format!("decimal scale {scale}"),
@@ -207,7 +215,7 @@ pub fn decimal(b: &[u8], scale: i32) -> Result<Value, FieldReason> {
 }
 
 /// `io.debezium.data.VariableScaleDecimal` from its decoded struct fields.
-pub fn variable_scale(scale: &Value, value: &Value) -> Result<Value, FieldReason> {
+pub(super) fn variable_scale(scale: &Value, value: &Value) -> Result<Value, FieldReason> {
     match (scale, value) {
         (Value::Int(s), Value::Bytes(b)) => decimal(b, *s as i32),
         (Value::Null, Value::Null) => Ok(Value::Null),

@@ -4,7 +4,11 @@
 use tidemark_core::event::{Decoded, RawRecord};
 use tidemark_wire::decode::{DecodeError, Decoder, DecoderOptions, WireFormat};
 
-pub fn record<'a>(topic: &'a str, key: Option<&'a [u8]>, value: Option<&'a [u8]>) -> RawRecord<'a> {
+pub(crate) fn record<'a>(
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+) -> RawRecord<'a> {
     RawRecord {
         topic,
         partition: 3,
@@ -15,7 +19,7 @@ pub fn record<'a>(topic: &'a str, key: Option<&'a [u8]>, value: Option<&'a [u8]>
     }
 }
 
-pub fn json_decoder() -> Decoder {
+pub(crate) fn json_decoder() -> Decoder {
     Decoder::new(
         DecoderOptions {
             format: WireFormat::Json,
@@ -25,6 +29,6 @@ pub fn json_decoder() -> Decoder {
     )
 }
 
-pub fn decode_json(topic: &str, value: &[u8]) -> Result<Decoded, DecodeError> {
+pub(crate) fn decode_json(topic: &str, value: &[u8]) -> Result<Decoded, DecodeError> {
     json_decoder().decode_cached(&record(topic, None, Some(value)))
 }

@@ -50,7 +50,7 @@ fn kafka_lags(config: &Config, parts: &[(&str, i32, i64)]) -> Result<Vec<i64>, S
         .collect()
 }
 
-pub fn inspect(config_path: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn inspect(config_path: &Path) -> anyhow::Result<ExitCode> {
     let (config, store, root) = open(config_path)?;
     let summaries = runtime()?.block_on(admin::summarize(store.as_ref(), &root))?;
     println!("bronze {}", config.bronze.url);
@@ -172,7 +172,7 @@ fn transactions_hint(config: &Config, summaries: &[admin::PartitionSummary]) {
     }
 }
 
-pub fn dlq_list(config_path: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn dlq_list(config_path: &Path) -> anyhow::Result<ExitCode> {
     let (_, store, root) = open(config_path)?;
     let letters = runtime()?.block_on(admin::dead_letters(store.as_ref(), &root))?;
     for l in &letters {
@@ -182,7 +182,7 @@ pub fn dlq_list(config_path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn manifest(config_path: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn manifest(config_path: &Path) -> anyhow::Result<ExitCode> {
     let (_, store, root) = open(config_path)?;
     let done = runtime()?.block_on(tidemark_bronze::manifest::refresh(store.as_ref(), &root))?;
     eprintln!(
@@ -195,7 +195,10 @@ pub fn manifest(config_path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn compact(config_path: &Path, args: &crate::cli::CompactArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn compact(
+    config_path: &Path,
+    args: &crate::cli::CompactArgs,
+) -> anyhow::Result<ExitCode> {
     use tidemark_bronze::compact;
     let (config, store, root) = open(config_path)?;
     let opts = compact::Options {
@@ -234,7 +237,11 @@ pub fn compact(config_path: &Path, args: &crate::cli::CompactArgs) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn gc(config_path: &Path, older_than: Duration, dry_run: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn gc(
+    config_path: &Path,
+    older_than: Duration,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
     let (_, store, root) = open(config_path)?;
     let rt = runtime()?;
     if !dry_run {

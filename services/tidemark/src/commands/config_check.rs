@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use tidemark_core::config::LoadError;
 
-pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn run(path: &Path) -> anyhow::Result<ExitCode> {
     match super::load_config(path, false) {
         Ok(config) => {
             println!("# {}: valid", path.display());

@@ -16,7 +16,7 @@ use super::shutdown_signal;
 use crate::cli::{GenerateArgs, StreamArgs};
 use crate::produce::{Limits, Produced, produce};
 
-pub fn bank(args: &StreamArgs) -> anyhow::Result<Bank> {
+pub(crate) fn bank(args: &StreamArgs) -> anyhow::Result<Bank> {
     if !(0.0..=1.0).contains(&args.late_ratio) {
         anyhow::bail!("--late-ratio {} must be between 0 and 1", args.late_ratio);
     }
@@ -32,7 +32,7 @@ pub fn bank(args: &StreamArgs) -> anyhow::Result<Bank> {
 }
 
 /// A producer for `bootstrap` with the configured librdkafka properties (security settings).
-pub fn producer(
+pub(crate) fn producer(
     bootstrap: &str,
     properties: &BTreeMap<String, String>,
 ) -> anyhow::Result<FutureProducer> {
@@ -55,7 +55,11 @@ pub fn producer(
         .map_err(|e| anyhow::anyhow!(tidemark_bronze::kafka::describe(&e)))
 }
 
-pub fn limits(events: Option<u64>, rate: f64, duration: Option<f64>) -> anyhow::Result<Limits> {
+pub(crate) fn limits(
+    events: Option<u64>,
+    rate: f64,
+    duration: Option<f64>,
+) -> anyhow::Result<Limits> {
     if rate < 0.0 || !rate.is_finite() {
         anyhow::bail!("--rate {rate} must be 0 (unlimited) or more");
     }
@@ -72,7 +76,7 @@ pub fn limits(events: Option<u64>, rate: f64, duration: Option<f64>) -> anyhow::
     })
 }
 
-pub fn run(config_path: &Path, args: &GenerateArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(config_path: &Path, args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path, true)?;
     let bootstrap = args
         .bootstrap_servers

@@ -12,7 +12,7 @@ use tidemark_warehouse::sql::conn::Pool;
 use crate::http::Readiness;
 
 /// Kafka answers a metadata request.
-pub fn kafka(r: Readiness, config: &Config) -> anyhow::Result<Readiness> {
+pub(super) fn kafka(r: Readiness, config: &Config) -> anyhow::Result<Readiness> {
     let mut c = rdkafka::ClientConfig::new();
     c.set("bootstrap.servers", &config.kafka.bootstrap_servers);
     for (k, v) in &config.kafka.properties {
@@ -38,7 +38,7 @@ pub fn kafka(r: Readiness, config: &Config) -> anyhow::Result<Readiness> {
 }
 
 /// The bronze store lists its root.
-pub fn store(r: Readiness, store: Arc<dyn ObjectStore>, root: Path) -> Readiness {
+pub(super) fn store(r: Readiness, store: Arc<dyn ObjectStore>, root: Path) -> Readiness {
     r.with("object_store", move || {
         let (store, root) = (store.clone(), root.clone());
         async move {
@@ -52,7 +52,7 @@ pub fn store(r: Readiness, store: Arc<dyn ObjectStore>, root: Path) -> Readiness
 }
 
 /// The warehouse answers a query.
-pub fn warehouse(r: Readiness, pool: Pool) -> Readiness {
+pub(super) fn warehouse(r: Readiness, pool: Pool) -> Readiness {
     r.with("warehouse", move || {
         let pool = pool.clone();
         async move { pool.ping().await.map_err(|e| e.to_string()) }

@@ -8,7 +8,7 @@ use tracing::Instrument as _;
 use super::shutdown_signal;
 use crate::http::Readiness;
 
-pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path, false)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

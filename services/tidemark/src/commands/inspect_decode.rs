@@ -23,7 +23,7 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
-pub fn run(config_path: &Path, args: &DecodeArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config_path: &Path, args: &DecodeArgs) -> anyhow::Result<ExitCode> {
     // The config is optional here: decoding a file needs at most the registry URL.
     let config = Config::load(config_path, true).unwrap_or_default();
     let format = args.format.unwrap_or(config.kafka.format);

@@ -60,7 +60,7 @@ fn exit_for(stopped: usize) -> ExitCode {
     }
 }
 
-pub fn merge(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn merge(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path, false)?;
     runtime()?.block_on(async {
         let shutdown = shutdown_signal();
@@ -83,7 +83,7 @@ pub fn merge(config_path: &Path, once: bool) -> anyhow::Result<ExitCode> {
 
 /// Ingest and merge side by side; on SIGTERM/SIGINT ingest flushes and leaves the group, then
 /// the merger applies what was flushed and the process exits.
-pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path, false)?;
     runtime()?.block_on(async {
         let signal = shutdown_signal();
@@ -124,7 +124,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn replay(config_path: &Path, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn replay(config_path: &Path, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path, false)?;
     if args.target_suffix.is_none() && args.from.is_none() && !args.in_place {
         anyhow::bail!(

@@ -15,7 +15,7 @@ use crate::produce::Produced;
 
 /// One example query, its result and the columns it shows.
 #[derive(Debug, Clone)]
-pub struct Example {
+pub(super) struct Example {
     pub title: String,
     pub sql: String,
     pub columns: Vec<&'static str>,
@@ -23,7 +23,7 @@ pub struct Example {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct DimStats {
+pub(super) struct DimStats {
     pub keys: u64,
     pub versions: u64,
     pub current: u64,
@@ -33,7 +33,7 @@ pub struct DimStats {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Summary {
+pub(super) struct Summary {
     pub produced: Produced,
     /// (bronze table, op) → rows.
     pub ops: BTreeMap<(String, String), u64>,
@@ -68,7 +68,7 @@ fn num(rows: &TextRows, row: usize, col: usize) -> u64 {
         .map_or(0, |f| f as u64)
 }
 
-pub async fn gather(
+pub(super) async fn gather(
     config: &Config,
     merger: &Merger,
     produced: Produced,
@@ -240,7 +240,7 @@ async fn examples(pool: &Pool, merger: &Merger) -> anyhow::Result<Vec<Example>> 
 const OPS: [&str; 6] = ["r", "c", "u", "d", "t", "tombstone"];
 
 impl Summary {
-    pub fn render(&self, bronze_url: &str, warehouse_url: &str) -> String {
+    pub(super) fn render(&self, bronze_url: &str, warehouse_url: &str) -> String {
         let mut out = String::new();
         let p = &self.produced;
         let _ = writeln!(

@@ -1,7 +1,7 @@
 //! Plain-text tables for the demo's summary: left-aligned text, right-aligned numbers.
 
 /// Renders `header` and `rows`, each line indented by `indent` spaces.
-pub fn render(header: &[&str], rows: &[Vec<String>], indent: usize) -> String {
+pub(super) fn render(header: &[&str], rows: &[Vec<String>], indent: usize) -> String {
     let cols = header.len();
     let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
