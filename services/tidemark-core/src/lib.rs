@@ -9,6 +9,7 @@
 //! - [`mapping`]: Connect schema → Arrow (bronze) → PostgreSQL / SQLite (warehouse).
 //! - [`render`]: readable JSON of decoded records (inspect, logs).
 //! - [`config`]: the typed configuration.
+//! - [`ident`]: the one rule for warehouse identifiers (config table names, event columns).
 //! - [`metrics`]: the Prometheus metrics catalogue and the helpers that record them.
 //! - [`health`]: whether the process's loops make progress, for `/healthz` and `/readyz`.
 //! - [`allocator`]: how the binaries tune their allocator (mimalloc).
@@ -25,6 +26,7 @@ pub mod config;
 pub mod converter;
 pub mod event;
 pub mod health;
+pub mod ident;
 pub mod mapping;
 pub mod metrics;
 pub mod render;

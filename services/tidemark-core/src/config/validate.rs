@@ -42,19 +42,21 @@ impl std::error::Error for ConfigErrors {}
 /// bytes (two names could become one), and the merger prefixes names with `fact_` (facts) or
 /// `changes_` (a dimension's change log).
 pub fn max_table_name_bytes(kind: Option<TableKind>) -> usize {
-    63 - match kind {
+    crate::ident::MAX_IDENTIFIER_BYTES - table_prefix_bytes(kind)
+}
+
+fn table_prefix_bytes(kind: Option<TableKind>) -> usize {
+    match kind {
         None => 0,
         Some(TableKind::Fact) => "fact_".len(),
         Some(TableKind::Dimension) => "changes_".len(),
     }
 }
 
-/// Warehouse table names: any text works (names are always quoted) except control characters,
-/// and it must fit PostgreSQL's 63 bytes with the longest prefix the merger adds.
+/// Warehouse table names follow [`crate::ident::check_identifier`] with the longest prefix the
+/// merger adds to a table of `kind`.
 pub fn is_valid_identifier(name: &str, kind: Option<TableKind>) -> bool {
-    !name.trim().is_empty()
-        && !name.chars().any(char::is_control)
-        && name.len() <= max_table_name_bytes(kind)
+    crate::ident::check_identifier(name, table_prefix_bytes(kind)).is_ok()
 }
 
 /// librdkafka properties tidemark sets itself.

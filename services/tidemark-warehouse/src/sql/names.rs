@@ -56,19 +56,10 @@ pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Why an identifier from an event cannot be a warehouse name.
-pub fn check_identifier(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("is empty".into());
-    }
-    if name.contains('\0') {
-        return Err("contains a NUL character".into());
-    }
-    // PostgreSQL truncates longer names, which could make two columns one.
-    if name.len() > 63 {
-        return Err(format!("is {} bytes long (the limit is 63)", name.len()));
-    }
-    Ok(())
+/// Why an identifier from an event cannot be a warehouse name (the rule config's table names
+/// follow too).
+pub(crate) fn check_identifier(name: &str) -> Result<(), String> {
+    tidemark_core::ident::check_identifier(name, 0)
 }
 
 /// Where one merge target lives: the live tables, or a replay's side-by-side copy.
