@@ -7,6 +7,8 @@ mod health;
 mod ingest;
 mod inspect_decode;
 mod merge;
+mod replay;
+mod run;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -25,8 +27,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Inspect(InspectCommand::Decode(args)) => inspect_decode::run(&cli.config, args),
         Command::Ingest => ingest::run(&cli.config),
         Command::Merge(args) => merge::merge(&cli.config, args.once),
-        Command::Run => merge::run(&cli.config),
-        Command::Replay(args) => merge::replay(&cli.config, args),
+        Command::Run => run::run(&cli.config),
+        Command::Replay(args) => replay::replay(&cli.config, args),
         Command::Demo(args) => {
             warn_demo_ignores_config(&cli.config);
             crate::demo::run(args)
