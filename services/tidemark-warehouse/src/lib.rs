@@ -15,6 +15,7 @@
 //! - [`apply`] writes silver, dimensions and facts through [`sql`]: names and quoting, the two
 //!   backends and their placeholders, the ledger, the column registry, table claims, leases
 //!   with fencing tokens, lineage segments.
+//! - [`stop`]: why a table stopped (a kind that says where the fix lies, and the message).
 //! - [`replay`] rebuilds tables from bronze; [`freshness`] tracks how far behind each table is.
 //!
 //! Invariants:
@@ -46,4 +47,5 @@ pub mod replay;
 pub(crate) mod silver;
 pub(crate) mod spec;
 pub mod sql;
+pub mod stop;
 pub mod txn_read;

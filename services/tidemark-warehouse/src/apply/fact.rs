@@ -14,6 +14,7 @@ use crate::spec::TableSpec;
 use crate::sql::conn::Tx;
 use crate::sql::names::{literal, quote};
 use crate::sql::schema::ensure;
+use crate::stop::StopKind;
 
 /// Whether `table` has the column `col` in this target (the merger created both).
 pub(super) async fn has_column(
@@ -171,6 +172,7 @@ pub(super) async fn apply(
         if cols.iter().any(|(n, _)| *n == sk) {
             return Err(ApplyError::stopped(
                 &spec.name,
+                StopKind::Column,
                 format!(
                     "column {} collides with the surrogate key column of reference {}",
                     quote(&sk),
@@ -315,13 +317,13 @@ async fn register_references(
         let st = super::dim::reference(tx, ctx, dim, (dim_key.clone(), key_ty), refs)
             .await
             .map_err(|e| match e {
-                ApplyError::Stopped { problem, .. } => ApplyError::stopped(
-                    &spec.name,
-                    format!(
-                        "reference {} → {dim_topic}: {problem}; declare the fact column's type to match the dimension key (tables[].columns)",
+                ApplyError::Stopped { problem, .. } => ApplyError::Stopped {
+                    table: spec.name.clone(),
+                    problem: problem.map(|p| format!(
+                        "reference {} → {dim_topic}: {p}; declare the fact column's type to match the dimension key (tables[].columns)",
                         quote(col)
-                    ),
-                ),
+                    )),
+                },
                 other => other,
             })?;
         referenced.push((dim.name.clone(), st));

@@ -20,6 +20,7 @@ pub(crate) use crate::sql::conn::ms_of;
 pub(crate) use crate::sql::names::col_list;
 use crate::sql::names::{Target, check_identifier, quote};
 use crate::sql::schema::SchemaError;
+use crate::stop::{StopKind, StopReason};
 
 pub(crate) use dim::DimStats;
 pub(crate) use fact_marks::FactMarks;
@@ -52,7 +53,7 @@ pub struct Applied {
 pub(crate) enum ApplyError {
     /// The table cannot go on until someone acts; other tables continue.
     #[error("table {table} stopped: {problem}")]
-    Stopped { table: String, problem: String },
+    Stopped { table: String, problem: StopReason },
     #[error("warehouse: {0}")]
     Sql(#[from] sqlx::Error),
 }
@@ -62,16 +63,16 @@ impl ApplyError {
         match e {
             SchemaError::Incompatible(i) => ApplyError::Stopped {
                 table: table.into(),
-                problem: i.to_string(),
+                problem: StopReason::new(StopKind::Schema, i.to_string()),
             },
             SchemaError::Sql(e) => ApplyError::Sql(e),
         }
     }
 
-    fn stopped(table: &str, problem: String) -> ApplyError {
+    fn stopped(table: &str, kind: StopKind, problem: String) -> ApplyError {
         ApplyError::Stopped {
             table: table.into(),
-            problem,
+            problem: StopReason::new(kind, problem),
         }
     }
 }
@@ -131,6 +132,7 @@ pub(crate) async fn apply(
         None => {
             return Err(ApplyError::stopped(
                 table,
+                StopKind::Key,
                 "its events have no key: set tables[].key for this topic".into(),
             ));
         }
@@ -211,6 +213,7 @@ pub(crate) async fn apply(
             if crate::sql::names::DIM_META.contains(&n.as_str()) {
                 return Err(ApplyError::stopped(
                     table,
+                    StopKind::Column,
                     format!(
                         "column {} collides with a gold SCD2 column; add it to tables[].ignore_columns or rename it in the source",
                         quote(n)
@@ -241,6 +244,7 @@ fn check_table_name(spec: &TableSpec) -> Result<(), ApplyError> {
     }
     Err(ApplyError::stopped(
         &spec.name,
+        StopKind::Name,
         format!(
             "its warehouse name is {} bytes or has control characters; names may have at most {} \
              bytes (with the prefix of the tables made from it): set [[tables]] source = \"{}\", name = \"…\"",
@@ -258,13 +262,19 @@ fn effective_columns(
 ) -> Result<Vec<(String, ColType)>, ApplyError> {
     let mut out = Vec::with_capacity(seen.0.len());
     for (name, ty) in &seen.0 {
-        check_identifier(name)
-            .map_err(|p| ApplyError::stopped(&spec.name, format!("column {}: {p}", quote(name))))?;
+        check_identifier(name).map_err(|p| {
+            ApplyError::stopped(
+                &spec.name,
+                StopKind::Name,
+                format!("column {}: {p}", quote(name)),
+            )
+        })?;
         if crate::sql::names::SILVER_META.contains(&name.as_str())
             || (spec.is_fact() && crate::sql::names::FACT_META.contains(&name.as_str()))
         {
             return Err(ApplyError::stopped(
                 &spec.name,
+                StopKind::Column,
                 format!(
                     "column {} collides with a column tidemark adds to silver or gold; rename it in \
                      the source (or drop it with a Debezium column.exclude.list)",

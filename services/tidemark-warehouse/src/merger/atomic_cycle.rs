@@ -3,6 +3,7 @@
 //! move, the transaction topics' included. One lease group holds all tables, so one merger
 //! applies a source transaction's tables together.
 
+use crate::stop::StopReason;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tidemark_core::metrics::labels::TxnFallback;
@@ -280,12 +281,13 @@ impl Merger {
     async fn apply_atomic(
         &mut self,
         specs: &BTreeMap<String, TableSpec>,
-        batches: &[(TableSpec, Result<TableBatch, String>, Moves)],
+        batches: &[(TableSpec, Result<TableBatch, StopReason>, Moves)],
         txn_moves: &[(String, Option<i64>, i64)],
         stats: &mut super::CycleStats,
     ) -> Result<bool, MergeError> {
-        let idle =
-            |(_, b, m): &&(TableSpec, Result<TableBatch, String>, Moves)| m.is_empty() && b.is_ok();
+        let idle = |(_, b, m): &&(TableSpec, Result<TableBatch, StopReason>, Moves)| {
+            m.is_empty() && b.is_ok()
+        };
         if txn_moves.is_empty() && batches.iter().all(|b| idle(&b)) {
             return Ok(false);
         }

@@ -33,6 +33,7 @@ use crate::sql::leases::{self, Leases};
 use crate::sql::ledger::{self, LedgerError};
 use crate::sql::names::Target;
 use crate::sql::schema::bootstrap;
+use crate::stop::{StopKind, StopReason};
 
 /// Per partition, the ledger position a batch read from and the one after it.
 type Moves = BTreeMap<i32, (Option<i64>, i64)>;
@@ -93,7 +94,7 @@ impl MergeOptions {
 pub struct CycleStats {
     pub tables: BTreeMap<String, Applied>,
     /// Newly stopped tables and why.
-    pub stopped: BTreeMap<String, String>,
+    pub stopped: BTreeMap<String, StopReason>,
 }
 
 impl CycleStats {
@@ -117,7 +118,7 @@ pub struct Merger {
     opts: MergeOptions,
     read_opts: ReadOptions,
     /// Topics whose tables stopped, with the reason; they are not retried until restart.
-    stopped: BTreeMap<String, String>,
+    stopped: BTreeMap<String, StopReason>,
     /// MySQL lineage segments, loaded each cycle.
     lineages: crate::lineage::Lineages,
     /// Per heartbeat partition: where to read on from.
@@ -210,7 +211,7 @@ impl Merger {
         &self.target
     }
 
-    pub fn stopped(&self) -> &BTreeMap<String, String> {
+    pub fn stopped(&self) -> &BTreeMap<String, StopReason> {
         &self.stopped
     }
 
@@ -583,12 +584,13 @@ impl Merger {
     }
 
     /// Stops a topic's table until restart: other tables go on.
-    fn stop(&mut self, stats: &mut CycleStats, spec: &TableSpec, problem: String) {
+    fn stop(&mut self, stats: &mut CycleStats, spec: &TableSpec, problem: StopReason) {
         let table = spec.name.as_str();
         tracing::error!(
             table,
             topic = spec.topic,
-            problem,
+            kind = problem.kind.as_str(),
+            problem = problem.message(),
             "table stopped; other tables go on"
         );
         metrics::table_stopped(table, true);
@@ -604,7 +606,7 @@ impl Merger {
         partitions: &[i32],
         positions: &BTreeMap<(String, i32), i64>,
         limits: &[Limit],
-    ) -> Result<(Result<TableBatch, String>, Moves), MergeError> {
+    ) -> Result<(Result<TableBatch, StopReason>, Moves), MergeError> {
         let fetched = self
             .fetch_batch(spec, partitions, positions, limits, Reach::Batch)
             .await?;
@@ -665,7 +667,7 @@ impl Merger {
         &mut self,
         spec: &TableSpec,
         fetched: Fetched,
-    ) -> (Result<TableBatch, String>, Moves) {
+    ) -> (Result<TableBatch, StopReason>, Moves) {
         let mut changes = Vec::new();
         let mut columns = Columns::default();
         let mut moves = BTreeMap::new();
@@ -731,7 +733,7 @@ impl Merger {
             self.behind.insert(spec.topic.clone());
         }
         let batch = match problem {
-            Some(p) => Err(p),
+            Some(p) => Err(StopReason::new(StopKind::Bronze, p)),
             None => Ok(TableBatch {
                 spec: spec.clone(),
                 columns,
@@ -853,15 +855,18 @@ fn related(spec: &TableSpec, specs: &BTreeMap<String, TableSpec>) -> Vec<String>
 
 /// Why a table must stop after its batch failed to apply; `Err` for failures of the whole cycle
 /// (the warehouse went away).
-fn apply_failure(e: ApplyError, topic: &str, moves: &Moves) -> Result<String, MergeError> {
+fn apply_failure(e: ApplyError, topic: &str, moves: &Moves) -> Result<StopReason, MergeError> {
     match e {
         ApplyError::Stopped { problem, .. } => Ok(problem),
         ApplyError::Sql(e) => match refused_data(&e) {
             // The warehouse refused this table's data: it stops alone.
-            Some(why) => Ok(format!(
-                "the warehouse refused its batch ({}): {why}; fix the value at the source \
+            Some(why) => Ok(StopReason::new(
+                StopKind::Refused,
+                format!(
+                    "the warehouse refused its batch ({}): {why}; fix the value at the source \
                  or declare the column's type in [[tables]] columns, then restart",
-                ranges(topic, moves)
+                    ranges(topic, moves)
+                ),
             )),
             None => Err(e.into()),
         },

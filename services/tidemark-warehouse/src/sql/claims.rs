@@ -8,6 +8,7 @@ use super::conn::Tx;
 use super::names::Target;
 use crate::cell::Cell;
 use crate::spec::TableSpec;
+use crate::stop::{StopKind, StopReason};
 
 /// Why a batch of `spec` may not be applied here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub enum Refusal {
     /// tables are rebuilt from bronze under the configured role.
     TakeOver { held: String },
     /// The table stops, with what to do.
-    Stop(String),
+    Stop(StopReason),
 }
 
 /// Creates the claims table.
@@ -111,10 +112,13 @@ pub async fn hold(
 /// The decision of [`hold`], given the stored claim (pure, for tests).
 pub fn judge(spec: &TableSpec, role: &str, topic: &str, held: &str) -> Result<(), Refusal> {
     if topic != spec.topic {
-        return Err(Refusal::Stop(format!(
-            "its warehouse name {:?} is already taken by topic {topic}; give one of them its own \
-             name with [[tables]] source = \"{}\", name = \"…\"",
-            spec.name, spec.topic
+        return Err(Refusal::Stop(StopReason::new(
+            StopKind::Claim,
+            format!(
+                "its warehouse name {:?} is already taken by topic {topic}; give one of them its \
+                 own name with [[tables]] source = \"{}\", name = \"…\"",
+                spec.name, spec.topic
+            ),
         )));
     }
     if held == role {
@@ -128,11 +132,14 @@ pub fn judge(spec: &TableSpec, role: &str, topic: &str, held: &str) -> Result<()
             held: held.to_owned(),
         });
     }
-    Err(Refusal::Stop(format!(
-        "topic {topic} was merged as {held}, but this config merges it as {role}; merging on would \
+    Err(Refusal::Stop(StopReason::new(
+        StopKind::Claim,
+        format!(
+            "topic {topic} was merged as {held}, but this config merges it as {role}; merging on would \
          bend its history. If another merger merges it, configure it in one of them only; if the \
          config changed, rebuild the table under the new one: `tidemark replay --in-place --tables {topic}` \
          (or side by side with --target-suffix)"
+        ),
     )))
 }
 
