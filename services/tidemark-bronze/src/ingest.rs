@@ -265,13 +265,6 @@ struct Loop<'a> {
     warned_budget: bool,
 }
 
-fn is_permanent(e: &FlushError) -> bool {
-    matches!(
-        e,
-        FlushError::Arrow(_) | FlushError::Parquet(_) | FlushError::Panic(_)
-    )
-}
-
 impl Loop<'_> {
     fn apply_rebalances(&mut self) {
         for ev in self.consumer.context().take_events() {
@@ -1072,7 +1065,7 @@ async fn write_segment(
         };
         match result {
             Ok(f) => return done(Ok(f), false, retries),
-            Err(e) if is_permanent(&e) => return done(Err(e), false, retries),
+            Err(e) if e.disposition() == Disposition::Fatal => return done(Err(e), false, retries),
             // Shutting down and the store fails: waiting for it would only hold SIGTERM up; the
             // range is re-read by the next run.
             Err(e) if give_up.borrow().is_some() => return done(Err(e), true, retries),

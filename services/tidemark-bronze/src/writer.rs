@@ -20,6 +20,7 @@ use crate::dead_letter;
 use crate::layout::{self, TableDir};
 use crate::parquet_file;
 use crate::segment::Segment;
+use tidemark_core::disposition::Disposition;
 use tidemark_core::event::ChangeEvent;
 use tidemark_lake::upload::Upload;
 
@@ -39,6 +40,21 @@ pub enum FlushError {
     /// The drain's time ran out while the store still failed: the range is re-read next run.
     #[error("given up at shutdown: the store did not answer before the drain timeout")]
     Abandoned,
+}
+
+impl FlushError {
+    /// A store that fails is retried with backoff (the range stays in memory); building the
+    /// file failed on its own data or code, which retrying would repeat: fatal.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            FlushError::Arrow(_) | FlushError::Parquet(_) | FlushError::Panic(_) => {
+                Disposition::Fatal
+            }
+            FlushError::Store(_) | FlushError::CommitLog(_) | FlushError::Abandoned => {
+                Disposition::Retry
+            }
+        }
+    }
 }
 
 /// What a flush did.

@@ -9,6 +9,7 @@
 //! - [`mapping`]: Connect schema → Arrow (bronze) → PostgreSQL / SQLite (warehouse).
 //! - [`render`]: readable JSON of decoded records (inspect, logs).
 //! - [`config`]: the typed configuration.
+//! - [`disposition`]: what a loop does with an error (retry, dead-letter, stop the table, fatal).
 //! - [`ident`]: the one rule for warehouse identifiers (config table names, event columns).
 //! - [`metrics`]: the Prometheus metrics catalogue and the helpers that record them.
 //! - [`health`]: whether the process's loops make progress, for `/healthz` and `/readyz`.
@@ -24,6 +25,7 @@
 pub mod allocator;
 pub mod config;
 pub mod converter;
+pub mod disposition;
 pub mod event;
 pub mod health;
 pub mod ident;

@@ -33,19 +33,11 @@ pub struct DecodeError {
     pub kind: Box<DecodeErrorKind>,
 }
 
-/// What the pipeline does with a record that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// The record itself is bad: dead-letter it and go on.
-    DeadLetter,
-    /// Something outside the record failed (registry down): retry later, do not dead-letter.
-    Retry,
-    /// Nothing can decode until the config is fixed (the registry refuses the credentials):
-    /// stop with the error.
-    Fatal,
-}
+pub use tidemark_core::disposition::Disposition;
 
 impl DecodeError {
+    /// A bad record is dead-lettered; a registry that is down is retried; one that refuses the
+    /// credentials is fatal. Never `StopTable`: decoding happens before tables.
     pub fn disposition(&self) -> Disposition {
         match self.kind.as_ref() {
             DecodeErrorKind::Registry(e) if e.is_unauthorized() => Disposition::Fatal,
