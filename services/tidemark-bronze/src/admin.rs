@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::time::Duration;
+use tidemark_lake::columns as col;
 
 use chrono::Utc;
 use futures::TryStreamExt;
@@ -127,11 +128,11 @@ pub async fn op_counts(
                     source: e,
                 };
                 let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(bad)?;
-                let mask = ProjectionMask::columns(builder.parquet_schema(), ["op"]);
+                let mask = ProjectionMask::columns(builder.parquet_schema(), [col::OP]);
                 for batch in builder.with_projection(mask).build().map_err(bad)? {
                     let batch = batch.map_err(|e| bad(e.into()))?;
                     let Some(ops) = batch
-                        .column_by_name("op")
+                        .column_by_name(col::OP)
                         .and_then(|c| c.as_any().downcast_ref::<arrow_array::StringArray>())
                     else {
                         // Transactions and other non-row tables: count rows under the table.

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
+use tidemark_lake::columns as col;
 
 use arrow_array::{
     ArrayRef, BinaryArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
@@ -89,11 +90,11 @@ impl Shape {
 
 fn kafka_fields() -> Vec<Field> {
     vec![
-        Field::new("_kafka_topic", DataType::Utf8, false),
-        Field::new("_kafka_partition", DataType::Int32, false),
-        Field::new("_kafka_offset", DataType::Int64, false),
+        Field::new(col::KAFKA_TOPIC, DataType::Utf8, false),
+        Field::new(col::KAFKA_PARTITION, DataType::Int32, false),
+        Field::new(col::KAFKA_OFFSET, DataType::Int64, false),
         Field::new(
-            "_kafka_timestamp",
+            col::KAFKA_TIMESTAMP,
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             true,
         ),
@@ -120,9 +121,9 @@ fn kafka_columns(coords: &[&KafkaCoords]) -> Vec<ArrayRef> {
     ]
 }
 
-static SOURCE_FIELD: LazyLock<Field> = LazyLock::new(|| arrow_field("source", &source_schema()));
+static SOURCE_FIELD: LazyLock<Field> = LazyLock::new(|| arrow_field(col::SOURCE, &source_schema()));
 static TRANSACTION_FIELD: LazyLock<Field> =
-    LazyLock::new(|| arrow_field("transaction", &transaction_schema()));
+    LazyLock::new(|| arrow_field(col::TRANSACTION, &transaction_schema()));
 
 fn image_field(name: &str, shape: &Shape) -> Field {
     match shape.row_struct() {
@@ -134,8 +135,8 @@ fn image_field(name: &str, shape: &Shape) -> Field {
 /// The Arrow schema of a change file of this shape, with the schema text in its metadata.
 pub(crate) fn change_schema(shape: &Shape) -> SchemaRef {
     let mut fields = kafka_fields();
-    fields.push(Field::new("op", DataType::Utf8, false));
-    fields.push(Field::new("ts_ms", DataType::Int64, true));
+    fields.push(Field::new(col::OP, DataType::Utf8, false));
+    fields.push(Field::new(col::TS_MS, DataType::Int64, true));
     fields.push(SOURCE_FIELD.clone());
     fields.push(TRANSACTION_FIELD.clone());
     fields.push(match &shape.key {
@@ -151,8 +152,8 @@ pub(crate) fn change_schema(shape: &Shape) -> SchemaRef {
         ),
         _ => Field::new("key", DataType::Utf8, true),
     });
-    fields.push(image_field("before", shape));
-    fields.push(image_field("after", shape));
+    fields.push(image_field(col::BEFORE, shape));
+    fields.push(image_field(col::AFTER, shape));
     let mut meta = HashMap::new();
     if let Some(s) = &shape.value {
         meta.insert(META_SCHEMA.to_owned(), s.text.clone());
@@ -319,18 +320,18 @@ pub(crate) fn change_batch(
     )?);
     columns.push(key_column(
         events,
-        schema.field_with_name("key").expect("key field"),
+        schema.field_with_name(col::KEY).expect("key field"),
     )?);
     let before: Vec<Option<&Row>> = events.iter().map(|e| e.before.as_ref()).collect();
     let after: Vec<Option<&Row>> = events.iter().map(|e| e.after.as_ref()).collect();
     columns.push(image_column(
         &before,
-        schema.field_with_name("before").expect("before field"),
+        schema.field_with_name(col::BEFORE).expect("before field"),
         shape,
     )?);
     columns.push(image_column(
         &after,
-        schema.field_with_name("after").expect("after field"),
+        schema.field_with_name(col::AFTER).expect("after field"),
         shape,
     )?);
     Ok(RecordBatch::try_new(schema, columns).expect("columns follow the schema"))
@@ -360,11 +361,11 @@ fn i64f(name: &str) -> Field {
 pub(crate) fn transactions_batch(rows: &[&TransactionEvent]) -> RecordBatch {
     let mut fields = kafka_fields();
     fields.extend([
-        utf8("status"),
-        utf8("id"),
-        i64f("event_count"),
-        utf8("data_collections"),
-        i64f("ts_ms"),
+        utf8(col::TXN_STATUS),
+        utf8(col::TXN_ID),
+        i64f(col::TXN_EVENT_COUNT),
+        utf8(col::TXN_DATA_COLLECTIONS),
+        i64f(col::TS_MS),
     ]);
     let mut cols = kafka_columns(&rows.iter().map(|r| &r.kafka).collect::<Vec<_>>());
     cols.push(Arc::new(StringArray::from_iter_values(rows.iter().map(

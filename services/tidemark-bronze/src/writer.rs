@@ -6,6 +6,7 @@
 //! same names again (they include the writer id and range), so retries never duplicate rows.
 
 use std::sync::Arc;
+use tidemark_lake::columns as col;
 
 use arrow_array::{Array, Int64Array, RecordBatch};
 use bytes::Bytes;
@@ -237,7 +238,7 @@ pub struct StreamTarget {
 /// The lowest and highest `_kafka_offset` of a batch.
 fn offsets(batch: &RecordBatch) -> (i64, i64) {
     let col = batch
-        .column_by_name("_kafka_offset")
+        .column_by_name(col::KAFKA_OFFSET)
         .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
     let values = col
         .map(|a| a.values().iter().copied())

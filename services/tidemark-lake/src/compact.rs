@@ -28,6 +28,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
 
 use crate::commit_log::{self, CommitLogError, CommitOutcome, CommitRecord, FileEntry};
+use crate::committed_file;
 use crate::layout::{self, FlushId, TableDir};
 use crate::parquet_file::ParquetFile;
 use crate::upload::Upload;
@@ -69,6 +70,8 @@ pub enum CompactError {
     Parquet { path: String, source: ParquetError },
     #[error("bronze file {path}: {problem}")]
     Shape { path: String, problem: String },
+    #[error(transparent)]
+    File(#[from] committed_file::CommittedFileError),
 }
 
 /// What compaction did to one partition.
@@ -391,22 +394,7 @@ impl Stream {
 
 /// A committed file's bytes, checked against its commit record's checksum.
 async fn read_checked(store: &dyn ObjectStore, f: &FileEntry) -> Result<Bytes, CompactError> {
-    let bytes = store
-        .get(&layout::stored_path(&f.path))
-        .await?
-        .bytes()
-        .await?;
-    let actual = commit_log::checksum(&bytes);
-    if actual != f.checksum {
-        return Err(CompactError::Shape {
-            path: f.path.clone(),
-            problem: format!(
-                "its bytes hash to {actual}, its commit record says {}",
-                f.checksum
-            ),
-        });
-    }
-    Ok(bytes)
+    Ok(committed_file::read(store, &f.path, Some(&f.checksum)).await?)
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! - [`layout`]: where data files, commit records and dead letters live under the bronze root.
 //! - [`commit_log`]: commit records (one per committed offset range of a topic-partition),
 //!   created with put-if-absent; reading a partition's chain, or its records from an offset.
+//! - [`columns`]: the column names of bronze files, for the writer and every reader;
+//!   [`committed_file`]: a committed file's bytes, checked against its commit record's checksum.
 //! - [`store`]: the object store of a bronze URL (`file://`, `s3://`, `memory://`).
 //! - [`manifest`]: per table, the committed files as one Parquet file, for engines (DuckDB,
 //!   Spark, Trino) that read bronze by a list of files; never names an uncommitted file.
@@ -22,7 +24,9 @@
 //!   for the records inside its range; compaction records never overlap and only go forward; the
 //!   records they replace are removed only by `gc`, after a grace period.
 
+pub mod columns;
 pub mod commit_log;
+pub mod committed_file;
 pub mod compact;
 pub mod layout;
 pub mod manifest;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use tidemark_lake::columns as col;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -25,6 +26,7 @@ use tidemark_core::event::Source;
 use tidemark_core::mapping::{ColType, UNAVAILABLE_FIELD};
 use tidemark_core::value::duration_text;
 use tidemark_lake::commit_log::{self, CommitLogError, CommitRecord};
+use tidemark_lake::committed_file::{self, CommittedFileError};
 use tidemark_lake::layout;
 
 use crate::cell::{Cell, Values, canonical_decimal, canonical_json, infer};
@@ -43,15 +45,9 @@ pub enum ReadError {
     },
     #[error("bronze file {path}: {problem}")]
     Shape { path: String, problem: String },
-    #[error(
-        "bronze file {path}: its bytes hash to {actual}, but its commit record says {expected} \
-         (the file was changed or damaged after it was committed)"
-    )]
-    Checksum {
-        path: String,
-        expected: String,
-        actual: String,
-    },
+    /// A committed file whose bytes are not the ones its commit record names.
+    #[error(transparent)]
+    Damaged(CommittedFileError),
 }
 
 impl ReadError {
@@ -65,9 +61,7 @@ impl ReadError {
                 matches!(e, object_store::Error::NotFound { .. })
             }
             ReadError::Log(_) => true,
-            ReadError::Parquet { .. } | ReadError::Shape { .. } | ReadError::Checksum { .. } => {
-                true
-            }
+            ReadError::Parquet { .. } | ReadError::Shape { .. } | ReadError::Damaged(_) => true,
         }
     }
 }
@@ -224,17 +218,12 @@ pub async fn file_batches(
     path: &str,
     checksum: Option<&str>,
 ) -> Result<Vec<RecordBatch>, ReadError> {
-    let bytes = store.get(&layout::stored_path(path)).await?.bytes().await?;
-    if let Some(expected) = checksum {
-        let actual = commit_log::checksum(&bytes);
-        if actual != expected {
-            return Err(ReadError::Checksum {
-                path: path.to_owned(),
-                expected: expected.to_owned(),
-                actual,
-            });
-        }
-    }
+    let bytes = committed_file::read(store, path, checksum)
+        .await
+        .map_err(|e| match e {
+            CommittedFileError::Store(e) => ReadError::Store(e),
+            damaged => ReadError::Damaged(damaged),
+        })?;
     let perr = |source| ReadError::Parquet {
         path: path.to_owned(),
         source,
@@ -284,23 +273,23 @@ fn read_batch(
     opts: &ReadOptions,
     out: &mut FileChanges,
 ) -> Result<(), String> {
-    let topic = text(batch, "_kafka_topic")?;
-    let partition = typed(batch, "_kafka_partition", "Int32", |a| {
+    let topic = text(batch, col::KAFKA_TOPIC)?;
+    let partition = typed(batch, col::KAFKA_PARTITION, "Int32", |a| {
         a.as_primitive_opt::<Int32Type>()
     })?;
-    let offset = typed(batch, "_kafka_offset", "Int64", |a| {
+    let offset = typed(batch, col::KAFKA_OFFSET, "Int64", |a| {
         a.as_primitive_opt::<Int64Type>()
     })?;
-    let op = text(batch, "op")?;
-    let ts = typed(batch, "ts_ms", "Int64", |a| {
+    let op = text(batch, col::OP)?;
+    let ts = typed(batch, col::TS_MS, "Int64", |a| {
         a.as_primitive_opt::<Int64Type>()
     })?;
-    let source = typed(batch, "source", "a struct", |a| a.as_struct_opt())?;
+    let source = typed(batch, col::SOURCE, "a struct", |a| a.as_struct_opt())?;
     check_source(source)?;
-    let key = image_column(batch, "key")?;
-    let before = image_column(batch, "before")?;
-    let after = image_column(batch, "after")?;
-    let kafka_ts = typed(batch, "_kafka_timestamp", "Timestamp(ms)", |a| {
+    let key = image_column(batch, col::KEY)?;
+    let before = image_column(batch, col::BEFORE)?;
+    let after = image_column(batch, col::AFTER)?;
+    let kafka_ts = typed(batch, col::KAFKA_TIMESTAMP, "Timestamp(ms)", |a| {
         a.as_primitive_opt::<TimestampMillisecondType>()
     })?;
     let txn_ids = transaction_ids(batch);
@@ -383,7 +372,7 @@ fn read_batch(
 /// The `transaction.id` column, where the file has one (files landed before transaction
 /// metadata was kept have none).
 fn transaction_ids(batch: &RecordBatch) -> Option<(&StructArray, &arrow_array::StringArray)> {
-    let block = batch.column_by_name("transaction")?.as_struct_opt()?;
+    let block = batch.column_by_name(col::TRANSACTION)?.as_struct_opt()?;
     let ids = block.column_by_name("id")?.as_string_opt::<i32>()?;
     Some((block, ids))
 }

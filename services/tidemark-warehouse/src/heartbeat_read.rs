@@ -46,7 +46,7 @@ async fn heartbeat_of(
     for f in rec.files.iter().filter(|f| f.table == dir) {
         for batch in file_batches(store, &f.path, Some(&f.checksum)).await? {
             let ts = batch
-                .column_by_name("ts_ms")
+                .column_by_name(tidemark_lake::columns::TS_MS)
                 .and_then(|c| c.as_primitive_opt::<Int64Type>());
             let Some(ts) = ts else { continue };
             newest = newest.max(ts.iter().flatten().max());

@@ -6,6 +6,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use object_store::ObjectStore;
 use object_store::path::Path;
+use tidemark_lake::columns;
 use tidemark_lake::layout::TableDir;
 
 use crate::atomic::TxEnd;
@@ -86,21 +87,21 @@ fn batch_ends(
         problem: format!("transaction records: column `{what}` is missing or mistyped"),
     };
     let col = |n: &str| batch.column_by_name(n).ok_or_else(|| shape(n));
-    let offset = col("_kafka_offset")?
+    let offset = col(columns::KAFKA_OFFSET)?
         .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| shape("_kafka_offset"))?;
-    let status = col("status")?
+        .ok_or_else(|| shape(columns::KAFKA_OFFSET))?;
+    let status = col(columns::TXN_STATUS)?
         .as_string_opt::<i32>()
-        .ok_or_else(|| shape("status"))?;
-    let id = col("id")?
+        .ok_or_else(|| shape(columns::TXN_STATUS))?;
+    let id = col(columns::TXN_ID)?
         .as_string_opt::<i32>()
-        .ok_or_else(|| shape("id"))?;
-    let collections = col("data_collections")?
+        .ok_or_else(|| shape(columns::TXN_ID))?;
+    let collections = col(columns::TXN_DATA_COLLECTIONS)?
         .as_string_opt::<i32>()
-        .ok_or_else(|| shape("data_collections"))?;
+        .ok_or_else(|| shape(columns::TXN_DATA_COLLECTIONS))?;
     // Older bronze may lack the END's time: the events keep their own then.
     let ts = batch
-        .column_by_name("ts_ms")
+        .column_by_name(columns::TS_MS)
         .and_then(|c| c.as_primitive_opt::<Int64Type>());
     let mut out = Vec::new();
     for row in 0..batch.num_rows() {
