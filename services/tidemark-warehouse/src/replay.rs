@@ -201,10 +201,7 @@ impl Replay {
         let topics = match req.from {
             Some(t) => {
                 if req.target_suffix.is_some() && probe.has_merged_nothing().await? {
-                    return Err(MergeError::Setup(format!(
-                        "--from rebuilds tables of a target that exists; {:?} has none yet: build it whole (drop --from)",
-                        probe.target().schemas()
-                    )));
+                    return Err(MergeError::NothingToRebuild(probe.target().schemas()));
                 }
                 let touched = touched_since(probe.store(), probe.root(), &topics, t).await?;
                 let touched = with_dependents(config, &touched);

@@ -12,6 +12,7 @@ use std::time::Duration;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use tidemark_core::config::Config;
+use tidemark_core::disposition::Disposition;
 use tidemark_core::event::Op;
 use tidemark_core::metrics::labels::{MergeFault, RowsWritten, Scd2Event};
 use tidemark_core::metrics::{self, BatchMerged};
@@ -48,8 +49,13 @@ pub enum MergeError {
     Ledger(#[from] LedgerError),
     #[error("bronze: {0}")]
     Store(#[from] tidemark_lake::store::StoreError),
-    #[error("{0}")]
-    Setup(String),
+    #[error("target suffix `{0}` must be 1-20 characters of a-z, 0-9 and _")]
+    BadSuffix(String),
+    #[error(
+        "--from rebuilds tables of a target that exists; {0:?} has none yet: build it whole \
+         (drop --from)"
+    )]
+    NothingToRebuild(Vec<String>),
 }
 
 impl MergeError {
@@ -58,9 +64,23 @@ impl MergeError {
         match self {
             MergeError::Ledger(LedgerError::Conflict { .. }) => MergeFault::LedgerConflict,
             MergeError::Read(_) | MergeError::Store(_) => MergeFault::Bronze,
-            MergeError::Sql(_) | MergeError::Ledger(_) | MergeError::Setup(_) => {
-                MergeFault::Warehouse
-            }
+            MergeError::Sql(_)
+            | MergeError::Ledger(_)
+            | MergeError::BadSuffix(_)
+            | MergeError::NothingToRebuild(_) => MergeFault::Warehouse,
+        }
+    }
+
+    /// A failed cycle is retried with backoff (a peer went away, a ledger race); a request that
+    /// cannot be met is fatal. Data problems never get here: they stop their table
+    /// ([`crate::stop::StopReason`]).
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            MergeError::BadSuffix(_) | MergeError::NothingToRebuild(_) => Disposition::Fatal,
+            MergeError::Read(_)
+            | MergeError::Sql(_)
+            | MergeError::Ledger(_)
+            | MergeError::Store(_) => Disposition::Retry,
         }
     }
 }
@@ -162,8 +182,8 @@ impl Merger {
         config: &Config,
         opts: MergeOptions,
     ) -> Result<Merger, MergeError> {
-        let target =
-            Target::new(pool.backend(), opts.target_suffix.clone()).map_err(MergeError::Setup)?;
+        let target = Target::new(pool.backend(), opts.target_suffix.clone())
+            .map_err(MergeError::BadSuffix)?;
         let mut tx = pool.begin().await?;
         bootstrap(&mut tx, &target).await?;
         tx.commit().await?;
@@ -811,6 +831,7 @@ impl Merger {
                     backoff = Duration::from_millis(500);
                     if s.is_idle() { idle } else { Duration::ZERO }
                 }
+                Err(e) if e.disposition() == Disposition::Fatal => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "merge cycle failed");
                     beat.failed(&e.to_string());

@@ -71,6 +71,7 @@ pub struct Target {
 }
 
 impl Target {
+    /// `Err` holds the suffix that is not a valid one.
     pub fn new(backend: Backend, suffix: Option<String>) -> Result<Target, String> {
         if let Some(s) = &suffix
             && (s.is_empty()
@@ -79,9 +80,7 @@ impl Target {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
         {
-            return Err(format!(
-                "target suffix `{s}` must be 1-20 characters of a-z, 0-9 and _"
-            ));
+            return Err(s.clone());
         }
         Ok(Target { backend, suffix })
     }
