@@ -141,7 +141,10 @@ async fn crash_and_compare(which: Which) {
     )
     .await;
     let mut want = Vec::new();
-    for (topic, p) in tidemark_bronze::commit_log::partitions(bronze.store.as_ref(), &bronze.root)
+    for tidemark_core::event::TopicPartition {
+        topic,
+        partition: p,
+    } in tidemark_bronze::commit_log::partitions(bronze.store.as_ref(), &bronze.root)
         .await
         .unwrap()
     {

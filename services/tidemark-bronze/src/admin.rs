@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::time::Duration;
+use tidemark_core::event::TopicPartition;
 use tidemark_lake::columns as col;
 
 use chrono::Utc;
@@ -43,7 +44,7 @@ pub async fn summarize(
     root: &Path,
 ) -> Result<Vec<PartitionSummary>, CommitLogError> {
     let mut out = Vec::new();
-    for (topic, partition) in commit_log::partitions(store, root).await? {
+    for TopicPartition { topic, partition } in commit_log::partitions(store, root).await? {
         let chain = commit_log::read_chain(store, root, &topic, partition).await?;
         let recs = &chain.records;
         out.push(PartitionSummary {
@@ -73,7 +74,7 @@ pub async fn dead_letters(
     root: &Path,
 ) -> Result<Vec<DeadLetter>, CommitLogError> {
     let mut out = Vec::new();
-    for (topic, partition) in commit_log::partitions(store, root).await? {
+    for TopicPartition { topic, partition } in commit_log::partitions(store, root).await? {
         for rec in commit_log::read_chain(store, root, &topic, partition)
             .await?
             .records
@@ -106,7 +107,7 @@ pub async fn op_counts(
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     let mut out = std::collections::BTreeMap::new();
-    for (topic, partition) in commit_log::partitions(store, root).await? {
+    for TopicPartition { topic, partition } in commit_log::partitions(store, root).await? {
         for rec in commit_log::read_chain(store, root, &topic, partition)
             .await?
             .records
@@ -187,7 +188,7 @@ pub async fn gc(
     let mut referenced = HashSet::new();
     let mut report = GcReport::default();
     let cutoff = Utc::now() - chrono::Duration::from_std(min_age).unwrap_or_default();
-    for (topic, partition) in commit_log::partitions(store, root).await? {
+    for TopicPartition { topic, partition } in commit_log::partitions(store, root).await? {
         let chain = commit_log::read_chain(store, root, &topic, partition).await?;
         for &(start, by) in &chain.superseded {
             let path = layout::commit_record(root, &topic, partition, start);

@@ -25,7 +25,7 @@ use futures::FutureExt as _;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
-use tidemark_core::event::RawRecord;
+use tidemark_core::event::{RawRecord, TopicPartition};
 use tidemark_core::metrics;
 use tidemark_wire::decode::{Decoder, Disposition, panic_message};
 use tokio::task::JoinHandle;
@@ -237,7 +237,7 @@ struct FlushDone {
     took: Duration,
 }
 
-type Key = (String, i32);
+type Key = TopicPartition;
 
 struct Loop<'a> {
     consumer: &'a IngestConsumer,
@@ -273,7 +273,7 @@ impl Loop<'_> {
                     for key in list {
                         if let Some(mut p) = self.parts.remove(&key) {
                             if !p.seg.is_empty() {
-                                tracing::info!(topic = %key.0, partition = key.1, records = p.seg.records, "abandoning the buffer of a revoked partition");
+                                tracing::info!(topic = %key.topic, partition = key.partition, records = p.seg.records, "abandoning the buffer of a revoked partition");
                                 self.stats.abandoned_segments += 1;
                             }
                             if let Some(f) = p.inflight.take() {
@@ -330,7 +330,7 @@ impl Loop<'_> {
 
     async fn handle(&mut self, msg: OwnedMessage) -> Result<(), IngestError> {
         let (topic, partition, offset) = (msg.topic().to_owned(), msg.partition(), msg.offset());
-        let key = (topic.clone(), partition);
+        let key = TopicPartition::new(topic.clone(), partition);
         if !self.parts.contains_key(&key) {
             self.parts.insert(
                 key.clone(),
@@ -545,8 +545,8 @@ impl Loop<'_> {
     fn spill(&mut self, key: &Key) {
         let p = self.parts.get_mut(key).expect("present");
         let target = StreamTarget {
-            topic: key.0.clone(),
-            partition: key.1,
+            topic: key.topic.clone(),
+            partition: key.partition,
             start: p.seg.start,
             date: p.seg.date.unwrap_or_default(),
         };
@@ -673,7 +673,7 @@ impl Loop<'_> {
         }
         let next = part.seg.successor();
         let seg = std::mem::replace(&mut part.seg, next);
-        let span = tracing::info_span!("flush", topic = %key.0, partition = key.1, start = seg.start, reason = reason.as_str());
+        let span = tracing::info_span!("flush", topic = %key.topic, partition = key.partition, start = seg.start, reason = reason.as_str());
         let bytes = seg.bytes;
         let writer = self.writer.clone();
         let max_backoff = self.settings.max_backoff;
@@ -730,7 +730,7 @@ impl Loop<'_> {
                     Ok(r) => r,
                     Err(_) => {
                         f.handle.abort();
-                        tracing::warn!(topic = %key.0, partition = key.1, "drain timeout: abandoning a flush in flight (its range will be re-read)");
+                        tracing::warn!(topic = %key.topic, partition = key.partition, "drain timeout: abandoning a flush in flight (its range will be re-read)");
                         self.stats.abandoned_segments += 1;
                         return Ok(());
                     }
@@ -786,17 +786,17 @@ impl Loop<'_> {
         self.stats.flush_retries += done.retries;
         match done.outcome {
             Ok(Flushed::Committed(rec)) => {
-                tracing::debug!(topic = %key.0, partition = key.1, end = rec.end, rows = rec.rows, "committed");
+                tracing::debug!(topic = %key.topic, partition = key.partition, end = rec.end, rows = rec.rows, "committed");
                 self.stats.commits += 1;
                 let holes = rec.holes();
                 if holes > 0 {
-                    tracing::warn!(topic = %key.0, partition = key.1, start = rec.start, end = rec.end, holes,
+                    tracing::warn!(topic = %key.topic, partition = key.partition, start = rec.start, end = rec.end, holes,
                         "offsets in this committed range were never delivered by Kafka (expected on compacted or transactional topics)");
-                    metrics::offset_holes(&key.0, holes);
+                    metrics::offset_holes(&key.topic, holes);
                 }
                 metrics::range_committed(&metrics::RangeCommitted {
-                    topic: &key.0,
-                    partition: key.1,
+                    topic: &key.topic,
+                    partition: key.partition,
                     next_offset: rec.end + 1,
                     files: rec.files.len() as u64,
                     bytes: rec.files.iter().map(|f| f.bytes).sum(),
@@ -806,23 +806,27 @@ impl Loop<'_> {
                 });
                 if owned {
                     let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition_offset(&key.0, key.1, Offset::Offset(rec.end + 1))?;
+                    tpl.add_partition_offset(
+                        &key.topic,
+                        key.partition,
+                        Offset::Offset(rec.end + 1),
+                    )?;
                     if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
                         tracing::debug!(error = %e, "kafka offset commit not sent");
                     }
                 }
             }
             Ok(Flushed::Fenced { winner }) => {
-                tracing::warn!(topic = %key.0, partition = key.1, winner = %winner.writer, end = winner.end, "another writer committed this range; re-reading the commit log");
+                tracing::warn!(topic = %key.topic, partition = key.partition, winner = %winner.writer, end = winner.end, "another writer committed this range; re-reading the commit log");
                 self.stats.fenced += 1;
-                metrics::range_fenced(&key.0);
+                metrics::range_fenced(&key.topic);
                 if owned {
                     // What was buffered after the fenced range is re-read from the new position.
                     self.parts.remove(key);
                 }
             }
             Err(e) if done.restart => {
-                tracing::warn!(topic = %key.0, partition = key.1, error = %e, "a streamed file failed; the partition reads its range again from the commit log");
+                tracing::warn!(topic = %key.topic, partition = key.partition, error = %e, "a streamed file failed; the partition reads its range again from the commit log");
                 metrics::ingest_error(IngestFault::ObjectStore);
                 self.stats.abandoned_segments += 1;
                 if owned {
@@ -830,7 +834,7 @@ impl Loop<'_> {
                 }
             }
             Err(e) if done.abandoned => {
-                tracing::warn!(topic = %key.0, partition = key.1, error = %e, "drain timeout: abandoning the segment (it will be re-read)");
+                tracing::warn!(topic = %key.topic, partition = key.partition, error = %e, "drain timeout: abandoning the segment (it will be re-read)");
                 self.stats.abandoned_segments += 1;
             }
             Err(e) => return Err(IngestError::Flush(e)),

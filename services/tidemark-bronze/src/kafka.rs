@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use tidemark_core::event::TopicPartition;
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -12,8 +13,8 @@ use rdkafka::error::KafkaResult;
 /// A rebalance seen by the consumer, applied by the ingest loop between messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RebalanceEvent {
-    Assigned(Vec<(String, i32)>),
-    Revoked(Vec<(String, i32)>),
+    Assigned(Vec<TopicPartition>),
+    Revoked(Vec<TopicPartition>),
 }
 
 /// Collects rebalance events for the loop (the callbacks run inside `recv`).
@@ -103,10 +104,10 @@ fn escape_controls_in_strings(json: &[u8]) -> Vec<u8> {
     out
 }
 
-fn partitions(tpl: &rdkafka::TopicPartitionList) -> Vec<(String, i32)> {
+fn partitions(tpl: &rdkafka::TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements()
         .iter()
-        .map(|e| (e.topic().to_owned(), e.partition()))
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
         .collect()
 }
 

@@ -22,7 +22,7 @@ use crate::layout::{self, TableDir};
 use crate::parquet_file;
 use crate::segment::Segment;
 use tidemark_core::disposition::Disposition;
-use tidemark_core::event::ChangeEvent;
+use tidemark_core::event::{ChangeEvent, TopicPartition};
 use tidemark_lake::upload::Upload;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ pub struct BronzeWriter {
     writer_id: String,
     /// Commits per partition since this writer started: every
     /// [`commit_log::HINT_EVERY`]th refreshes the partition's end hint.
-    commits: Arc<std::sync::Mutex<std::collections::HashMap<(String, i32), usize>>>,
+    commits: Arc<std::sync::Mutex<std::collections::HashMap<TopicPartition, usize>>>,
     /// Flushes encoding at once, over all partitions: each holds an Arrow batch, a Parquet
     /// writer and zstd state whatever its size, so 64 partitions rolling together would take
     /// far more than their bytes say; more encodes than cores gain nothing.
@@ -288,7 +288,7 @@ impl BronzeWriter {
         let n = {
             let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
             let n = commits
-                .entry((record.topic.clone(), record.partition))
+                .entry(TopicPartition::new(record.topic.clone(), record.partition))
                 .or_default();
             *n += 1;
             *n

@@ -123,6 +123,36 @@ impl Op {
     }
 }
 
+/// A Kafka topic-partition: the unit of order, of consumer assignment and of bronze's commit
+/// log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+/// A topic-partition equals the `(topic, partition)` pair it names.
+impl<T: AsRef<str>> PartialEq<(T, i32)> for TopicPartition {
+    fn eq(&self, (topic, partition): &(T, i32)) -> bool {
+        self.topic == topic.as_ref() && self.partition == *partition
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
 /// One row change of a source table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeEvent {

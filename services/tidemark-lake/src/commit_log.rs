@@ -12,6 +12,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
+use tidemark_core::event::TopicPartition;
 
 use crate::layout;
 
@@ -524,9 +525,9 @@ pub fn resolve(plain: &[i64], compacted: &[CommitRecord]) -> Resolution {
 pub async fn partitions(
     store: &dyn ObjectStore,
     root: &Path,
-) -> Result<Vec<(String, i32)>, CommitLogError> {
+) -> Result<Vec<TopicPartition>, CommitLogError> {
     let log = root.child("_log");
-    let mut out: Vec<(String, i32)> = Vec::new();
+    let mut out: Vec<TopicPartition> = Vec::new();
     for topic_dir in store.list_with_delimiter(Some(&log)).await?.common_prefixes {
         let Some(topic) = topic_dir.filename().map(layout::topic_of_dir) else {
             continue;
@@ -537,7 +538,7 @@ pub async fn partitions(
             .common_prefixes
         {
             if let Some(p) = part_dir.filename().and_then(|p| p.parse().ok()) {
-                out.push((topic.clone(), p));
+                out.push(TopicPartition::new(topic.clone(), p));
             }
         }
     }

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
+use tidemark_core::event::TopicPartition;
 
 use bytes::Bytes;
 use chrono::{NaiveDate, Utc};
@@ -98,7 +99,7 @@ pub async fn compact(
     opts: &Options,
 ) -> Result<Vec<Compacted>, CompactError> {
     let mut out = Vec::new();
-    for (topic, partition) in commit_log::partitions(store, root).await? {
+    for TopicPartition { topic, partition } in commit_log::partitions(store, root).await? {
         out.push(compact_partition(store, root, &topic, partition, opts).await?);
     }
     Ok(out)

@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tidemark_core::event::TopicPartition;
 
 use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
@@ -144,7 +145,7 @@ async fn fold_new(
     let parts = commit_log::partitions(store, root).await?;
     let mut done = Refreshed::default();
     let mut news: Vec<((String, i32), New)> = Vec::new();
-    for (topic, partition) in parts {
+    for TopicPartition { topic, partition } in parts {
         // From what every manifest covers; a table without a manifest reads the whole chain.
         let from = tables
             .values()

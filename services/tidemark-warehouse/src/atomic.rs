@@ -14,6 +14,7 @@
 //!   row budget before it was whole) is applied in pieces.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use tidemark_core::event::TopicPartition;
 
 use crate::change::Change;
 
@@ -46,7 +47,7 @@ pub(crate) type Applied = BTreeMap<String, BTreeMap<String, i64>>;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {
     /// Changes kept per `(topic, partition)` (a prefix of its read).
-    pub keep: BTreeMap<(String, i32), usize>,
+    pub keep: BTreeMap<TopicPartition, usize>,
     /// Per transaction topic: how many of its pending ENDs are applied whole with this cycle.
     pub done: BTreeMap<String, usize>,
     /// Transactions applied in part this cycle, with the events applied, by topic.
@@ -148,7 +149,8 @@ fn finish(
                     .or_default() += 1;
             }
         }
-        plan.keep.insert((p.topic.clone(), p.partition), k);
+        plan.keep
+            .insert(TopicPartition::new(p.topic.clone(), p.partition), k);
     }
     for (t, es) in ends {
         let k = prefix[t.as_str()];

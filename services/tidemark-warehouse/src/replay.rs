@@ -4,6 +4,7 @@
 //! committed at or after that time (and the facts of such dimensions).
 
 use std::collections::BTreeSet;
+use tidemark_core::event::TopicPartition;
 
 use chrono::{DateTime, Utc};
 use object_store::ObjectStore;
@@ -86,7 +87,7 @@ pub async fn touched_since(
     from: DateTime<Utc>,
 ) -> Result<BTreeSet<String>, MergeError> {
     let mut out = BTreeSet::new();
-    for (topic, partition) in commit_log::partitions(store, root)
+    for TopicPartition { topic, partition } in commit_log::partitions(store, root)
         .await
         .map_err(ReadError::from)?
     {
@@ -119,7 +120,7 @@ pub async fn pending_rows(
 ) -> Result<u64, MergeError> {
     let positions = crate::sql::ledger::read(pool, target).await?;
     let mut total = 0;
-    for (topic, partition) in commit_log::partitions(store, root)
+    for TopicPartition { topic, partition } in commit_log::partitions(store, root)
         .await
         .map_err(ReadError::from)?
     {
@@ -127,7 +128,7 @@ pub async fn pending_rows(
             continue;
         }
         let from = positions
-            .get(&(topic.clone(), partition))
+            .get(&TopicPartition::new(topic.clone(), partition))
             .copied()
             .unwrap_or(0);
         let chain = commit_log::read_chain(store, root, &topic, partition)
@@ -152,7 +153,7 @@ pub async fn bronze_topics(
         .await
         .map_err(ReadError::from)?
         .into_iter()
-        .map(|(t, _)| t)
+        .map(|tp| tp.topic)
         .collect())
 }
 

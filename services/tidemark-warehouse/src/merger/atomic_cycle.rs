@@ -6,6 +6,7 @@
 use crate::stop::StopReason;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+use tidemark_core::event::TopicPartition;
 use tidemark_core::metrics::labels::TxnFallback;
 
 use tidemark_core::metrics;
@@ -108,7 +109,7 @@ impl Merger {
         specs: &BTreeMap<String, TableSpec>,
         by_topic: &BTreeMap<String, Vec<i32>>,
         order: &[&String],
-        positions: &BTreeMap<(String, i32), i64>,
+        positions: &BTreeMap<TopicPartition, i64>,
         held: &BTreeMap<String, (String, String)>,
         stats: &mut super::CycleStats,
     ) -> Result<(), MergeError> {
@@ -148,7 +149,7 @@ impl Merger {
         let mut batches = Vec::new();
         for (spec, mut fetched) in read.tables {
             for p in &mut fetched.parts {
-                let keep = plan.keep[&(spec.topic.clone(), p.partition)];
+                let keep = plan.keep[&TopicPartition::new(spec.topic.clone(), p.partition)];
                 p.keep_first(keep);
                 let changes = p
                     .files
@@ -166,7 +167,11 @@ impl Merger {
             .filter(|(_, done)| **done > 0)
             .map(|(t, done)| {
                 let next = read.ends[t][done - 1].offset + 1;
-                (t.clone(), positions.get(&(t.clone(), 0)).copied(), next)
+                (
+                    t.clone(),
+                    positions.get(&TopicPartition::new(t.clone(), 0)).copied(),
+                    next,
+                )
             })
             .collect();
         let committed = self
@@ -244,7 +249,7 @@ impl Merger {
     async fn read_ends(
         &mut self,
         by_topic: &BTreeMap<String, Vec<i32>>,
-        positions: &BTreeMap<(String, i32), i64>,
+        positions: &BTreeMap<TopicPartition, i64>,
         chosen: &[TableSpec],
     ) -> Result<BTreeMap<String, Vec<TxEnd>>, MergeError> {
         let merged: BTreeSet<&str> = chosen.iter().map(|s| s.topic.as_str()).collect();
@@ -265,7 +270,10 @@ impl Merger {
                      the topic with one partition"
                 );
             }
-            let from = positions.get(&(topic.clone(), 0)).copied().unwrap_or(0);
+            let from = positions
+                .get(&TopicPartition::new(topic.clone(), 0))
+                .copied()
+                .unwrap_or(0);
             let mut list =
                 txn_read::ends_from(self.store.as_ref(), &self.root, &topic, 0, from).await?;
             for e in &mut list {
@@ -391,7 +399,9 @@ impl Merger {
             let held: usize = parts
                 .iter()
                 .filter(|p| connectors.of_topic(&p.topic) == Some(connector))
-                .map(|p| p.txns.len() - plan.keep[&(p.topic.clone(), p.partition)])
+                .map(|p| {
+                    p.txns.len() - plan.keep[&TopicPartition::new(p.topic.clone(), p.partition)]
+                })
                 .sum();
             metrics::transactions_open(connector, waits.len(), oldest.as_secs_f64(), held);
         }

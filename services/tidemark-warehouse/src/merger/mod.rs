@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tidemark_core::event::TopicPartition;
 
 use object_store::ObjectStore;
 use object_store::path::Path;
@@ -142,11 +143,11 @@ pub struct Merger {
     /// MySQL lineage segments, loaded each cycle.
     lineages: crate::lineage::Lineages,
     /// Per heartbeat partition: where to read on from.
-    heartbeat_next: BTreeMap<(String, i32), i64>,
+    heartbeat_next: BTreeMap<TopicPartition, i64>,
     /// Per connector: the heartbeats read.
     heartbeats: BTreeMap<String, HeartbeatLog>,
     /// Per partition: when its newest commit record seen landed (ms).
-    last_commit_ms: BTreeMap<(String, i32), i64>,
+    last_commit_ms: BTreeMap<TopicPartition, i64>,
     /// Topics whose bronze this cycle did not read to the end (budget, problem).
     behind: BTreeSet<String>,
     started_ms: i64,
@@ -157,9 +158,9 @@ pub struct Merger {
     /// The next batches of tables that are behind, read while the current ones apply.
     ahead: ReadAheads,
     /// Per partition: the newest source time merged (ms), since start; facts wait for it.
-    merged_ts: BTreeMap<(String, i32), i64>,
+    merged_ts: BTreeMap<TopicPartition, i64>,
     /// Partitions whose last read did not reach the end of their bronze.
-    lagging: BTreeSet<(String, i32)>,
+    lagging: BTreeSet<TopicPartition>,
     /// Merging as it lands ([`Merger::run`]): facts may wait for their dimensions a while.
     live: bool,
     /// The newest fact of each fact table this merger holds, where known.
@@ -241,8 +242,8 @@ impl Merger {
             .await
             .map_err(ReadError::from)?;
         let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-        for (t, p) in parts {
-            by_topic.entry(t).or_default().push(p);
+        for TopicPartition { topic, partition } in parts {
+            by_topic.entry(topic).or_default().push(partition);
         }
         let mut specs: BTreeMap<String, TableSpec> = by_topic
             .keys()
@@ -261,7 +262,10 @@ impl Merger {
         }
         for (topic, parts) in &by_topic {
             for p in parts {
-                let next = positions.get(&(topic.clone(), *p)).copied().unwrap_or(0);
+                let next = positions
+                    .get(&TopicPartition::new(topic.clone(), *p))
+                    .copied()
+                    .unwrap_or(0);
                 metrics::merged_position(topic, *p, next);
             }
         }
@@ -414,7 +418,10 @@ impl Merger {
             *e = (*e).max(c.ts_ms);
         }
         for (p, ts) in newest {
-            let e = self.merged_ts.entry((topic.clone(), p)).or_insert(ts);
+            let e = self
+                .merged_ts
+                .entry(TopicPartition::new(topic.clone(), p))
+                .or_insert(ts);
             *e = (*e).max(ts);
         }
         metrics::batch_merged(&batch_metrics(&spec.name, batch, applied, took));
@@ -453,7 +460,7 @@ impl Merger {
                     return None;
                 }
                 let merged = |p: &i32| {
-                    let at = (topic.clone(), *p);
+                    let at = TopicPartition::new(topic.clone(), *p);
                     (
                         self.merged_ts.get(&at).copied().unwrap_or(i64::MIN),
                         self.lagging.contains(&at),
@@ -500,7 +507,7 @@ impl Merger {
                 continue;
             };
             for p in partitions {
-                let key = (topic.clone(), *p);
+                let key = TopicPartition::new(topic.clone(), *p);
                 let from = self.heartbeat_next.get(&key).copied();
                 let read = crate::heartbeat_read::newest_after;
                 match read(self.store.as_ref(), &self.root, topic, *p, from).await {
@@ -554,7 +561,7 @@ impl Merger {
             let last: Vec<i64> = by_topic[*topic]
                 .iter()
                 .map(|p| {
-                    let key = ((*topic).clone(), *p);
+                    let key = TopicPartition::new((*topic).clone(), *p);
                     self.last_commit_ms
                         .get(&key)
                         .copied()
@@ -624,7 +631,7 @@ impl Merger {
         &mut self,
         spec: &TableSpec,
         partitions: &[i32],
-        positions: &BTreeMap<(String, i32), i64>,
+        positions: &BTreeMap<TopicPartition, i64>,
         limits: &[Limit],
     ) -> Result<(Result<TableBatch, StopReason>, Moves), MergeError> {
         let fetched = self
@@ -639,13 +646,20 @@ impl Merger {
         &mut self,
         spec: &TableSpec,
         partitions: &[i32],
-        positions: &BTreeMap<(String, i32), i64>,
+        positions: &BTreeMap<TopicPartition, i64>,
         limits: &[Limit],
         reach: Reach,
     ) -> Result<Fetched, MergeError> {
         let starts: Starts = partitions
             .iter()
-            .map(|p| (*p, positions.get(&(spec.topic.clone(), *p)).copied()))
+            .map(|p| {
+                (
+                    *p,
+                    positions
+                        .get(&TopicPartition::new(spec.topic.clone(), *p))
+                        .copied(),
+                )
+            })
             .collect();
         let scale = match reach {
             Reach::Batch => 1,
@@ -698,14 +712,16 @@ impl Merger {
         for part in fetched.parts {
             let p = part.partition;
             if part.more {
-                self.lagging.insert((spec.topic.clone(), p));
+                self.lagging
+                    .insert(TopicPartition::new(spec.topic.clone(), p));
             } else {
-                self.lagging.remove(&(spec.topic.clone(), p));
+                self.lagging
+                    .remove(&TopicPartition::new(spec.topic.clone(), p));
             }
             if let Some(at) = part.committed_at_ms {
                 let e = self
                     .last_commit_ms
-                    .entry((spec.topic.clone(), p))
+                    .entry(TopicPartition::new(spec.topic.clone(), p))
                     .or_default();
                 *e = (*e).max(at);
             }

@@ -2,6 +2,7 @@
 //! applies the rows: a conditional update, so two mergers on one target cannot both advance it.
 
 use std::collections::BTreeMap;
+use tidemark_core::event::TopicPartition;
 
 use super::conn::{Pool, Tx};
 use super::names::Target;
@@ -26,7 +27,7 @@ pub enum LedgerError {
 pub async fn read(
     pool: &Pool,
     target: &Target,
-) -> Result<BTreeMap<(String, i32), i64>, sqlx::Error> {
+) -> Result<BTreeMap<TopicPartition, i64>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let sql = format!(
         "SELECT topic, {}, {} FROM {}",
@@ -40,7 +41,7 @@ pub async fn read(
         .into_iter()
         .filter_map(|r| {
             Some((
-                (r[0].clone()?, r[1].as_deref()?.parse().ok()?),
+                TopicPartition::new(r[0].clone()?, r[1].as_deref()?.parse().ok()?),
                 r[2].as_deref()?.parse().ok()?,
             ))
         })
