@@ -26,6 +26,8 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::event::{RawRecord, TopicPartition};
+
+use crate::position::{self, Position, Step};
 use tidemark_core::metrics;
 use tidemark_wire::decode::{Decoder, Disposition, panic_message};
 use tokio::task::JoinHandle;
@@ -126,14 +128,6 @@ const STALE_AFTER: Duration = Duration::from_secs(120);
 /// futures awaiting this stay `Send`).
 async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
-}
-
-enum Position {
-    /// Assigned; the commit log has not been asked yet.
-    Unresolved,
-    /// Seeking to the commit log's next offset: older messages are ignored.
-    Seeking(i64),
-    Ready,
 }
 
 struct Part {
@@ -342,58 +336,48 @@ impl Loop<'_> {
                 },
             );
         }
-        let pos = std::mem::replace(
-            &mut self.parts.get_mut(&key).expect("inserted").pos,
-            Position::Ready,
-        );
-        if matches!(pos, Position::Unresolved) {
+        let part = &self.parts[&key];
+        let (pos, buffered_next) = (part.pos, part.seg.end.map_or(part.seg.start, |e| e + 1));
+        let log_next = if pos == Position::Unresolved {
             // Our own earlier flush of this partition lands before the commit log is read.
             self.settle_detached(Some(&key)).await?;
-        }
-        let ready = match pos {
-            Position::Unresolved => match self.resolve(&topic, partition).await {
-                Err(Stopping) => {
-                    // Asked to stop while the store was down: nothing of it is taken.
-                    self.parts.get_mut(&key).expect("present").pos = Position::Unresolved;
-                    return Ok(());
-                }
-                Ok(None) => {
-                    // A new chain starts where Kafka positioned us.
-                    self.parts.get_mut(&key).expect("present").seg =
-                        Segment::new(&topic, partition, offset);
-                    true
-                }
-                Ok(Some(next)) if next == offset => {
-                    self.parts.get_mut(&key).expect("present").seg =
-                        Segment::new(&topic, partition, next);
-                    true
-                }
-                Ok(Some(next)) => {
-                    tracing::info!(
-                        topic,
-                        partition,
-                        kafka = offset,
-                        commit_log = next,
-                        "seeking to the commit log position"
-                    );
-                    self.consumer.seek(
-                        &topic,
-                        partition,
-                        Offset::Offset(next),
-                        Duration::from_secs(10),
-                    )?;
-                    let p = self.parts.get_mut(&key).expect("present");
-                    p.seg = Segment::new(&topic, partition, next);
-                    p.pos = Position::Seeking(next);
-                    false
-                }
-            },
-            Position::Seeking(next) if offset < next => {
-                self.parts.get_mut(&key).expect("present").pos = Position::Seeking(next);
+            match self.resolve(&topic, partition).await {
+                Ok(next) => next,
+                // Asked to stop while the store was down: nothing of it is taken.
+                Err(Stopping) => return Ok(()),
+            }
+        } else {
+            None
+        };
+        let (pos_after, step) = position::step(pos, offset, log_next, buffered_next);
+        let part = self.parts.get_mut(&key).expect("present");
+        part.pos = pos_after;
+        let ready = match step {
+            Step::Skip => false,
+            Step::Seek(next) => {
+                tracing::info!(
+                    topic,
+                    partition,
+                    kafka = offset,
+                    commit_log = next,
+                    "seeking to the commit log position"
+                );
+                part.seg = Segment::new(&topic, partition, next);
+                self.consumer.seek(
+                    &topic,
+                    partition,
+                    Offset::Offset(next),
+                    Duration::from_secs(10),
+                )?;
                 false
             }
-            Position::Seeking(next) => {
-                if offset > next {
+            Step::Take { new_segment_at } => {
+                if let Some(start) = new_segment_at {
+                    part.seg = Segment::new(&topic, partition, start);
+                }
+                if let Position::Seeking(next) = pos
+                    && offset > next
+                {
                     tracing::warn!(
                         topic,
                         partition,
@@ -403,11 +387,6 @@ impl Loop<'_> {
                     );
                 }
                 true
-            }
-            Position::Ready => {
-                let p = self.parts.get(&key).expect("present");
-                // Redelivered after a seek: already buffered or committed.
-                offset > p.seg.end.unwrap_or(p.seg.start - 1)
             }
         };
         if !ready {

@@ -61,6 +61,7 @@ pub mod dead_letter;
 pub mod ingest;
 pub mod kafka;
 pub mod kafka_check;
+pub(crate) mod position;
 pub mod segment;
 pub mod service;
 pub mod writer;
