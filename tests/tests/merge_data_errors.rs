@@ -182,3 +182,56 @@ on_both!(
     mistyped_columns_sqlite,
     mistyped_columns_postgres
 );
+
+/// A column registry that names a type this version does not know (a newer tidemark wrote it)
+/// stops the table with what to do, instead of the type being dropped and the column declared
+/// again.
+async fn an_unknown_registered_type_stops_its_table(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    let row = |id: i64| json!({"id": id, "x": "ok"});
+    let topic = "bank.public.newer";
+    bronze
+        .land(
+            topic,
+            0,
+            &[change("c", &json!(1), None, Some(row(1)), 100, 1000)],
+        )
+        .await;
+    let config = Config::from_toml_and_env("", std::iter::empty()).unwrap();
+    let mut m = bronze.merger(&pool, &config).await;
+    let st = m.catch_up().await.expect("merge");
+    assert!(st.stopped.is_empty(), "{st:?}");
+    let registry = tidemark_warehouse::sql::names::Target::new(pool.backend(), None)
+        .unwrap()
+        .registry();
+    let mut tx = pool.begin().await.unwrap();
+    tx.exec(
+        &format!("UPDATE {registry} SET type = 'geometry' WHERE col = 'x'"),
+        &[],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    bronze
+        .land(
+            topic,
+            0,
+            &[change("c", &json!(2), None, Some(row(2)), 101, 1001)],
+        )
+        .await;
+    let mut m = bronze.merger(&pool, &config).await;
+    let st = m
+        .catch_up()
+        .await
+        .expect("one table's schema never fails the cycle");
+    let why = &st.stopped["newer"];
+    assert!(
+        why.contains("`geometry`") && why.contains("upgrade tidemark"),
+        "{why}"
+    );
+}
+on_both!(
+    an_unknown_registered_type_stops_its_table,
+    unknown_registered_type_sqlite,
+    unknown_registered_type_postgres
+);

@@ -39,11 +39,7 @@ impl TableSpec {
                 key: t.key.clone(),
                 ignore: t.ignore_columns.iter().cloned().collect(),
                 references: t.references.clone(),
-                declared: t
-                    .columns
-                    .iter()
-                    .filter_map(|(c, ty)| Some((c.clone(), ColType::parse(ty).ok()?)))
-                    .collect(),
+                declared: t.declared_types(),
                 upsert: t.upsert,
                 configured: true,
             },

@@ -18,6 +18,7 @@ pub use secret::{Pem, Secret, is_secret_property, mask_url_password};
 pub use validate::{ConfigError, ConfigErrors, is_valid_identifier, max_table_name_bytes};
 
 use crate::converter::{DEFAULT_PLACEHOLDER, WireFormat};
+use crate::mapping::ColType;
 
 pub mod duration_ms;
 
@@ -348,15 +349,63 @@ pub struct TableConfig {
     /// Fact column → dimension topic it references.
     #[serde(default)]
     pub references: BTreeMap<String, String>,
-    /// Declared column types for schemaless JSON (`balance = "numeric(12,2)"`).
+    /// Declared column types for schemaless JSON (`balance = "numeric(12,2)"`), parsed once
+    /// when the file is read; `validate` refuses any that did not parse.
     #[serde(default)]
-    pub columns: BTreeMap<String, String>,
+    pub columns: BTreeMap<String, DeclaredType>,
     /// Facts: upsert one row per key instead of one row per event.
     #[serde(default)]
     pub upsert: bool,
 }
 
+/// A declared column type as written (`"numeric(12,2)"`) and as parsed. Reading never fails
+/// on it, so `validate` reports a bad type together with every other problem of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredType {
+    text: String,
+    parsed: Result<ColType, String>,
+}
+
+impl DeclaredType {
+    pub fn new(text: &str) -> DeclaredType {
+        DeclaredType {
+            text: text.to_owned(),
+            parsed: ColType::parse(text).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The type, or why the text is not one.
+    pub fn parsed(&self) -> Result<ColType, &str> {
+        self.parsed.as_ref().copied().map_err(String::as_str)
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Serialize for DeclaredType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeclaredType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DeclaredType, D::Error> {
+        String::deserialize(d).map(|t| DeclaredType::new(&t))
+    }
+}
+
 impl TableConfig {
+    /// The declared column types. A config that passed `validate` has every one parsed; one
+    /// built otherwise keeps only those that parse.
+    pub fn declared_types(&self) -> BTreeMap<String, ColType> {
+        self.columns
+            .iter()
+            .filter_map(|(c, t)| Some((c.clone(), t.parsed().ok()?)))
+            .collect()
+    }
+
     /// The warehouse name: configured, or the topic's last segment.
     pub fn warehouse_name(&self) -> &str {
         self.name

@@ -5,7 +5,6 @@ use std::fmt;
 
 use super::{Config, SSL_MODES, TableKind};
 use crate::converter::{Placeholder, WireFormat};
-use crate::mapping::ColType;
 
 /// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -413,11 +412,11 @@ impl Config {
                 }
             }
             for (col, ty) in &t.columns {
-                if let Err(e) = ColType::parse(ty) {
+                if let Err(e) = ty.parsed() {
                     err(
                         &format!("tables[{i}].columns.{col}"),
-                        format!("`{ty}` is not a supported column type"),
-                        &e.to_string().replace("unknown column type", "known types"),
+                        format!("`{}` is not a supported column type", ty.text()),
+                        &e.replace("unknown column type", "known types"),
                     );
                 }
             }

@@ -65,6 +65,10 @@ impl ApplyError {
                 table: table.into(),
                 problem: StopReason::new(StopKind::Schema, i.to_string()),
             },
+            e @ SchemaError::UnknownRegistered { .. } => ApplyError::Stopped {
+                table: table.into(),
+                problem: StopReason::new(StopKind::Schema, e.to_string()),
+            },
             SchemaError::Sql(e) => ApplyError::Sql(e),
         }
     }

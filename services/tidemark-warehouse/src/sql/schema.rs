@@ -28,6 +28,17 @@ pub struct Incompatible {
 pub enum SchemaError {
     #[error(transparent)]
     Incompatible(#[from] Incompatible),
+    /// The column registry names a type this version does not know (a newer tidemark wrote
+    /// it): merging on would re-declare the column.
+    #[error(
+        "the column registry says column {column} of {table} is `{ty}`, a type this tidemark \
+         does not know (written by a newer version?): upgrade tidemark"
+    )]
+    UnknownRegistered {
+        table: String,
+        column: String,
+        ty: String,
+    },
     #[error("warehouse: {0}")]
     Sql(#[from] sqlx::Error),
 }
@@ -165,9 +176,12 @@ pub async fn ensure(
         let (Some(c), Some(t)) = (&r[0], &r[1]) else {
             continue;
         };
-        if let Ok(t) = ColType::parse(t) {
-            registered.insert(c.clone(), t);
-        }
+        let parsed = ColType::parse(t).map_err(|_| SchemaError::UnknownRegistered {
+            table: def.name.clone(),
+            column: c.clone(),
+            ty: t.clone(),
+        })?;
+        registered.insert(c.clone(), parsed);
         max_ord = max_ord.max(r[2].as_deref().and_then(|o| o.parse().ok()).unwrap_or(0));
     }
     // Names go through binds: a column name is event text.
