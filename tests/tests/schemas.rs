@@ -1,5 +1,7 @@
-//! `schemas/`: the Avro schemas of the demo topics are the ones `tidemark generate` registers,
-//! and the reference warehouse DDL is what the merger builds from the demo stream.
+//! `schemas/`: the generator's row schemas are the one definition of the bank. The Avro
+//! schemas of the demo topics are the ones `tidemark generate` registers, the demo's source SQL
+//! has the generator's tables and types, and the reference warehouse DDL is what the merger
+//! builds from the demo stream.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -124,4 +126,70 @@ async fn the_reference_warehouse_ddl_is_what_the_merger_builds() {
         );
     }
     assert_eq!(want.len(), have.len(), "{want:#?}\n{have:#?}");
+}
+
+/// The connector's type of a source column (PostgreSQL, Debezium's defaults), as the
+/// generator's schema must name it.
+fn debezium_type(data_type: &str, precision: Option<i32>, scale: Option<i32>) -> String {
+    match data_type {
+        "bigint" => "int64".into(),
+        "text" | "character" | "character varying" => "string".into(),
+        "numeric" => format!(
+            "bytes org.apache.kafka.connect.data.Decimal({},{})",
+            precision.unwrap_or(0),
+            scale.unwrap_or(0)
+        ),
+        "timestamp with time zone" => "string io.debezium.time.ZonedTimestamp".into(),
+        other => panic!("source column type {other}: add its Debezium type here"),
+    }
+}
+
+/// The generator's row schemas are the one definition of the bank: the demo's source SQL
+/// (what Debezium captures in the stack) has the same tables, columns, order and types.
+#[tokio::test]
+async fn the_source_sql_has_the_generators_tables() {
+    let Some(url) = tidemark_e2e::postgres::fresh_database().await else {
+        return;
+    };
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let sql = std::fs::read_to_string(repo().join("schemas/source/bank.sql")).unwrap();
+    conn.execute(sql.as_str()).await.unwrap();
+    for table in tidemark_generator::Table::ALL {
+        let rows: Vec<(String, String, Option<i32>, Option<i32>)> = sqlx::query_as(
+            "SELECT column_name::text, data_type::text, numeric_precision, numeric_scale \
+             FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1 \
+             ORDER BY ordinal_position",
+        )
+        .bind(table.name())
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let source: Vec<(String, String)> = rows
+            .into_iter()
+            .map(|(c, t, p, s)| (c, debezium_type(&t, p, s)))
+            .collect();
+        let schema = tidemark_generator::bank::row_schema("bank", table);
+        let generated: Vec<(String, String)> = schema
+            .as_struct()
+            .unwrap()
+            .fields
+            .iter()
+            .map(|f| {
+                let s = &f.schema;
+                let name = s
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or_default();
+                let decimal = match s.logical {
+                    tidemark_core::schema::Logical::Decimal { scale, precision } => {
+                        format!("({},{scale})", precision.unwrap_or(0))
+                    }
+                    _ => String::new(),
+                };
+                (f.name.clone(), format!("{}{name}{decimal}", s.kind.name()))
+            })
+            .collect();
+        assert_eq!(source, generated, "{}", table.name());
+    }
 }
