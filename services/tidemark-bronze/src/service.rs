@@ -143,13 +143,13 @@ fn spawn_compaction(
     store: &std::sync::Arc<dyn object_store::ObjectStore>,
     root: &object_store::path::Path,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let every = std::time::Duration::from_millis(cfg.bronze.compact_interval_ms);
+    let every = cfg.bronze.compact_interval();
     if every.is_zero() {
         return None;
     }
     let opts = crate::compact::Options {
         target_bytes: cfg.bronze.compact_target_bytes,
-        min_age: std::time::Duration::from_millis(cfg.bronze.compact_min_age_ms),
+        min_age: cfg.bronze.compact_min_age(),
         zstd_level: cfg.bronze.zstd_level,
         part_bytes: crate::compact::PART_BYTES,
     };
@@ -171,7 +171,7 @@ pub async fn run(
     let writer = BronzeWriter::new(store.clone(), root.clone(), cfg.bronze.zstd_level);
     let consumer = consumer(cfg)?;
     tracing::info!(bronze = %cfg.bronze.url, group = %cfg.kafka.group_id, "ingest started");
-    let every = std::time::Duration::from_millis(cfg.bronze.manifest_interval_ms);
+    let every = cfg.bronze.manifest_interval();
     let manifests = (!every.is_zero()).then(|| {
         let (store, root) = (store.clone(), root.clone());
         tokio::spawn(async move {

@@ -50,7 +50,7 @@ pub fn open(cfg: &BronzeConfig) -> Result<(Arc<dyn ObjectStore>, Path), StoreErr
             .with_virtual_hosted_style_request(s3.virtual_hosted_style)
             .with_client_options(
                 ClientOptions::new()
-                    .with_timeout(Duration::from_millis(s3.request_timeout_ms))
+                    .with_timeout(s3.request_timeout())
                     .with_allow_http(s3.allow_http),
             )
             // Few quick retries inside object_store; the ingest loop retries a failed flush itself.

@@ -118,7 +118,7 @@ impl RegistrySettings {
         RegistrySettings {
             username: k.schema_registry_username.clone(),
             password: k.schema_registry_password.clone(),
-            timeout: Duration::from_millis(k.schema_registry_timeout_ms),
+            timeout: k.schema_registry_timeout(),
             ca: k.schema_registry_ca.clone(),
             identity: k
                 .schema_registry_client_cert

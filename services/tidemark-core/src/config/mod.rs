@@ -166,9 +166,35 @@ impl Default for BronzeConfig {
     }
 }
 
+/// The `…_ms` keys as the code takes them: every consumer of a duration goes through these.
 impl BronzeConfig {
     pub fn max_age(&self) -> Duration {
         Duration::from_millis(self.max_age_ms)
+    }
+
+    pub fn manifest_interval(&self) -> Duration {
+        Duration::from_millis(self.manifest_interval_ms)
+    }
+
+    /// Zero: background compaction is off.
+    pub fn compact_interval(&self) -> Duration {
+        Duration::from_millis(self.compact_interval_ms)
+    }
+
+    pub fn compact_min_age(&self) -> Duration {
+        Duration::from_millis(self.compact_min_age_ms)
+    }
+}
+
+impl S3Config {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+impl KafkaConfig {
+    pub fn schema_registry_timeout(&self) -> Duration {
+        Duration::from_millis(self.schema_registry_timeout_ms)
     }
 }
 
@@ -317,6 +343,18 @@ impl Default for MergeConfig {
 impl MergeConfig {
     pub fn interval(&self) -> Duration {
         Duration::from_millis(self.interval_ms)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    pub fn fact_hold(&self) -> Duration {
+        Duration::from_millis(self.fact_hold_ms)
+    }
+
+    pub fn transaction_timeout(&self) -> Duration {
+        Duration::from_millis(self.transaction_timeout_ms)
     }
 }
 

@@ -207,7 +207,7 @@ impl Merger {
                 })
             })
             .collect();
-        let timeout = Duration::from_millis(self.config.merge.transaction_timeout_ms);
+        let timeout = self.config.merge.transaction_timeout();
         let released: BTreeSet<String> = self
             .txns
             .since

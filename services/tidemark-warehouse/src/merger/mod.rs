@@ -205,7 +205,7 @@ impl Merger {
             last_commit_ms: BTreeMap::new(),
             behind: BTreeSet::new(),
             started_ms: chrono::Utc::now().timestamp_millis(),
-            leases: Leases::new(config.merge.lease_ms),
+            leases: Leases::new(config.merge.lease()),
             groups: BTreeMap::new(),
             ahead: ReadAheads::default(),
             merged_ts: BTreeMap::new(),
@@ -449,7 +449,7 @@ impl Merger {
         if !spec.is_fact() {
             return Vec::new();
         }
-        let hold = self.config.merge.fact_hold_ms as i64;
+        let hold = i64::try_from(self.config.merge.fact_hold().as_millis()).unwrap_or(i64::MAX);
         let now = chrono::Utc::now().timestamp_millis();
         spec.references
             .values()
@@ -543,8 +543,11 @@ impl Merger {
         if self.heartbeats.is_empty() {
             return;
         }
-        let quiet_ms =
-            (self.config.bronze.max_age_ms + self.config.merge.interval_ms) as i64 + 2_000;
+        let quiet_ms = i64::try_from(
+            (self.config.bronze.max_age() + self.config.merge.interval()).as_millis(),
+        )
+        .unwrap_or(i64::MAX)
+            + 2_000;
         let heartbeats: BTreeMap<String, freshness::Heartbeat> = self
             .heartbeats
             .iter_mut()

@@ -156,10 +156,10 @@ pub struct Leases {
 }
 
 impl Leases {
-    pub fn new(lease_ms: u64) -> Leases {
+    pub fn new(lease: std::time::Duration) -> Leases {
         Leases {
             me: identity(),
-            lease_ms: lease_ms as i64,
+            lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
             held: BTreeMap::new(),
             elsewhere: 0,
         }
@@ -540,7 +540,7 @@ source = "s.branches"
         let mut tx = pool.begin().await.unwrap();
         bootstrap(&mut tx, &target).await.unwrap();
         tx.commit().await.unwrap();
-        let mut l = Leases::new(3_000);
+        let mut l = Leases::new(std::time::Duration::from_millis(3_000));
         let wanted: BTreeSet<String> = ["g".to_owned()].into();
         l.settle(&pool, &target, &wanted).await.unwrap();
         assert!(l.holds("g"));
