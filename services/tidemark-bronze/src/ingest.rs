@@ -28,6 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::event::{RawRecord, TopicPartition};
 
 use crate::position::{self, Position, Step};
+use crate::relief::{self, Held, Relief};
 use tidemark_core::metrics;
 use tidemark_wire::decode::{Decoder, Disposition, panic_message};
 use tokio::task::JoinHandle;
@@ -185,6 +186,14 @@ impl Drop for Stream {
 }
 
 impl Part {
+    /// What the partition holds, for [`relief::next`].
+    fn held(&self) -> Held {
+        Held {
+            segment: (!self.seg.is_empty()).then_some(self.seg.bytes),
+            flushing: self.inflight.as_ref().map(|f| f.bytes),
+        }
+    }
+
     /// The bytes counted of the partition's segment and its flush in flight.
     fn bytes(&self) -> u64 {
         self.seg.bytes + self.inflight.as_ref().map_or(0, |f| f.bytes)
@@ -561,15 +570,6 @@ impl Loop<'_> {
         });
     }
 
-    /// The partition with the largest flush in flight.
-    fn largest_flush(&self) -> Option<Key> {
-        self.parts
-            .iter()
-            .filter_map(|(k, p)| Some((k, p.inflight.as_ref()?.bytes)))
-            .max_by_key(|(_, b)| *b)
-            .map(|(k, _)| k.clone())
-    }
-
     /// The estimated memory of every segment and flush in flight.
     fn held_memory(&self) -> u64 {
         let detached: u64 = self.detached.iter().map(|(_, f)| f.cost()).sum();
@@ -580,27 +580,14 @@ impl Loop<'_> {
     /// ends, so the largest flush in flight is waited for first; with none, the largest segment
     /// starts flushing. Returns false when nothing is held.
     async fn free_some(&mut self) -> Result<bool, IngestError> {
-        if let Some(key) = self.largest_flush() {
-            self.settle(&key).await?;
-            return Ok(true);
+        let held = self.parts.iter().map(|(k, p)| (k, p.held()));
+        match relief::next(held, !self.detached.is_empty()) {
+            Relief::AwaitFlush(key) => self.settle(&key).await?,
+            Relief::AwaitDetached => self.settle_detached(None).await?,
+            Relief::Flush(key) => self.flush(&key, RollReason::Memory).await?,
+            Relief::Nothing => return Ok(false),
         }
-        if !self.detached.is_empty() {
-            self.settle_detached(None).await?;
-            return Ok(true);
-        }
-        let largest = self
-            .parts
-            .iter()
-            .filter(|(_, p)| !p.seg.is_empty())
-            .max_by_key(|(_, p)| p.seg.bytes)
-            .map(|(k, _)| k.clone());
-        match largest {
-            Some(key) => {
-                self.flush(&key, RollReason::Memory).await?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(true)
     }
 
     /// The backstop of the estimate: over budget, the allocator returns what it keeps of freed
@@ -859,7 +846,8 @@ impl Loop<'_> {
                 .await?;
             // Under a budget the drain's flushes run a few at a time, not all at once.
             while limit.is_some_and(|l| self.held_memory() > l) {
-                let Some(flushing) = self.largest_flush() else {
+                let held = self.parts.iter().map(|(k, p)| (k, p.held()));
+                let Some(flushing) = relief::largest_flush(held) else {
                     break;
                 };
                 self.settle_until(&flushing, Some(give_up)).await?;

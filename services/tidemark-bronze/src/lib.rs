@@ -62,6 +62,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod kafka_check;
 pub(crate) mod position;
+pub(crate) mod relief;
 pub mod segment;
 pub mod service;
 pub mod writer;
