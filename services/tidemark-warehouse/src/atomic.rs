@@ -411,7 +411,7 @@ mod tests {
             partition: 0,
             offset: 0,
             op: tidemark_core::event::Op::Update,
-            pos: String::new(),
+            pos: crate::change::SourcePos::default(),
             ts_ms,
             record_key: Default::default(),
             before: None,

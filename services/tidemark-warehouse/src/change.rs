@@ -25,7 +25,7 @@ pub struct Change {
     pub offset: i64,
     pub op: Op,
     /// The order key: source position where the connector gives one (see [`position_key`]).
-    pub pos: String,
+    pub pos: SourcePos,
     /// Source commit time (ms since the epoch).
     pub ts_ms: i64,
     /// The Kafka record key's columns (empty when the record had no key).
@@ -98,11 +98,60 @@ impl Columns {
     }
 }
 
+/// A source position as a key that sorts in source commit order: made by [`position_key`] from
+/// an event, or read back as the warehouse stored it (its text form is what SQL compares).
+/// The empty key sorts first: it is the position of a fact's reference to a key
+/// ([`SourcePos::reference`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourcePos(String);
+
+impl SourcePos {
+    /// The position of a reference entry and of an inferred member: before every change.
+    pub fn reference() -> SourcePos {
+        SourcePos(String::new())
+    }
+
+    /// A position key made before: as the warehouse stored it (by [`position_key`] when it was
+    /// written), or a MySQL position mapped through its lineage segments.
+    pub fn stored(text: String) -> SourcePos {
+        SourcePos(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_reference(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A position compares equal to its text (tests name positions by text).
+impl PartialEq<&str> for SourcePos {
+    fn eq(&self, text: &&str) -> bool {
+        self.0 == *text
+    }
+}
+
+/// Positions written by hand in unit tests; the pipeline makes them with [`position_key`].
+#[cfg(test)]
+impl From<&str> for SourcePos {
+    fn from(text: &str) -> SourcePos {
+        SourcePos(text.to_owned())
+    }
+}
+
+impl std::fmt::Display for SourcePos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A sortable text of an event's position. Positions of one connector compare as their texts;
 /// without a position the order falls back to commit time and Kafka coordinates (`~` sorts
 /// after the others, so such events never compare as older than positioned ones).
-pub(crate) fn position_key(source: &Source, ts_ms: i64, partition: i32, offset: i64) -> String {
-    match source.position() {
+pub(crate) fn position_key(source: &Source, ts_ms: i64, partition: i32, offset: i64) -> SourcePos {
+    SourcePos(match source.position() {
         SourcePosition::Postgres { commit_lsn, lsn } => format!("pg:{commit_lsn:016x}:{lsn:016x}"),
         SourcePosition::MySql {
             file_seq, pos, row, ..
@@ -121,5 +170,5 @@ pub(crate) fn position_key(source: &Source, ts_ms: i64, partition: i32, offset: 
         SourcePosition::Unknown => {
             format!("~:{:016x}:{partition:08x}:{offset:016x}", ts_ms.max(0))
         }
-    }
+    })
 }

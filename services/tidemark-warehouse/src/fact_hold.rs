@@ -77,7 +77,7 @@ mod tests {
             partition: 0,
             offset,
             op: Op::Create,
-            pos: format!("{offset:08}"),
+            pos: crate::change::SourcePos::stored(format!("{offset:08}")),
             ts_ms,
             record_key: Default::default(),
             before: None,

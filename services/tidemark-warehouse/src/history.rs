@@ -3,6 +3,7 @@
 //! place, redelivered events change nothing and a replay gives the same history.
 
 use crate::cell::{Cell, Values, row_hash};
+use crate::change::SourcePos;
 use crate::change::{Image, Op};
 
 /// What a change-log entry records.
@@ -16,13 +17,10 @@ pub(crate) enum EntryKind {
     Ref,
 }
 
-/// The position of the one `Ref` entry of a key.
-pub(crate) const REF_POS: &str = "";
-
 /// One entry of a key's change log.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LogEntry {
-    pub pos: String,
+    pub pos: SourcePos,
     pub ts_ms: i64,
     pub kind: EntryKind,
     /// The change's op (`Read` for a `Ref`).
@@ -61,7 +59,7 @@ pub(crate) struct Latest {
     /// Every column, TOAST placeholders resolved; the last known values for a delete.
     pub values: Values,
     pub deleted: bool,
-    pub pos: String,
+    pub pos: SourcePos,
     pub ts_ms: i64,
     pub op: Op,
     pub partition: i32,
@@ -81,7 +79,7 @@ pub(crate) struct History {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Version {
     /// Position of the change that opened it (`""` for an inferred member).
-    pub start_pos: String,
+    pub start_pos: SourcePos,
     pub valid_from_ms: i64,
     /// Exclusive; `None` while current.
     pub valid_to_ms: Option<i64>,
@@ -128,7 +126,7 @@ pub(crate) fn history(entries: &[LogEntry], tracked: &dyn Fn(&str) -> bool) -> H
         out.insert(
             0,
             Version {
-                start_pos: REF_POS.to_owned(),
+                start_pos: SourcePos::reference(),
                 valid_from_ms: ref_ts,
                 valid_to_ms: first.map(|v| v.valid_from_ms),
                 version: 0,
@@ -323,7 +321,7 @@ mod tests {
     #[test]
     fn inferred_member_is_completed_by_the_first_version() {
         let r = LogEntry {
-            pos: REF_POS.into(),
+            pos: SourcePos::reference(),
             ts_ms: 5,
             kind: EntryKind::Ref,
             op: Op::Read,

@@ -4,6 +4,7 @@
 //! (a TOAST placeholder resolved to the value in force) is replaced by a late change that sits
 //! between that older change and the row, so live merging and a replay agree.
 
+use crate::change::SourcePos;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cell::{Cell, Values};
@@ -31,7 +32,7 @@ pub(crate) fn carried_from(text: Option<&str>) -> Carried {
 /// What the warehouse holds for a key before the batch.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Stored {
-    pub pos: String,
+    pub pos: SourcePos,
     pub carried: Carried,
 }
 
@@ -39,7 +40,7 @@ pub(crate) struct Stored {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Patch {
     /// The stored row's position (the update applies only while it is still there).
-    pub pos: String,
+    pub pos: SourcePos,
     pub values: Values,
     pub carried: Carried,
 }
@@ -124,7 +125,7 @@ pub(crate) fn fold<'a>(
                 Some(r) => {
                     for col in r.values.keys() {
                         if !r.carried.contains_key(col) {
-                            r.carried.insert(col.clone(), r.last.pos.clone());
+                            r.carried.insert(col.clone(), r.last.pos.to_string());
                         }
                     }
                     r.deleted = true;
@@ -136,7 +137,7 @@ pub(crate) fn fold<'a>(
                         carried = s.carried.clone();
                         carried
                             .entry(ALL_OTHERS.to_owned())
-                            .or_insert_with(|| s.pos.clone());
+                            .or_insert_with(|| s.pos.to_string());
                     }
                     cur = Some(SilverRow {
                         values: c.image().map(|i| i.values.clone()).unwrap_or_default(),
@@ -160,7 +161,12 @@ pub(crate) fn fold<'a>(
                                 col.clone(),
                                 r.values.get(&col).cloned().unwrap_or(Cell::Null),
                             );
-                            Some(r.carried.get(&col).unwrap_or(&r.last.pos).clone())
+                            Some(
+                                r.carried
+                                    .get(&col)
+                                    .cloned()
+                                    .unwrap_or_else(|| r.last.pos.to_string()),
+                            )
                         }
                         Some(r) => {
                             keep.insert(col.clone());
@@ -172,7 +178,7 @@ pub(crate) fn fold<'a>(
                             keep.insert(col.clone());
                             Some(stored.map_or_else(String::new, |s| {
                                 let from = s.carried.get(&col).or(s.carried.get(ALL_OTHERS));
-                                from.unwrap_or(&s.pos).clone()
+                                from.cloned().unwrap_or_else(|| s.pos.to_string())
                             }))
                         }
                     };

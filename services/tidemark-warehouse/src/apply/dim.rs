@@ -5,6 +5,7 @@
 //! recomputes the key from its whole log ([`super::dim_plan`] plans both as values). Facts
 //! whose version moved are re-pointed.
 
+use crate::change::SourcePos;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value as Json;
@@ -281,7 +282,13 @@ async fn read_states(
         };
         let json = if state == SAME_AS_VALS { vals } else { state };
         let values = canonical_decimals(values_from_json(&json), types);
-        states.insert(k, KeyState { pos, values });
+        states.insert(
+            k,
+            KeyState {
+                pos: SourcePos::stored(pos),
+                values,
+            },
+        );
     }
     Ok((states, stateless))
 }
@@ -325,11 +332,11 @@ fn stored_cols(tx: &Tx) -> String {
 }
 
 /// `(key, start position, version)` of a row read with [`stored_cols`].
-fn parse_stored(r: &[Option<String>]) -> Option<(String, String, Stored)> {
+fn parse_stored(r: &[Option<String>]) -> Option<(String, SourcePos, Stored)> {
     let num = |i: usize| r[i].as_deref().and_then(|s| s.parse::<i64>().ok());
     let stored = Stored {
         sk: num(0)?,
-        start_pos: r[2].clone()?,
+        start_pos: SourcePos::stored(r[2].clone()?),
         version: num(3).unwrap_or(0),
         valid_from_ms: num(4).unwrap_or(0),
         valid_to_ms: num(5),
@@ -338,7 +345,7 @@ fn parse_stored(r: &[Option<String>]) -> Option<(String, String, Stored)> {
         is_inferred: parse_bool(r[8].as_deref()),
         row_hash: r[9].clone().unwrap_or_default(),
     };
-    Some((r[1].clone()?, r[2].clone()?, stored))
+    Some((r[1].clone()?, stored.start_pos.clone(), stored))
 }
 
 /// Current versions of the staged keys (`tm_dim_touch`): a key's current version is its
@@ -369,13 +376,13 @@ async fn read_versions(
     ctx: Context<'_>,
     spec: &TableSpec,
     keys: &BTreeSet<String>,
-) -> Result<BTreeMap<String, BTreeMap<String, Stored>>, sqlx::Error> {
+) -> Result<BTreeMap<String, BTreeMap<SourcePos, Stored>>, sqlx::Error> {
     let sql = format!(
         "SELECT {} FROM {} AS d WHERE d._key",
         stored_cols(tx),
         ctx.target.dim(&spec.name)
     );
-    let mut out: BTreeMap<String, BTreeMap<String, Stored>> = BTreeMap::new();
+    let mut out: BTreeMap<String, BTreeMap<SourcePos, Stored>> = BTreeMap::new();
     for r in fetch_in(tx, &sql, keys).await? {
         if let Some((k, start, s)) = parse_stored(&r) {
             out.entry(k).or_default().insert(start, s);
@@ -410,7 +417,7 @@ async fn read_logs(
             .unwrap_or_default();
         let (kind, op) = LogEntry::parse_kind(kind);
         logs.entry(k.clone()).or_default().push(LogEntry {
-            pos: pos.clone(),
+            pos: SourcePos::stored(pos.clone()),
             ts_ms: ts.parse().unwrap_or(0),
             kind,
             op,
@@ -553,7 +560,7 @@ fn version_cells(
     let mut cells = vec![
         r.sk.map_or(Cell::Null, Cell::Int),
         Cell::Text(r.key.clone()),
-        Cell::Text(v.start_pos.clone()),
+        Cell::Text(v.start_pos.to_string()),
         ts_cell(v.valid_from_ms),
         v.valid_to_ms.map_or(Cell::Null, ts_cell),
         Cell::Bool(v.is_current),
@@ -605,7 +612,7 @@ async fn write_log(
             .map(|(k, e)| {
                 vec![
                     Cell::Text(k.clone()),
-                    Cell::Text(e.pos.clone()),
+                    Cell::Text(e.pos.to_string()),
                     Cell::Int(e.ts_ms),
                     Cell::Text(e.kind_code().into()),
                     Cell::Text(values_to_json(&e.image.values)),
@@ -744,7 +751,7 @@ pub(super) async fn reference(
             (
                 k,
                 vec![LogEntry {
-                    pos: crate::history::REF_POS.to_owned(),
+                    pos: SourcePos::reference(),
                     ts_ms: ts,
                     kind: EntryKind::Ref,
                     op: Op::Read,

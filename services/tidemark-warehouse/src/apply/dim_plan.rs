@@ -10,6 +10,7 @@
 //! - **recompute**: a late or redelivered change, a fact reference, or a key stored before key
 //!   states existed: the key's whole log is read and its versions recomputed and diffed.
 
+use crate::change::SourcePos;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::DimStats;
@@ -20,7 +21,7 @@ use crate::history::{EntryKind, Head, Latest, LogEntry, Version, extend, history
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Stored {
     pub sk: i64,
-    pub start_pos: String,
+    pub start_pos: SourcePos,
     pub version: i64,
     pub valid_from_ms: i64,
     pub valid_to_ms: Option<i64>,
@@ -55,7 +56,7 @@ impl Stored {
 /// Where a key's change log stands: its newest applied position and the last known full row.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct KeyState {
-    pub pos: String,
+    pub pos: SourcePos,
     pub values: Values,
 }
 
@@ -180,7 +181,7 @@ impl Plan {
         &mut self,
         key: &str,
         mut log: Vec<LogEntry>,
-        mut stored: BTreeMap<String, Stored>,
+        mut stored: BTreeMap<SourcePos, Stored>,
         new: Vec<LogEntry>,
         tracked: &dyn Fn(&str) -> bool,
     ) {
@@ -386,7 +387,7 @@ mod tests {
     fn late_change_between_two_versions() -> Plan {
         let log = vec![up("a", 10, 1), up("c", 30, 2)];
         let old = history(&log, &all);
-        let stored: BTreeMap<String, Stored> = old
+        let stored: BTreeMap<SourcePos, Stored> = old
             .versions
             .iter()
             .enumerate()

@@ -1,6 +1,7 @@
 //! `silver.<table>`: one row per key, upserted with a position guard so an older or
 //! redelivered change never overwrites a newer row.
 
+use crate::change::SourcePos;
 use std::collections::{BTreeMap, BTreeSet};
 
 use tidemark_core::mapping::ColType;
@@ -45,7 +46,7 @@ pub(crate) fn meta_cells(
         Cell::Bool(deleted),
         Cell::Text(c.op.code().to_owned()),
         ts_cell(c.ts_ms),
-        Cell::Text(c.pos.clone()),
+        Cell::Text(c.pos.to_string()),
         Cell::Text(c.topic.clone()),
         Cell::Int(c.partition.into()),
         Cell::Int(c.offset),
@@ -314,7 +315,7 @@ pub(crate) async fn write_keyed(
     .into_iter()
     .filter_map(|r| {
         let stored = Stored {
-            pos: r[1].clone()?,
+            pos: SourcePos::stored(r[1].clone()?),
             carried: carried_from(r[2].as_deref()),
         };
         Some((r[0].clone()?, stored))
@@ -371,7 +372,7 @@ async fn apply_patches(
         }
         let mut cells = vec![
             Cell::Text(key),
-            Cell::Text(p.pos),
+            Cell::Text(p.pos.to_string()),
             carried_text(&p.carried).map_or(Cell::Null, Cell::Text),
         ];
         for c in &cols {
@@ -440,12 +441,12 @@ async fn truncate(tx: &mut Tx, table: &str, truncates: &[&Change]) -> Result<u64
                     tx.cast(&p2, ColType::TimestampTz)
                 ),
                 &[
-                    Cell::Text(t.pos.clone()),
+                    Cell::Text(t.pos.to_string()),
                     ts_cell(t.ts_ms),
                     Cell::Text(t.topic.clone()),
                     Cell::Int(t.partition.into()),
                     Cell::Int(t.offset),
-                    Cell::Text(t.pos.clone()),
+                    Cell::Text(t.pos.to_string()),
                 ],
             )
             .await?;

@@ -748,7 +748,8 @@ impl Merger {
                 let base = changes.len();
                 changes.extend(fc.changes);
                 for (i, pos) in &fc.mysql {
-                    changes[base + i].pos = self.lineages.key(pos);
+                    changes[base + i].pos =
+                        crate::change::SourcePos::stored(self.lineages.key(pos));
                 }
             }
             if let Some(n) = part.next {
