@@ -3,7 +3,6 @@
 //! not read. The decoder itself lives in `tidemark-wire`.
 
 use std::fmt;
-use std::str::FromStr;
 
 /// The wire format of a topic's keys and values (the converter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -30,17 +29,6 @@ impl WireFormat {
 impl fmt::Display for WireFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for WireFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<WireFormat, String> {
-        WireFormat::ALL
-            .into_iter()
-            .find(|f| f.as_str() == s)
-            .ok_or_else(|| format!("unknown wire format `{s}` (expected json or avro)"))
     }
 }
 

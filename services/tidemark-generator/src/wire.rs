@@ -39,19 +39,6 @@ impl Encoding {
     }
 }
 
-impl std::str::FromStr for Encoding {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Encoding, String> {
-        Encoding::ALL
-            .into_iter()
-            .find(|e| e.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown encoding `{s}` (expected json, json-schemaless or avro)")
-            })
-    }
-}
-
 /// One Kafka record.
 #[derive(Debug, Clone)]
 pub struct Record {

@@ -120,10 +120,6 @@ impl SourcePos {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    pub fn is_reference(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// A position compares equal to its text (tests name positions by text).

@@ -54,7 +54,7 @@ pub(crate) fn patch<'a>(
     let mut best: BTreeMap<&str, (&str, &Cell)> = BTreeMap::new();
     let others = stored.carried.get(ALL_OTHERS);
     for c in changes {
-        if c.pos.as_str() >= stored.pos.as_str() || c.op == Op::Truncate || c.op == Op::Delete {
+        if c.pos >= stored.pos || c.op == Op::Truncate || c.op == Op::Delete {
             continue;
         }
         let Some(img) = c.image() else { continue };
@@ -111,7 +111,7 @@ pub(crate) fn fold<'a>(
 ) -> Option<SilverRow> {
     let mut cur: Option<SilverRow> = None;
     for c in changes {
-        if stored.is_some_and(|s| c.pos.as_str() <= s.pos.as_str()) {
+        if stored.is_some_and(|s| c.pos <= s.pos) {
             continue;
         }
         if cur.as_ref().is_some_and(|r| r.last.pos == c.pos) {

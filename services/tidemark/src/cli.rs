@@ -145,7 +145,7 @@ pub struct GenerateArgs {
     pub bootstrap_servers: Option<String>,
     /// json: the schema envelope on (`schemas.enable=true`); json-schemaless: payload only;
     /// avro: Confluent Avro, schemas registered in the Schema Registry.
-    #[arg(long, value_parser = encoding(), default_value = "json")]
+    #[arg(long, value_parser = one_of(&Encoding::ALL, Encoding::as_str), default_value = "json")]
     pub format: Encoding,
     /// Schema Registry for --format avro; default: the configured one.
     #[arg(long)]
@@ -216,7 +216,7 @@ pub struct DecodeArgs {
     /// File holding the record value (`-` for stdin): JSON, or Confluent Avro bytes.
     pub file: PathBuf,
     /// Wire format; default: the configured `kafka.format`, else json.
-    #[arg(long, value_parser = wire_format())]
+    #[arg(long, value_parser = one_of(&WireFormat::ALL, WireFormat::as_str))]
     pub format: Option<WireFormat>,
     /// File holding the record key, decoded the same way.
     #[arg(long)]
@@ -229,14 +229,14 @@ pub struct DecodeArgs {
     pub schema_registry_url: Option<String>,
 }
 
-/// The converter formats, with their names listed in `--help` and in errors.
-fn wire_format() -> impl clap::builder::TypedValueParser<Value = WireFormat> {
-    clap::builder::PossibleValuesParser::new(WireFormat::ALL.map(WireFormat::as_str))
-        .map(|s| s.parse::<WireFormat>().expect("a listed format parses"))
-}
-
-/// The encodings `generate` writes, listed in `--help` and in errors.
-fn encoding() -> impl clap::builder::TypedValueParser<Value = Encoding> {
-    clap::builder::PossibleValuesParser::new(Encoding::ALL.map(Encoding::as_str))
-        .map(|s| s.parse::<Encoding>().expect("a listed encoding parses"))
+/// One of `all`, by its name: the names are listed in `--help` and in errors.
+fn one_of<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T> {
+    clap::builder::PossibleValuesParser::new(all.iter().map(|v| name(*v))).map(move |s| {
+        *all.iter()
+            .find(|v| name(**v) == s)
+            .expect("the parser accepts only listed names")
+    })
 }

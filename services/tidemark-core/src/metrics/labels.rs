@@ -88,24 +88,34 @@ label_enum! {
     }
 }
 
-label_enum! {
-    /// Rows the merger wrote, as `(layer, action)` of `tidemark_merge_rows_total`.
-    RowsWritten {
-        SilverUpserted => "silver/upserted",
-        DimInserted => "gold_dim/inserted",
-        DimUpdated => "gold_dim/updated",
-        DimRemoved => "gold_dim/removed",
-        FactInserted => "gold_fact/inserted",
-    }
+/// Rows the merger wrote, as `(layer, action)` of `tidemark_merge_rows_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RowsWritten {
+    SilverUpserted,
+    DimInserted,
+    DimUpdated,
+    DimRemoved,
+    FactInserted,
 }
 
 impl RowsWritten {
+    /// `(layer, action)`.
+    fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            RowsWritten::SilverUpserted => ("silver", "upserted"),
+            RowsWritten::DimInserted => ("gold_dim", "inserted"),
+            RowsWritten::DimUpdated => ("gold_dim", "updated"),
+            RowsWritten::DimRemoved => ("gold_dim", "removed"),
+            RowsWritten::FactInserted => ("gold_fact", "inserted"),
+        }
+    }
+
     pub fn layer(self) -> &'static str {
-        self.as_str().split_once('/').map_or("", |(l, _)| l)
+        self.labels().0
     }
 
     pub fn action(self) -> &'static str {
-        self.as_str().split_once('/').map_or("", |(_, a)| a)
+        self.labels().1
     }
 }
 
@@ -132,10 +142,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_written_split_into_layer_and_action() {
-        for r in RowsWritten::ALL {
-            assert!(!r.layer().is_empty() && !r.action().is_empty(), "{r}");
+    fn every_label_parses_back() {
+        for r in DeadLetterReason::ALL {
+            assert_eq!(DeadLetterReason::parse(r.as_str()), Some(*r));
         }
+        assert_eq!(DeadLetterReason::parse("nope"), None);
         assert_eq!(RowsWritten::DimUpdated.layer(), "gold_dim");
         assert_eq!(RowsWritten::DimUpdated.action(), "updated");
     }

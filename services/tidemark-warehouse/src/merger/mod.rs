@@ -449,7 +449,7 @@ impl Merger {
         if !spec.is_fact() {
             return Vec::new();
         }
-        let hold = i64::try_from(self.config.merge.fact_hold().as_millis()).unwrap_or(i64::MAX);
+        let hold = self.config.merge.fact_hold_ms as i64;
         let now = chrono::Utc::now().timestamp_millis();
         spec.references
             .values()
@@ -543,11 +543,8 @@ impl Merger {
         if self.heartbeats.is_empty() {
             return;
         }
-        let quiet_ms = i64::try_from(
-            (self.config.bronze.max_age() + self.config.merge.interval()).as_millis(),
-        )
-        .unwrap_or(i64::MAX)
-            + 2_000;
+        let quiet_ms =
+            (self.config.bronze.max_age_ms + self.config.merge.interval_ms) as i64 + 2_000;
         let heartbeats: BTreeMap<String, freshness::Heartbeat> = self
             .heartbeats
             .iter_mut()

@@ -37,7 +37,7 @@ pub use tidemark_core::disposition::Disposition;
 
 impl DecodeError {
     /// A bad record is dead-lettered; a registry that is down is retried; one that refuses the
-    /// credentials is fatal. Never `StopTable`: decoding happens before tables.
+    /// credentials is fatal.
     pub fn disposition(&self) -> Disposition {
         match self.kind.as_ref() {
             DecodeErrorKind::Registry(e) if e.is_unauthorized() => Disposition::Fatal,
