@@ -552,23 +552,7 @@ mod tests {
     use super::*;
 
     fn range(start: i64, end: i64) -> CommitRecord {
-        CommitRecord {
-            version: FORMAT_VERSION,
-            topic: "t".into(),
-            partition: 0,
-            start,
-            end,
-            records: (end - start + 1) as u64,
-            rows: 0,
-            skipped: 0,
-            dead_letters: 0,
-            files: vec![],
-            dead_letter_file: None,
-            writer: "w".into(),
-            committed_at: "2026-12-07T00:00:00Z".into(),
-            compacts: 0,
-            compacted_at: None,
-        }
+        crate::testing::record("t", 0, start, end, vec![])
     }
 
     /// A chain of `n` records of 10 offsets each.
@@ -632,20 +616,7 @@ mod tests {
     fn record(version: u32) -> Vec<u8> {
         let r = CommitRecord {
             version,
-            topic: "t".into(),
-            partition: 0,
-            start: 0,
-            end: 9,
-            records: 10,
-            rows: 10,
-            skipped: 0,
-            dead_letters: 0,
-            files: vec![],
-            dead_letter_file: None,
-            writer: "w".into(),
-            committed_at: "2026-12-03T00:00:00Z".into(),
-            compacts: 0,
-            compacted_at: None,
+            ..crate::testing::record("t", 0, 0, 9, vec![])
         };
         serde_json::to_vec(&r).unwrap()
     }

@@ -404,31 +404,11 @@ mod tests {
 
     fn rec(start: i64, end: i64, bytes: u64, age_h: i64) -> CommitRecord {
         let at = Utc::now() - chrono::Duration::hours(age_h);
+        let path = format!("b/t/dt=2026-12-07/t+0+{start}.parquet");
+        let file = crate::testing::file(path, "t", start, end, bytes);
         CommitRecord {
-            version: commit_log::FORMAT_VERSION,
-            topic: "t".into(),
-            partition: 0,
-            start,
-            end,
-            records: (end - start + 1) as u64,
-            rows: (end - start + 1) as u64,
-            skipped: 0,
-            dead_letters: 0,
-            files: vec![FileEntry {
-                path: format!("b/t/dt=2026-12-07/t+0+{start}.parquet"),
-                table: "t".into(),
-                rows: (end - start + 1) as u64,
-                bytes,
-                schema_fingerprint: None,
-                checksum: "0".into(),
-                min_offset: start,
-                max_offset: end,
-            }],
-            dead_letter_file: None,
-            writer: "w".into(),
             committed_at: at.to_rfc3339(),
-            compacts: 0,
-            compacted_at: None,
+            ..crate::testing::record("t", 0, start, end, vec![file])
         }
     }
 

@@ -14,6 +14,7 @@
 //!   multipart uploads), switched in by one compaction record; [`parquet_file`]: record batches
 //!   → Parquet (zstd, schema in key-value metadata), for ingest and compaction alike;
 //!   [`upload`]: a file uploaded part by part as it is written, hashed as it goes.
+//! - [`testing`] (feature `testing`): commit records for tests of bronze readers.
 //!
 //! Invariants (the ingest side keeps them, every reader relies on them):
 //! - A partition's commit records form a gap-free chain: each starts at the previous `end + 1`.
@@ -32,4 +33,6 @@ pub mod layout;
 pub mod manifest;
 pub mod parquet_file;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod upload;

@@ -526,7 +526,6 @@ fn entries_of(b: &RecordBatch) -> Result<Vec<Entry>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commit_log::{FORMAT_VERSION, FileEntry};
     use object_store::memory::InMemory;
 
     fn root() -> Path {
@@ -537,34 +536,12 @@ mod tests {
     async fn commit(store: &InMemory, topic: &str, partition: i32, start: i64, tables: &[&str]) {
         let files = tables
             .iter()
-            .map(|t| FileEntry {
-                path: format!("bronze/{t}/dt=2026-12-07/{topic}+{partition}+{start}.parquet"),
-                table: (*t).to_owned(),
-                rows: 10,
-                bytes: 100,
-                schema_fingerprint: None,
-                checksum: "0".into(),
-                min_offset: start,
-                max_offset: start + 9,
+            .map(|t| {
+                let path = format!("bronze/{t}/dt=2026-12-07/{topic}+{partition}+{start}.parquet");
+                crate::testing::file(path, t, start, start + 9, 100)
             })
             .collect();
-        let rec = CommitRecord {
-            version: FORMAT_VERSION,
-            topic: topic.into(),
-            partition,
-            start,
-            end: start + 9,
-            records: 10,
-            rows: 10,
-            skipped: 0,
-            dead_letters: 0,
-            files,
-            dead_letter_file: None,
-            writer: "w".into(),
-            committed_at: "2026-12-07T00:00:00Z".into(),
-            compacts: 0,
-            compacted_at: None,
-        };
+        let rec = crate::testing::record(topic, partition, start, start + 9, files);
         commit_log::create(store, &root(), &rec).await.unwrap();
     }
 

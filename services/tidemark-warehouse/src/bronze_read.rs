@@ -761,23 +761,7 @@ mod tests {
     use object_store::memory::InMemory;
 
     fn commit(start: i64, end: i64) -> CommitRecord {
-        CommitRecord {
-            version: commit_log::FORMAT_VERSION,
-            topic: "t".into(),
-            partition: 0,
-            start,
-            end,
-            records: (end - start + 1) as u64,
-            rows: (end - start + 1) as u64,
-            skipped: 0,
-            dead_letters: 0,
-            files: vec![],
-            dead_letter_file: None,
-            writer: "w".into(),
-            committed_at: "2026-12-03T00:00:00Z".into(),
-            compacts: 0,
-            compacted_at: None,
-        }
+        tidemark_lake::testing::record("t", 0, start, end, vec![])
     }
 
     #[tokio::test]

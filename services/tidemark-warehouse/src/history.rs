@@ -227,28 +227,38 @@ pub(crate) fn resolve(image: &Image, state: &Values) -> Values {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::*;
-
-    fn up(pos: &str, ts: i64, x: i64, note: &str) -> LogEntry {
+impl LogEntry {
+    /// An update at `pos`/`ts_ms` whose after image holds `values` (for tests).
+    pub(crate) fn update<const N: usize>(
+        pos: &str,
+        ts_ms: i64,
+        values: [(&str, Cell); N],
+    ) -> LogEntry {
         LogEntry {
             pos: pos.into(),
-            ts_ms: ts,
+            ts_ms,
             kind: EntryKind::Upsert,
             op: Op::Update,
             partition: 0,
             offset: 0,
             image: Image {
-                values: [
-                    ("x".to_owned(), Cell::Int(x)),
-                    ("note".to_owned(), Cell::Text(note.into())),
-                ]
-                .into(),
-                unavailable: BTreeSet::new(),
+                values: values.into_iter().map(|(c, v)| (c.to_owned(), v)).collect(),
+                unavailable: Default::default(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(pos: &str, ts: i64, x: i64, note: &str) -> LogEntry {
+        LogEntry::update(
+            pos,
+            ts,
+            [("x", Cell::Int(x)), ("note", Cell::Text(note.into()))],
+        )
     }
 
     fn tracked(c: &str) -> bool {

@@ -286,25 +286,11 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
     use crate::cell::Cell;
-    use crate::change::{Image, Op};
 
     fn up(pos: &str, ts: i64, x: i64) -> LogEntry {
-        LogEntry {
-            pos: pos.into(),
-            ts_ms: ts,
-            kind: EntryKind::Upsert,
-            op: Op::Update,
-            partition: 0,
-            offset: 0,
-            image: Image {
-                values: [("x".to_owned(), Cell::Int(x))].into(),
-                unavailable: BTreeSet::new(),
-            },
-        }
+        LogEntry::update(pos, ts, [("x", Cell::Int(x))])
     }
 
     fn all(_: &str) -> bool {
