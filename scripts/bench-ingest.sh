@@ -2,8 +2,9 @@
 # Ingest benchmark (issue: bronze). Starts a tansu broker (installs it once, ~18 min), pre-fills a
 # topic with EVENTS Debezium events, then in separate processes: a bare rdkafka drain of the topic
 # (the floor), a `kcat` drain (the issue's reference: a consumer users know) and `tidemark ingest`
-# to local Parquet files. Prints events/s, MB/s, the ratios and peak RSS, for ~700-byte schemaless events and ~2.5 KB events with the schema envelope; then
-# peak RSS under the memory budget with defaults, 256 MiB files and 64 partitions.
+# to local Parquet files. Prints events/s, MB/s, the ratios and peak RSS, for updates of the demo's
+# `customers` table (the generator's schema; ~750 B schemaless, ~3.7 KB with the schema
+# envelope); then peak RSS under the memory budget with defaults, 256 MiB files and 64 partitions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${EVENTS:-2000000}

@@ -16,10 +16,11 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::config::Config;
 use tidemark_core::event::{ChangeEvent, KafkaCoords, Op, Snapshot, Source};
-use tidemark_core::schema::{Field, Kind, Logical, Schema, StructSchema};
+use tidemark_core::schema::Schema;
 use tidemark_core::value::{Row, TimeUnit, Timestamp, TypedRow, Value};
+use tidemark_generator::bank::{self, Table};
 use tidemark_wire::decode::Placeholder;
-use tidemark_wire::encode::{decimal, event_json};
+use tidemark_wire::encode::event_json;
 
 // The allocator of the `tidemark` binary, so the benchmark measures what ships.
 #[global_allocator]
@@ -42,71 +43,25 @@ fn peak_rss_mib() -> f64 {
         / 1024.0
 }
 
-fn schema(columns: usize) -> Schema {
-    let f = |n: &str, kind: Kind, logical: Logical, name: Option<&str>| Field {
-        name: n.into(),
-        schema: Schema {
-            kind,
-            optional: n != "id",
-            logical,
-            name: name.map(str::to_owned),
-        },
-    };
-    let fields = vec![
-        f("id", Kind::Int64, Logical::None, None),
-        f("first_name", Kind::String, Logical::None, None),
-        f("last_name", Kind::String, Logical::None, None),
-        f("email", Kind::String, Logical::None, None),
-        f(
-            "balance",
-            Kind::Bytes,
-            Logical::Decimal {
-                scale: 2,
-                precision: Some(12),
-            },
-            Some("org.apache.kafka.connect.data.Decimal"),
-        ),
-        f(
-            "updated_at",
-            Kind::Int64,
-            Logical::TimestampMicros,
-            Some("io.debezium.time.MicroTimestamp"),
-        ),
-        f("street", Kind::String, Logical::None, None),
-        f("city", Kind::String, Logical::None, None),
-        f("tier", Kind::String, Logical::None, None),
-        f("active", Kind::Boolean, Logical::None, None),
-    ];
-    let fields = fields.into_iter().take(columns).collect();
-    Schema {
-        kind: Kind::Struct(std::sync::Arc::new(StructSchema::new(
-            Some("bench.public.customers.Value".into()),
-            fields,
-        ))),
-        optional: false,
-        logical: Logical::None,
-        name: Some("bench.public.customers.Value".into()),
-    }
+/// The demo's `customers` table, as the generator (and Debezium) describe it.
+fn schema() -> Schema {
+    bank::row_schema("bank", Table::Customers)
 }
 
 fn event(i: i64, s: &Schema) -> ChangeEvent {
     let st = s.as_struct().unwrap().clone();
-    let mut values = vec![
+    let values = vec![
         Value::Int(i),
-        Value::String(format!("Firstname{}", i % 977)),
-        Value::String(format!("Lastname-{}", i % 3271)),
+        Value::String(format!("Firstname{} Lastname-{}", i % 977, i % 3271)),
         Value::String(format!("customer.{i}@example-mail.com")),
-        decimal(i128::from(i * 7919 % 10_000_000), 2),
-        Value::Timestamp(Timestamp::from_epoch(
-            1_700_000_000_000_000 + i * 1_003,
-            TimeUnit::Micros,
-        )),
-        Value::String(format!("{} Harbour Street, Apartment {}", i % 500, i % 40)),
         Value::String(["Lisbon", "Porto", "Braga", "Faro"][(i % 4) as usize].into()),
         Value::String(["bronze", "silver", "gold"][(i % 3) as usize].into()),
-        Value::Bool(i % 2 == 0),
+        Value::String(["active", "dormant"][(i % 2) as usize].into()),
+        Value::Timestamp(Timestamp::from_epoch(
+            1_700_000_000_000 + i,
+            TimeUnit::Millis,
+        )),
     ];
-    values.truncate(st.fields.len());
     ChangeEvent {
         op: if i % 10 == 0 { Op::Create } else { Op::Update },
         key: None,
@@ -153,8 +108,7 @@ fn prefill() {
         arg(6),
     );
     let with_schema = form == "schema";
-    // ~700 B schemaless (10 columns); ~2.5 KB with the schema envelope (5 columns).
-    let s = schema(if with_schema { 5 } else { 10 });
+    let s = schema();
     let ph = Placeholder::default();
     // The broker does not auto-create topics: create it through the admin API.
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
