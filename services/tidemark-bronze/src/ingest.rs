@@ -27,6 +27,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::event::{RawRecord, TopicPartition};
 
+use crate::flush_end::{self, After, Ended};
 use crate::position::{self, Position, Step};
 use crate::relief::{self, Held, Relief};
 use tidemark_core::metrics;
@@ -238,6 +239,18 @@ struct FlushDone {
     landed: Vec<(&'static str, u64)>,
     dead_letters: Vec<(DeadLetterReason, u64)>,
     took: Duration,
+}
+
+impl FlushDone {
+    fn ended(&self) -> Ended {
+        match &self.outcome {
+            Ok(Flushed::Committed(rec)) => Ended::Committed { end: rec.end },
+            Ok(Flushed::Fenced { .. }) => Ended::Fenced,
+            Err(_) if self.restart => Ended::StreamFailed,
+            Err(_) if self.abandoned => Ended::Abandoned,
+            Err(_) => Ended::Failed,
+        }
+    }
 }
 
 type Key = TopicPartition;
@@ -747,10 +760,11 @@ impl Loop<'_> {
     }
 
     /// Stats, metrics and the Kafka offset commit (`owned`: the partition is still ours) of an
-    /// ended flush.
+    /// ended flush; what to do is [`flush_end::after`]'s answer.
     fn record(&mut self, key: &Key, done: FlushDone, owned: bool) -> Result<(), IngestError> {
         self.stats.flush_retries += done.retries;
-        match done.outcome {
+        let ended = done.ended();
+        match &done.outcome {
             Ok(Flushed::Committed(rec)) => {
                 tracing::debug!(topic = %key.topic, partition = key.partition, end = rec.end, rows = rec.rows, "committed");
                 self.stats.commits += 1;
@@ -770,40 +784,42 @@ impl Loop<'_> {
                     dead_letters: done.dead_letters,
                     took: done.took,
                 });
-                if owned {
-                    let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition_offset(
-                        &key.topic,
-                        key.partition,
-                        Offset::Offset(rec.end + 1),
-                    )?;
-                    if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-                        tracing::debug!(error = %e, "kafka offset commit not sent");
-                    }
-                }
             }
             Ok(Flushed::Fenced { winner }) => {
                 tracing::warn!(topic = %key.topic, partition = key.partition, winner = %winner.writer, end = winner.end, "another writer committed this range; re-reading the commit log");
                 self.stats.fenced += 1;
                 metrics::range_fenced(&key.topic);
-                if owned {
-                    // What was buffered after the fenced range is re-read from the new position.
-                    self.parts.remove(key);
-                }
             }
             Err(e) if done.restart => {
                 tracing::warn!(topic = %key.topic, partition = key.partition, error = %e, "a streamed file failed; the partition reads its range again from the commit log");
                 metrics::ingest_error(IngestFault::ObjectStore);
                 self.stats.abandoned_segments += 1;
-                if owned {
-                    self.parts.remove(key);
-                }
             }
             Err(e) if done.abandoned => {
                 tracing::warn!(topic = %key.topic, partition = key.partition, error = %e, "drain timeout: abandoning the segment (it will be re-read)");
                 self.stats.abandoned_segments += 1;
             }
-            Err(e) => return Err(IngestError::Flush(e)),
+            Err(_) => {}
+        }
+        match flush_end::after(ended, owned) {
+            After::CommitOffset(next) => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&key.topic, key.partition, Offset::Offset(next))?;
+                if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::debug!(error = %e, "kafka offset commit not sent");
+                }
+            }
+            After::Reread => {
+                // What was buffered after the range is re-read from the log's new position.
+                self.parts.remove(key);
+            }
+            After::Nothing => {}
+            After::Fail => {
+                let Err(e) = done.outcome else {
+                    unreachable!("only an error fails")
+                };
+                return Err(IngestError::Flush(e));
+            }
         }
         Ok(())
     }

@@ -58,6 +58,7 @@ pub mod admin;
 pub(crate) mod arrow_values;
 pub(crate) mod batch;
 pub mod dead_letter;
+pub(crate) mod flush_end;
 pub mod ingest;
 pub mod kafka;
 pub mod kafka_check;
