@@ -153,3 +153,110 @@ on_both!(
     a_version_one_warehouse_is_upgraded_on_sqlite,
     a_version_one_warehouse_is_upgraded_on_postgres
 );
+
+/// The indexes of `gold.dim_customers`, by their definitions' column lists.
+async fn dim_indexes(pool: &tidemark_warehouse::sql::conn::Pool, t: &Target) -> Vec<String> {
+    let dim = t.dim("customers");
+    let sql = match pool.backend() {
+        tidemark_core::mapping::Backend::Postgres => {
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'gold' AND tablename = 'dim_customers'"
+                .to_owned()
+        }
+        tidemark_core::mapping::Backend::Sqlite => format!(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name = '{}'",
+            dim.trim_matches('"')
+        ),
+    };
+    let mut defs: Vec<String> = rows(pool, &sql)
+        .await
+        .into_iter()
+        .filter_map(|r| r[0].clone())
+        .map(|d| d[d.find('(').unwrap_or(0)..].replace(['"', ' '], ""))
+        .collect();
+    defs.sort();
+    defs
+}
+
+/// A dimension made before its time index held the version gets the new index and loses the
+/// old one on its next batch, once; a fresh dimension has only the new one.
+async fn an_old_dimension_index_is_replaced(pool: tidemark_warehouse::sql::conn::Pool) {
+    use tidemark_e2e::merge_scenario::{TABLES, fill};
+    let mut bronze = BronzeFixture::new();
+    fill(&mut bronze, 2).await;
+    let config = Config::from_toml_and_env(TABLES, std::iter::empty()).unwrap();
+    bronze
+        .merger(&pool, &config)
+        .await
+        .catch_up()
+        .await
+        .unwrap();
+    let t = Target::new(pool.backend(), None).unwrap();
+    let fresh = dim_indexes(&pool, &t).await;
+    assert!(
+        fresh.contains(&"(id,valid_from,version)".to_owned()),
+        "{fresh:?}"
+    );
+    assert!(!fresh.contains(&"(id,valid_from)".to_owned()), "{fresh:?}");
+
+    // What an older tidemark left: the index without the version, no upgrade registered.
+    let dim = t.dim("customers");
+    let old = t.index_name(&dim, "bk");
+    let new = t.index_name(&dim, "bk_version");
+    let mut tx = pool.begin().await.unwrap();
+    for sql in [
+        format!("DROP INDEX {}", t.gold_index(&new)),
+        format!("CREATE INDEX \"{old}\" ON {dim} (id, valid_from)"),
+        format!(
+            "DELETE FROM {} WHERE tbl = '{}' AND col LIKE '%dim_bk_version'",
+            t.registry(),
+            dim.replace('\'', "''")
+        ),
+    ] {
+        tx.exec(&sql, &[]).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(
+        dim_indexes(&pool, &t).await,
+        fresh
+            .iter()
+            .map(|d| d.replace("(id,valid_from,version)", "(id,valid_from)"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+
+    fill_more(&mut bronze).await;
+    bronze
+        .merger(&pool, &config)
+        .await
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(dim_indexes(&pool, &t).await, fresh, "upgraded in place");
+}
+
+/// More changes of the same keys, after those `fill` landed.
+async fn fill_more(bronze: &mut BronzeFixture) {
+    use serde_json::json;
+    use tidemark_e2e::bronze_fixture::change;
+    let more: Vec<_> = (0..20i64)
+        .map(|id| {
+            let row = json!({"id": id, "tier": format!("later{id}"), "note": "n", "bio": "b"});
+            change(
+                "u",
+                &json!(id),
+                None,
+                Some(row),
+                60_000_000 + id as u64 * 8,
+                1_900_000_000_000,
+            )
+        })
+        .collect();
+    bronze.land("bank.public.customers", 0, &more).await;
+}
+
+on_both!(
+    an_old_dimension_index_is_replaced,
+    an_old_dimension_index_is_replaced_on_sqlite,
+    an_old_dimension_index_is_replaced_on_postgres
+);

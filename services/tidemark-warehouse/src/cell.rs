@@ -137,11 +137,12 @@ impl Cell {
             Cell::Float(f) => out.push_str(&float_text(*f)),
             Cell::Text(t) => {
                 out.push('"');
-                for ch in t.chars() {
-                    if ch == '"' {
-                        out.push('"');
-                    }
-                    out.push(ch);
+                // Whole runs between quotes: most text has none.
+                let mut parts = t.split('"');
+                out.push_str(parts.next().unwrap_or_default());
+                for part in parts {
+                    out.push_str("\"\"");
+                    out.push_str(part);
                 }
                 out.push('"');
             }

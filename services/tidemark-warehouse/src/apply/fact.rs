@@ -208,10 +208,14 @@ pub(super) async fn apply(
         let mut stage_cols = meta_columns();
         stage_cols.push(("_event_id".into(), ColType::Text));
         stage_cols.extend(value_cols.iter().cloned());
+        // A redelivery inside the batch is one fact (the same key and position).
+        let mut ids = std::collections::HashSet::new();
         let rows: Vec<Vec<Cell>> = keyed
             .iter()
             .filter(|k| k.change.op != Op::Truncate)
-            .map(|k| {
+            .map(|k| (k, event_id(k)))
+            .filter(|(_, id)| ids.insert(id.clone()))
+            .map(|(k, id)| {
                 let c = k.change;
                 // Placeholders are marked, then resolved below from the key's earlier facts.
                 let unavailable: crate::silver::Carried = c
@@ -225,7 +229,7 @@ pub(super) async fn apply(
                     .unwrap_or_default();
                 let carried = crate::silver::carried_text(&unavailable);
                 let mut cells = meta_cells(k.key, c.op == Op::Delete, c, carried);
-                cells.push(Cell::Text(event_id(k)));
+                cells.push(Cell::Text(id));
                 let img = c.image();
                 for (n, t) in &value_cols {
                     let v = img
@@ -249,11 +253,12 @@ pub(super) async fn apply(
             sk_cols.push_str(&format!(", {}", quote(&format!("{col}_sk"))));
             sk_vals.push_str(&format!(", {}", sk_expr("s", col, dim_table, dim_key)));
         }
+        let redelivered = drop_stored(tx, &table).await?;
         let n = tx
             .exec(
                 &format!(
                     "INSERT INTO {table} ({list}{sk_cols}, _merged_at) SELECT {list}{sk_vals}, {now} \
-                     FROM {} AS s WHERE true ON CONFLICT (_event_id) DO NOTHING",
+                     FROM {} AS s{redelivered}",
                     quote("tm_fact")
                 ),
                 &[],
@@ -267,6 +272,29 @@ pub(super) async fn apply(
         ctx.fact_marks.raise(&spec.name, ts);
     }
     Ok((written, referenced))
+}
+
+/// Makes the staged facts (`tm_fact`) that the table already holds (redeliveries) not be
+/// inserted again; returns what the insert's `FROM` needs after it.
+///
+/// PostgreSQL: they are deleted from the stage first, found by one probe of the `_event_id`
+/// index per staged fact (a lateral join: a plain join may hash the whole table), so the
+/// insert needs no `ON CONFLICT`, whose speculative insertion made it about a third slower.
+/// SQLite: the insert skips them with `ON CONFLICT DO NOTHING`.
+async fn drop_stored(tx: &mut Tx, table: &str) -> Result<&'static str, sqlx::Error> {
+    if tx.backend() == Backend::Sqlite {
+        return Ok(" WHERE true ON CONFLICT (_event_id) DO NOTHING");
+    }
+    let stage = quote("tm_fact");
+    tx.exec(
+        &format!(
+            "DELETE FROM {stage} WHERE _event_id IN (SELECT s._event_id FROM {stage} AS s \
+             CROSS JOIN LATERAL (SELECT 1 FROM {table} AS f WHERE f._event_id = s._event_id LIMIT 1) AS f)"
+        ),
+        &[],
+    )
+    .await?;
+    Ok("")
 }
 
 /// Registers this batch's references with their dimensions (inferred members for keys not seen

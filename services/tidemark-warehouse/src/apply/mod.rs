@@ -310,21 +310,15 @@ fn type_of_cell(c: &Cell) -> Option<ColType> {
     })
 }
 
-/// Runs `SELECT … WHERE <column> IN (…)` over `keys` in chunks, gathering the rows.
+/// `SELECT cols` of the rows of `table` (aliased `alias`) whose `_key` is one of `keys`.
 pub(crate) async fn fetch_in(
     tx: &mut Tx,
-    select_where: &str,
+    table: (&str, &str),
+    cols: &str,
     keys: &BTreeSet<String>,
 ) -> Result<crate::sql::conn::TextRows, sqlx::Error> {
-    let mut out = Vec::new();
-    let keys: Vec<&String> = keys.iter().collect();
-    for chunk in keys.chunks(500) {
-        let params: Vec<String> = (1..=chunk.len()).map(|i| tx.param(i)).collect();
-        let sql = format!("{select_where} IN ({})", params.join(", "));
-        let binds: Vec<Cell> = chunk.iter().map(|k| Cell::Text((*k).clone())).collect();
-        out.extend(tx.fetch(&sql, &binds).await?);
-    }
-    Ok(out)
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    tx.fetch_in(table, cols, &keys).await
 }
 
 pub(crate) fn ts_cell(ms: i64) -> Cell {

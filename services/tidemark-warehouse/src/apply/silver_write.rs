@@ -87,6 +87,7 @@ pub(crate) fn table_def(
             quote(&ctx.target.index_name(name, unique))
         )],
         on_column: Vec::new(),
+        upgrades: Vec::new(),
     }
 }
 
@@ -292,7 +293,7 @@ async fn append_rows(
         .chain(["_merged_at".to_owned()])
         .collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    tx.append(table, &names, &cells).await
+    tx.append(table, &names, cells).await
 }
 
 /// Folds each key's changes against its stored row and upserts the result (silver, upsert
@@ -306,21 +307,18 @@ pub(crate) async fn write_keyed(
     stage: &str,
 ) -> Result<u64, sqlx::Error> {
     let keys: BTreeSet<String> = keyed.iter().map(|k| k.key.to_owned()).collect();
-    let mut stored: BTreeMap<String, Stored> = fetch_in(
-        tx,
-        &format!("SELECT _key, _source_pos, _toast FROM {table} WHERE _key"),
-        &keys,
-    )
-    .await?
-    .into_iter()
-    .filter_map(|r| {
-        let stored = Stored {
-            pos: SourcePos::stored(r[1].clone()?),
-            carried: carried_from(r[2].as_deref()),
-        };
-        Some((r[0].clone()?, stored))
-    })
-    .collect();
+    let mut stored: BTreeMap<String, Stored> =
+        fetch_in(tx, (table, "s"), "s._key, s._source_pos, s._toast", &keys)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                let stored = Stored {
+                    pos: SourcePos::stored(r[1].clone()?),
+                    carried: carried_from(r[2].as_deref()),
+                };
+                Some((r[0].clone()?, stored))
+            })
+            .collect();
 
     let mut patches = Vec::new();
     let mut rows = Vec::new();

@@ -920,7 +920,9 @@ fn refused_data(e: &sqlx::Error) -> Option<String> {
         .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
         .is_some()
     {
-        ["08", "40", "53", "57", "58"]
+        // 23505 (unique violation) is a race on tidemark's own keys, not data a user can fix:
+        // a merger that lost its lease meanwhile inserting the same facts; the retry is fenced.
+        ["08", "40", "53", "57", "58", "23505"]
             .iter()
             .any(|c| code.starts_with(c))
     } else {

@@ -239,6 +239,47 @@ impl Tx {
         })
     }
 
+    /// `SELECT cols` of the rows of `table` (aliased `alias`) whose `_key` is one of `keys`,
+    /// every column as text. PostgreSQL probes the `_key` index once per key from a stage (a
+    /// list or array of many keys makes it hash them and scan the whole table); SQLite gets
+    /// an `IN` list per 500 keys, which it probes the index for.
+    pub async fn fetch_in(
+        &mut self,
+        (table, alias): (&str, &str),
+        cols: &str,
+        keys: &[&str],
+    ) -> Result<TextRows, sqlx::Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.backend() == Backend::Postgres {
+            let stage = "tm_in_keys";
+            let rows: Vec<Vec<Cell>> = keys
+                .iter()
+                .map(|k| vec![Cell::Text((*k).to_owned())])
+                .collect();
+            self.stage_scan(stage, &[("k".to_owned(), ColType::Text)], &rows)
+                .await?;
+            let sql = format!(
+                "SELECT {cols} FROM {} AS t CROSS JOIN LATERAL \
+                 (SELECT * FROM {table} AS {alias} WHERE {alias}._key = t.k) AS {alias}",
+                quote(stage)
+            );
+            return self.fetch(&sql, &[]).await;
+        }
+        let mut out = Vec::new();
+        for chunk in keys.chunks(500) {
+            let params: Vec<String> = (1..=chunk.len()).map(|i| self.param(i)).collect();
+            let sql = format!(
+                "SELECT {cols} FROM {table} AS {alias} WHERE {alias}._key IN ({})",
+                params.join(", ")
+            );
+            let binds: Vec<Cell> = chunk.iter().map(|k| Cell::Text((*k).to_owned())).collect();
+            out.extend(self.fetch(&sql, &binds).await?);
+        }
+        Ok(out)
+    }
+
     /// Fetches rows of any column types for display (an ad-hoc query's result): text, integers,
     /// floats and booleans as text; other types as `?`.
     pub async fn fetch_display(&mut self, sql: &str) -> Result<TextRows, sqlx::Error> {
@@ -360,7 +401,7 @@ impl Tx {
             Backend::Sqlite => format!("temp.{}", quote(name)),
         };
         let names: Vec<&str> = cols.iter().map(|(c, _)| c.as_str()).collect();
-        self.append(&table, &names, rows).await?;
+        self.append_borrowed(&table, &names, rows).await?;
         // Temporary tables have no statistics; without them the planner picks nested loops
         // over large stages.
         if analyze && backend == Backend::Postgres && rows.len() > 500 {
@@ -372,7 +413,52 @@ impl Tx {
     /// Inserts `rows` into `table` (a quoted name) as they are, set-based: `COPY` on
     /// PostgreSQL, multi-row inserts on SQLite. Only for rows the table cannot hold yet (no
     /// conflict handling); columns left out take their defaults.
+    ///
+    /// On PostgreSQL the rows are encoded on the blocking pool while the connection sends what
+    /// is ready, so the server parses one chunk while the next is encoded (and the rows are
+    /// freed there too).
     pub async fn append(
+        &mut self,
+        table: &str,
+        cols: &[&str],
+        rows: Vec<Vec<Cell>>,
+    ) -> Result<(), sqlx::Error> {
+        if rows.is_empty() || cols.is_empty() {
+            return Ok(());
+        }
+        let Tx::Postgres(tx) = self else {
+            return self.append_borrowed(table, cols, &rows).await;
+        };
+        let conn: &mut sqlx::PgConnection = tx;
+        let mut copy = conn.copy_in_raw(&copy_sql(table, cols)).await?;
+        let (chunks, mut ready) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let encoder = tokio::task::spawn_blocking(move || {
+            let mut buf = String::with_capacity(COPY_CHUNK + (1 << 12));
+            for row in &rows {
+                write_csv_row(&mut buf, row);
+                if buf.len() > COPY_CHUNK {
+                    let chunk = std::mem::replace(&mut buf, String::with_capacity(COPY_CHUNK));
+                    if chunks.blocking_send(chunk.into_bytes()).is_err() {
+                        return; // the copy failed: nothing more to encode
+                    }
+                }
+            }
+            if !buf.is_empty() {
+                let _ = chunks.blocking_send(buf.into_bytes());
+            }
+        });
+        while let Some(chunk) = ready.recv().await {
+            copy.send(chunk).await?;
+        }
+        encoder
+            .await
+            .map_err(|e| sqlx::Error::Protocol(format!("encoding rows for COPY failed: {e}")))?;
+        copy.finish().await?;
+        Ok(())
+    }
+
+    /// [`Tx::append`] of borrowed rows, encoded as they are sent (stages, SQLite).
+    async fn append_borrowed(
         &mut self,
         table: &str,
         cols: &[&str],
@@ -385,21 +471,11 @@ impl Tx {
         match self {
             Tx::Postgres(tx) => {
                 let conn: &mut sqlx::PgConnection = tx;
-                let mut copy = conn
-                    .copy_in_raw(&format!(
-                        "COPY {table} ({col_list}) FROM STDIN WITH (FORMAT csv)"
-                    ))
-                    .await?;
+                let mut copy = conn.copy_in_raw(&copy_sql(table, cols)).await?;
                 let mut buf = String::with_capacity(1 << 16);
                 for row in rows {
-                    for (i, cell) in row.iter().enumerate() {
-                        if i > 0 {
-                            buf.push(',');
-                        }
-                        cell.write_csv(&mut buf);
-                    }
-                    buf.push('\n');
-                    if buf.len() > 1 << 20 {
+                    write_csv_row(&mut buf, row);
+                    if buf.len() > COPY_CHUNK {
                         copy.send(std::mem::take(&mut buf).into_bytes()).await?;
                     }
                 }
@@ -447,6 +523,25 @@ impl Tx {
             Tx::Sqlite(tx) => tx.rollback().await,
         }
     }
+}
+
+/// How much CSV a `COPY` sends at a time.
+const COPY_CHUNK: usize = 1 << 20;
+
+fn copy_sql(table: &str, cols: &[&str]) -> String {
+    let col_list = super::names::col_list(cols.iter().copied());
+    format!("COPY {table} ({col_list}) FROM STDIN WITH (FORMAT csv)")
+}
+
+/// One row of a `COPY … (FORMAT csv)`.
+fn write_csv_row(buf: &mut String, row: &[Cell]) {
+    for (i, cell) in row.iter().enumerate() {
+        if i > 0 {
+            buf.push(',');
+        }
+        cell.write_csv(buf);
+    }
+    buf.push('\n');
 }
 
 /// A timestamp column's value in ms since the epoch, as SQL. On SQLite it reads the fixed-width

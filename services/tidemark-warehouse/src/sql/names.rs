@@ -166,6 +166,15 @@ impl Target {
         self.table("tidemark", "columns")
     }
 
+    /// An index of a gold table by its [`Target::index_name`], quoted and qualified as
+    /// `DROP INDEX` needs it.
+    pub fn gold_index(&self, index: &str) -> String {
+        match self.backend {
+            Backend::Postgres => format!("{}.{}", quote(&self.space("gold")), quote(index)),
+            Backend::Sqlite => quote(index),
+        }
+    }
+
     /// A name for an index on `table` (unquoted; PostgreSQL puts it in the table's schema).
     pub fn index_name(&self, table: &str, what: &str) -> String {
         let h = xxhash_rust::xxh3::xxh3_64(format!("{table}/{what}").as_bytes());

@@ -2,7 +2,7 @@
 //! type) in `tidemark.columns`, so evolution compares types without reading each backend's
 //! catalogue: new columns are added, safe widenings applied, anything else stops the table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tidemark_core::mapping::{Backend, ColType};
 
@@ -149,6 +149,24 @@ pub struct TableDef {
     /// Statements that need a source column: run after creation when the column is there, or
     /// when it is added later (an index on a column first seen only as null).
     pub on_column: Vec<(String, String)>,
+    /// Changes to tables made by an older tidemark, each run once (a new table has them
+    /// through `after_create`).
+    pub upgrades: Vec<Upgrade>,
+}
+
+/// A change to an existing table (an index replaced), run once per table. Done upgrades are
+/// registered like columns, under a name no column can have (identifiers refuse control
+/// characters), so checking for them costs nothing beyond the registry read `ensure` makes.
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    pub name: &'static str,
+    pub statements: Vec<String>,
+}
+
+const UPGRADE_MARK: char = '\u{7f}';
+
+fn upgrade_marker(name: &str) -> String {
+    format!("{UPGRADE_MARK}{name}")
 }
 
 /// Makes the table exist with at least `def.columns`; returns the registered type of every
@@ -171,11 +189,16 @@ pub async fn ensure(
         )
         .await?;
     let mut registered: BTreeMap<String, ColType> = BTreeMap::new();
+    let mut upgraded: BTreeSet<String> = BTreeSet::new();
     let mut max_ord = -1i64;
     for r in &rows {
         let (Some(c), Some(t)) = (&r[0], &r[1]) else {
             continue;
         };
+        if c.starts_with(UPGRADE_MARK) {
+            upgraded.insert(c.clone());
+            continue;
+        }
         let parsed = ColType::parse(t).map_err(|_| SchemaError::UnknownRegistered {
             table: def.name.clone(),
             column: c.clone(),
@@ -234,10 +257,28 @@ pub async fn ensure(
             tx.exec(&register_sql, &register(c, *t, i as i64)).await?;
             registered.insert(c.clone(), *t);
         }
+        for u in &def.upgrades {
+            tx.exec(
+                &register_sql,
+                &register(&upgrade_marker(u.name), ColType::Text, -1),
+            )
+            .await?;
+        }
         registered.remove("");
         return Ok(registered);
     }
     registered.remove("");
+    for u in &def.upgrades {
+        let marker = upgrade_marker(u.name);
+        if upgraded.contains(&marker) {
+            continue;
+        }
+        for stmt in &u.statements {
+            tx.exec(stmt, &[]).await?;
+        }
+        tx.exec(&register_sql, &register(&marker, ColType::Text, -1))
+            .await?;
+    }
     for (c, new) in &def.columns {
         match registered.get(c).copied() {
             None => {
