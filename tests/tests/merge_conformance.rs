@@ -238,6 +238,69 @@ on_both!(
     facts_postgres
 );
 
+/// Facts older than every version of an account with a history: the first adds an inferred
+/// member before the history (version 0, the first version's values), an even older one moves
+/// its start, a younger one changes nothing; no real version changes, and every fact points at
+/// the version valid at its time (the member for all three).
+async fn references_older_than_a_history_add_or_move_its_inferred_member(pool: Pool) {
+    let mut bronze = BronzeFixture::new();
+    let acct = |bal: i64| json!({"id": 7, "balance": bal});
+    let history: Vec<_> = (0..5)
+        .map(|i| {
+            change(
+                "u",
+                &json!(7),
+                None,
+                Some(acct(10 * (i + 1))),
+                100 + i as u64 * 8,
+                5000 + i * 1000,
+            )
+        })
+        .collect();
+    bronze.land(ACCOUNTS, 0, &history).await;
+    let mut m = merger(&pool, &bronze).await;
+    m.catch_up().await.expect("merge");
+    let real = versions(&pool, "accounts", 7, "balance").await;
+    assert_eq!(real.len(), 5);
+    let tx_row = |id: i64| json!({"id": id, "account_id": 7, "amount": 1});
+    let facts =
+        |id: i64, pos: u64, ts: i64| change("c", &json!(id), None, Some(tx_row(id)), pos, ts);
+    let member = |from: &str| v(&["0", from, "5000", "", "", "inf", "10"]);
+    // Older than the history: the member is added before it.
+    bronze.land(TRANSACTIONS, 0, &[facts(1, 200, 3000)]).await;
+    m.catch_up().await.expect("merge");
+    let mut expected = vec![member("3000")];
+    expected.extend(real.iter().cloned());
+    assert_eq!(versions(&pool, "accounts", 7, "balance").await, expected);
+    // Older still: the member starts earlier; younger than it: nothing changes.
+    bronze
+        .land(TRANSACTIONS, 0, &[facts(2, 210, 2000), facts(3, 220, 4000)])
+        .await;
+    m.catch_up().await.expect("merge");
+    expected[0] = member("2000");
+    assert_eq!(versions(&pool, "accounts", 7, "balance").await, expected);
+    let pointed = rows(
+        &pool,
+        &format!(
+            "SELECT {}, {} FROM {} f JOIN {} d ON d.sk = f.account_id_sk ORDER BY f.id",
+            text(&pool, "f.id"),
+            text(&pool, "d.version"),
+            table(&pool, "fact", "transactions"),
+            table(&pool, "dim", "accounts"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        pointed,
+        vec![v(&["1", "0"]), v(&["2", "0"]), v(&["3", "0"])]
+    );
+}
+on_both!(
+    references_older_than_a_history_add_or_move_its_inferred_member,
+    inferred_before_history_sqlite,
+    inferred_before_history_postgres
+);
+
 async fn toast_evolution_and_stopped_tables(pool: Pool) {
     let mut bronze = BronzeFixture::new();
     let id = json!(2);

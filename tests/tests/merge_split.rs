@@ -362,3 +362,78 @@ async fn three_mergers_share_the_tables_through_leases() {
         }
     }
 }
+
+/// A merger paused in the middle of a `COPY` keeps its session busy (the server waits for its
+/// data), so the server never ends it and its uncommitted rows would hold up the merger that
+/// takes its tables over: taking over its lease ends its sessions.
+#[tokio::test(flavor = "multi_thread")]
+async fn taking_over_a_lease_ends_the_paused_holders_sessions() {
+    use std::str::FromStr as _;
+    use tidemark_warehouse::sql::leases::{Leases, session_name};
+    let Some(url) = tidemark_e2e::postgres::fresh_database().await else {
+        return;
+    };
+    let pool = Pool::connect(&url, None).await.unwrap();
+    let target = Target::new(pool.backend(), None).unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    tidemark_warehouse::sql::schema::bootstrap(&mut tx, &target)
+        .await
+        .unwrap();
+    let holder = "elsewhere/4242/0badf00d";
+    tx.exec("CREATE TABLE scratch (x integer)", &[])
+        .await
+        .unwrap();
+    tx.exec(
+        &format!(
+            "INSERT INTO {} (grp, holder, token, expires_ms) VALUES ('g', '{holder}', 1, 0)",
+            target.leases()
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // The paused holder: a session named as its merger names them, stuck in a COPY.
+    let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .unwrap()
+        .application_name(&session_name(holder));
+    let mut paused = <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut paused).await.unwrap();
+    let mut copy = paused
+        .copy_in_raw("COPY scratch (x) FROM STDIN")
+        .await
+        .unwrap();
+    copy.send(b"1\n".as_slice()).await.unwrap();
+    let sessions = || {
+        let pool = pool.clone();
+        async move {
+            rows(
+                &pool,
+                &format!(
+                    "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = '{}'",
+                    session_name(holder)
+                ),
+            )
+            .await[0][0]
+                .clone()
+                .unwrap()
+        }
+    };
+    assert_eq!(sessions().await, "1");
+
+    let mut leases = Leases::new(std::time::Duration::from_secs(3));
+    leases
+        .settle(&pool, &target, &["g".to_owned()].into())
+        .await
+        .unwrap();
+    assert!(leases.holds("g"), "the expired lease is taken over");
+    wait_for(
+        "the paused holder's session ends",
+        std::time::Duration::from_secs(10),
+        || async { sessions().await == "0" },
+    )
+    .await;
+    drop(copy);
+}

@@ -282,9 +282,9 @@ async fn read_states(
     types: &BTreeMap<String, ColType>,
 ) -> Result<(BTreeMap<String, KeyState>, BTreeSet<String>), sqlx::Error> {
     let state = quote(STATE_COL);
-    let sql = newest_per_key(
+    let sql = one_per_key(
         tx.backend(),
-        (&ctx.target.changes(&spec.name), "l", "pos"),
+        (&ctx.target.changes(&spec.name), "l", "pos DESC"),
         &format!("l._key, l.pos, l.vals, l.{state}"),
         "true",
     );
@@ -313,18 +313,19 @@ async fn read_states(
     Ok((states, stateless))
 }
 
-/// `SELECT cols` of each staged key's (`tm_dim_touch`) newest row of `table` (aliased `a`, newest
-/// by `order`) where `filter` holds: one probe of the `(_key, order)` index per key.
+/// `SELECT cols` of each staged key's (`tm_dim_touch`) first row of `table` (aliased `a`) by
+/// `order` (`"pos DESC"`: the newest) where `filter` holds: one probe of the `(_key, …)` index
+/// per key.
 /// PostgreSQL hashes an `IN` list and scans the whole table; a lateral probe per key walks the
 /// index. SQLite has no LATERAL and looks an `IN` list up by rowid.
-fn newest_per_key(
+fn one_per_key(
     backend: Backend,
     (table, a, order): (&str, &str, &str),
     cols: &str,
     filter: &str,
 ) -> String {
     let touch = quote("tm_dim_touch");
-    let newest = format!("WHERE {a}._key = t.k ORDER BY {a}.{order} DESC LIMIT 1");
+    let newest = format!("WHERE {a}._key = t.k ORDER BY {a}.{order} LIMIT 1");
     match backend {
         Backend::Postgres => format!(
             "SELECT {cols} FROM {touch} AS t CROSS JOIN LATERAL \
@@ -375,9 +376,9 @@ async fn read_current(
     ctx: Context<'_>,
     spec: &TableSpec,
 ) -> Result<BTreeMap<String, Stored>, sqlx::Error> {
-    let sql = newest_per_key(
+    let sql = one_per_key(
         tx.backend(),
-        (&ctx.target.dim(&spec.name), "d", "_start_pos"),
+        (&ctx.target.dim(&spec.name), "d", "_start_pos DESC"),
         &stored_cols(tx),
         "d.is_current",
     );
@@ -756,29 +757,157 @@ pub(super) async fn reference(
     key: (String, ColType),
     mut refs: BTreeMap<String, i64>,
 ) -> Result<DimStats, ApplyError> {
-    let covered = covered_keys(tx, ctx, dim, &key.0, &refs).await?;
-    refs.retain(|k, _| !covered.contains(k));
     if refs.is_empty() {
         return Ok(DimStats::default());
     }
+    let table = ctx.target.dim(&dim.name);
+    let mut stats = DimStats::default();
+    // A dimension not made yet has no history to look at.
+    if super::fact::has_column(tx, ctx, &table, &key.0).await? {
+        let covered = covered_keys(tx, ctx, dim, &refs).await?;
+        refs.retain(|k, _| !covered.contains(k));
+        stats = extend_inferred(tx, ctx, dim, (&key.0, key.1), &mut refs).await?;
+    }
+    if refs.is_empty() {
+        return Ok(stats);
+    }
     let entries = refs
         .into_iter()
-        .map(|(k, ts)| {
-            (
-                k,
-                vec![LogEntry {
-                    pos: SourcePos::reference(),
-                    ts_ms: ts,
-                    kind: EntryKind::Ref,
-                    op: Op::Read,
-                    partition: 0,
-                    offset: 0,
-                    image: Image::default(),
-                }],
-            )
-        })
+        .map(|(k, ts)| (k, vec![ref_entry(ts)]))
         .collect();
-    Ok(apply(tx, ctx, dim, &[key], &[], entries).await?.0)
+    let fresh = apply(tx, ctx, dim, &[key], &[], entries).await?.0;
+    stats.opened += fresh.opened;
+    stats.inferred += fresh.inferred;
+    stats.updated += fresh.updated;
+    stats.facts_resolved += fresh.facts_resolved;
+    Ok(stats)
+}
+
+/// The change-log entry of a fact's reference at `ts_ms`.
+fn ref_entry(ts_ms: i64) -> LogEntry {
+    LogEntry {
+        pos: SourcePos::reference(),
+        ts_ms,
+        kind: EntryKind::Ref,
+        op: Op::Read,
+        partition: 0,
+        offset: 0,
+        image: Image::default(),
+    }
+}
+
+/// References older than every real version of keys that have versions: their inferred member
+/// starts at the reference, without reading or recomputing the key's history (the member is
+/// version 0, so no other version changes). A key with a member gets it moved earlier; a key
+/// without one gets it, with its first version's values. The keys handled leave `refs`; those
+/// left have no version at all.
+async fn extend_inferred(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    dim: &TableSpec,
+    (key_col, key_ty): (&str, ColType),
+    refs: &mut BTreeMap<String, i64>,
+) -> Result<DimStats, ApplyError> {
+    let mut stats = DimStats::default();
+    let firsts = read_first(tx, ctx, dim, refs).await?;
+    let (mut moves, mut infers, mut plan) = (Vec::new(), Vec::new(), Plan::default());
+    for (k, first) in &firsts {
+        let Some(ts) = refs.remove(k) else { continue };
+        if ts >= first.valid_from_ms {
+            continue; // an earlier reference made the member already
+        }
+        let target = if first.is_inferred {
+            &mut moves
+        } else {
+            &mut infers
+        };
+        target.push(vec![Cell::Int(first.sk), ts_cell(ts)]);
+        plan.log.push((k.clone(), ref_entry(ts)));
+        // The earliest version changes: facts older than every version point at it too.
+        plan.repoint.push((k.clone(), i64::MIN));
+    }
+    if plan.log.is_empty() {
+        return Ok(stats);
+    }
+    let table = ctx.target.dim(&dim.name);
+    let cols = [
+        ("sk".to_owned(), ColType::Int64),
+        ("ts".to_owned(), ColType::TimestampTz),
+    ];
+    if !moves.is_empty() {
+        tx.stage("tm_dim_move", &cols, &moves).await?;
+        tx.exec(
+            &format!(
+                "UPDATE {table} AS d SET valid_from = s.ts FROM {} AS s WHERE d.sk = s.sk",
+                quote("tm_dim_move")
+            ),
+            &[],
+        )
+        .await?;
+    }
+    if !infers.is_empty() {
+        let def = dim_def(
+            ctx,
+            tx,
+            dim,
+            vec![(key_col.to_owned(), key_ty)],
+            &[key_col.to_owned()],
+        );
+        let types = ensure(tx, ctx.target, &def)
+            .await
+            .map_err(|e| ApplyError::from_schema(&dim.name, e))?;
+        tx.stage("tm_dim_infer", &cols, &infers).await?;
+        let values = col_list(types.keys().map(String::as_str));
+        let from = types
+            .keys()
+            .map(|c| format!("d.{}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tx.exec(
+            &format!(
+                "INSERT INTO {table} (_key, _start_pos, valid_from, valid_to, is_current, version, \
+                 is_deleted, is_inferred, row_hash, {values}) \
+                 SELECT d._key, {}, s.ts, d.valid_from, false, 0, false, true, d.row_hash, {from} \
+                 FROM {} AS s JOIN {table} AS d ON d.sk = s.sk",
+                tx.param(1),
+                quote("tm_dim_infer")
+            ),
+            &[Cell::Text(SourcePos::reference().to_string())],
+        )
+        .await?;
+    }
+    stats.updated += moves.len() as u64;
+    stats.opened += infers.len() as u64;
+    stats.inferred += infers.len() as u64;
+    write_log(tx, ctx, dim, &plan).await?;
+    stats.facts_resolved += repoint_facts(tx, ctx, dim, (key_col, key_ty), &plan.repoint).await?;
+    Ok(stats)
+}
+
+/// The earliest stored version of each of `keys` that has one: its inferred member if it has
+/// one (the smallest start position), else its first version.
+async fn read_first(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    keys: &BTreeMap<String, i64>,
+) -> Result<BTreeMap<String, Stored>, sqlx::Error> {
+    let rows: Vec<Vec<Cell>> = keys.keys().map(|k| vec![Cell::Text(k.clone())]).collect();
+    tx.stage("tm_dim_touch", &[("k".into(), ColType::Text)], &rows)
+        .await?;
+    let sql = one_per_key(
+        tx.backend(),
+        (&ctx.target.dim(&spec.name), "d", "_start_pos"),
+        &stored_cols(tx),
+        "true",
+    );
+    Ok(tx
+        .fetch(&sql, &[])
+        .await?
+        .iter()
+        .filter_map(|r| parse_stored(r))
+        .map(|(k, _, s)| (k, s))
+        .collect())
 }
 
 /// The referenced keys whose history a reference cannot change: a real (not inferred) version
@@ -788,14 +917,9 @@ async fn covered_keys(
     tx: &mut Tx,
     ctx: Context<'_>,
     dim: &TableSpec,
-    key_col: &str,
     refs: &BTreeMap<String, i64>,
 ) -> Result<std::collections::BTreeSet<String>, sqlx::Error> {
     let table = ctx.target.dim(&dim.name);
-    // A dimension not made yet covers nothing.
-    if refs.is_empty() || !super::fact::has_column(tx, ctx, &table, key_col).await? {
-        return Ok(Default::default());
-    }
     let rows: Vec<Vec<Cell>> = refs
         .iter()
         .map(|(k, ts)| vec![Cell::Text(k.clone()), ts_cell(*ts)])

@@ -36,11 +36,15 @@ fn pg_options(config: &WarehouseConfig) -> Result<PgConnectOptions, sqlx::Error>
     // that took its tables over.
     // JIT compiles a plan the planner thinks expensive (a correlated lookup per row of a large
     // estimate) in ~300 ms, longer than the merger's statements take to run.
-    let mut opts = PgConnectOptions::from_str(&config.url)?.options([
-        ("timezone", "UTC"),
-        ("idle_in_transaction_session_timeout", "10s"),
-        ("jit", "off"),
-    ]);
+    // The merger's name on its sessions: one that takes its tables over ends them
+    // (`leases::end_sessions`).
+    let mut opts = PgConnectOptions::from_str(&config.url)?
+        .options([
+            ("timezone", "UTC"),
+            ("idle_in_transaction_session_timeout", "10s"),
+            ("jit", "off"),
+        ])
+        .application_name(&super::leases::session_name(&super::leases::identity()));
     if let Some(p) = &config.password {
         opts = opts.password(p.expose());
     }

@@ -78,7 +78,7 @@ pub fn assign(live: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, Str
 /// This process's name in `tidemark.leases`: host, process id and a random part (a restarted
 /// process is a new merger). Mergers opened one after another in one process (a replay, then
 /// the live merge) take over each other's leases at once.
-fn identity() -> String {
+pub(crate) fn identity() -> String {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -89,12 +89,58 @@ fn identity() -> String {
     .clone()
 }
 
+/// The PostgreSQL `application_name` of a merger's sessions: `tidemark <pid>/<random part>` of
+/// its identity (a host name could push the whole identity past the 63 bytes kept).
+pub fn session_name(holder: &str) -> String {
+    let tail: Vec<&str> = holder.rsplitn(3, '/').take(2).collect();
+    format!(
+        "tidemark {}/{}",
+        tail.get(1).unwrap_or(&""),
+        tail.first().unwrap_or(&"")
+    )
+}
+
 fn rand_part() -> u32 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     t ^ std::process::id().rotate_left(16)
+}
+
+/// Ends the PostgreSQL sessions of a merger whose lease was taken over. The fence already keeps
+/// it from committing; this frees what its open transaction holds when it cannot end it itself:
+/// a paused process in the middle of a `COPY` keeps its session busy (the server waits for
+/// data), so `idle_in_transaction_session_timeout` never fires and the new holder would wait on
+/// its uncommitted rows forever. Needs the same role, or `pg_signal_backend`; without it, a
+/// warning.
+async fn end_sessions(pool: &Pool, previous: &str) {
+    if pool.backend() != Backend::Postgres {
+        return;
+    }
+    let ended = async {
+        let mut tx = pool.begin().await?;
+        let rows = tx
+            .fetch(
+                "SELECT pg_terminate_backend(pid)::text FROM pg_stat_activity \
+                 WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                &[Cell::Text(session_name(previous))],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok::<usize, sqlx::Error>(rows.len())
+    };
+    match ended.await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            previous,
+            sessions = n,
+            "ended the sessions of the merger whose lease was taken over"
+        ),
+        Err(e) => {
+            tracing::warn!(previous, error = %e, "could not end the sessions of the merger whose lease was taken over; they end when it resumes or its connection drops")
+        }
+    }
 }
 
 /// Whether `holder` is a merger on this host whose process is gone.
@@ -348,6 +394,10 @@ impl Leases {
                         .is_some_and(|h| h == self.me || died_here(h, &self.me))
             }
         };
+        let previous = current
+            .first()
+            .and_then(|r| r[0].clone())
+            .filter(|h| *h != self.me);
         if !takeable {
             return Ok(());
         }
@@ -386,6 +436,9 @@ impl Leases {
         if won {
             tracing::info!(group, merger = %self.me, token = want, "lease taken");
             self.held.insert(group.to_owned(), want);
+            if let Some(previous) = previous {
+                end_sessions(pool, &previous).await;
+            }
         }
         Ok(())
     }
