@@ -2,8 +2,10 @@
 //! log (`tidemark.changes_<table>`, one row per source position, so redeliveries are dropped);
 //! the key's state (its last full row) rides on its newest log row. Changes
 //! newer than a key's state continue its history from the current version; a late change
-//! recomputes the key from its whole log ([`super::dim_plan`] plans both as values). Facts
-//! whose version moved are re-pointed.
+//! recomputes the key from its whole log ([`super::dim_plan`] plans both as values). A fact's
+//! reference before a key's first version adds or moves the key's inferred member (version 0,
+//! so no other version changes) without reading its history. Facts whose version moved are
+//! re-pointed.
 
 use crate::change::SourcePos;
 use std::collections::{BTreeMap, BTreeSet};

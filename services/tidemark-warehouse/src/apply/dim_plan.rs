@@ -7,8 +7,10 @@
 //! - **continue**: every new change is newer than the key's last applied one; the history goes
 //!   on from the current version and the key's state (its last known full row). The cost does
 //!   not depend on how much history the key has.
-//! - **recompute**: a late or redelivered change, a fact reference, or a key stored before key
-//!   states existed: the key's whole log is read and its versions recomputed and diffed.
+//! - **recompute**: a late or redelivered change, a fact reference to a key without versions,
+//!   or a key stored before key states existed: the key's whole log is read and its versions
+//!   recomputed and diffed. (A reference to a key with versions does not come here: see
+//!   `dim::extend_inferred`.)
 
 use crate::change::SourcePos;
 use std::collections::{BTreeMap, BTreeSet};

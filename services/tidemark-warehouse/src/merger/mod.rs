@@ -807,6 +807,8 @@ impl Merger {
                 e.dim.inferred += a.dim.inferred;
                 e.dim.late += a.dim.late;
                 e.dim.redelivered += a.dim.redelivered;
+                e.dim.facts_resolved += a.dim.facts_resolved;
+                e.referenced.extend(a.referenced);
             }
         }
     }
