@@ -378,11 +378,21 @@ async fn read_current(
     ctx: Context<'_>,
     spec: &TableSpec,
 ) -> Result<BTreeMap<String, Stored>, sqlx::Error> {
+    one_version_per_key(tx, ctx, spec, ("_start_pos DESC", "d.is_current")).await
+}
+
+/// Each staged key's (`tm_dim_touch`) first version by `order` where `filter` holds.
+async fn one_version_per_key(
+    tx: &mut Tx,
+    ctx: Context<'_>,
+    spec: &TableSpec,
+    (order, filter): (&str, &str),
+) -> Result<BTreeMap<String, Stored>, sqlx::Error> {
     let sql = one_per_key(
         tx.backend(),
-        (&ctx.target.dim(&spec.name), "d", "_start_pos DESC"),
+        (&ctx.target.dim(&spec.name), "d", order),
         &stored_cols(tx),
-        "d.is_current",
+        filter,
     );
     Ok(tx
         .fetch(&sql, &[])
@@ -897,19 +907,7 @@ async fn read_first(
     let rows: Vec<Vec<Cell>> = keys.keys().map(|k| vec![Cell::Text(k.clone())]).collect();
     tx.stage("tm_dim_touch", &[("k".into(), ColType::Text)], &rows)
         .await?;
-    let sql = one_per_key(
-        tx.backend(),
-        (&ctx.target.dim(&spec.name), "d", "_start_pos"),
-        &stored_cols(tx),
-        "true",
-    );
-    Ok(tx
-        .fetch(&sql, &[])
-        .await?
-        .iter()
-        .filter_map(|r| parse_stored(r))
-        .map(|(k, _, s)| (k, s))
-        .collect())
+    one_version_per_key(tx, ctx, spec, ("_start_pos", "true")).await
 }
 
 /// The referenced keys whose history a reference cannot change: a real (not inferred) version
