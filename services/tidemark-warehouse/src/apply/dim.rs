@@ -42,6 +42,18 @@ pub struct DimStats {
     pub facts_resolved: u64,
 }
 
+impl std::ops::AddAssign<&DimStats> for DimStats {
+    fn add_assign(&mut self, o: &DimStats) {
+        self.opened += o.opened;
+        self.updated += o.updated;
+        self.removed += o.removed;
+        self.inferred += o.inferred;
+        self.late += o.late;
+        self.redelivered += o.redelivered;
+        self.facts_resolved += o.facts_resolved;
+    }
+}
+
 /// Log entries of a batch's changes, by key.
 pub(super) fn entries_from_changes(keyed: &[Keyed<'_>]) -> BTreeMap<String, Vec<LogEntry>> {
     let mut out: BTreeMap<String, Vec<LogEntry>> = BTreeMap::new();
@@ -231,16 +243,7 @@ async fn plan(
     tracked: &dyn Fn(&str) -> bool,
 ) -> Result<Plan, ApplyError> {
     let mut plan = Plan::default();
-    let keys: BTreeSet<String> = new.keys().cloned().collect();
-    tx.stage(
-        "tm_dim_touch",
-        &[("k".into(), ColType::Text)],
-        &keys
-            .iter()
-            .map(|k| vec![Cell::Text(k.clone())])
-            .collect::<Vec<_>>(),
-    )
-    .await?;
+    stage_touched(tx, new.keys()).await?;
     let (mut states, logged) = read_states(tx, ctx, spec, types).await?;
     // Versions come only from log rows: keys without any (a snapshot's) have none to read.
     let mut current = if states.is_empty() && logged.is_empty() {
@@ -327,15 +330,15 @@ fn one_per_key(
     filter: &str,
 ) -> String {
     let touch = quote("tm_dim_touch");
-    let newest = format!("WHERE {a}._key = t.k ORDER BY {a}.{order} LIMIT 1");
+    let first = format!("WHERE {a}._key = t.k ORDER BY {a}.{order} LIMIT 1");
     match backend {
         Backend::Postgres => format!(
             "SELECT {cols} FROM {touch} AS t CROSS JOIN LATERAL \
-             (SELECT * FROM {table} AS {a} {newest}) AS {a} WHERE {filter}"
+             (SELECT * FROM {table} AS {a} {first}) AS {a} WHERE {filter}"
         ),
         Backend::Sqlite => format!(
             "SELECT {cols} FROM {table} AS {a} WHERE {filter} AND {a}.rowid IN \
-             (SELECT (SELECT {a}.rowid FROM {table} AS {a} {newest}) FROM {touch} AS t)"
+             (SELECT (SELECT {a}.rowid FROM {table} AS {a} {first}) FROM {touch} AS t)"
         ),
     }
 }
@@ -776,9 +779,10 @@ pub(super) async fn reference(
     let mut stats = DimStats::default();
     // A dimension not made yet has no history to look at.
     if super::fact::has_column(tx, ctx, &table, &key.0).await? {
-        let covered = covered_keys(tx, ctx, dim, &refs).await?;
-        refs.retain(|k, _| !covered.contains(k));
-        stats = extend_inferred(tx, ctx, dim, (&key.0, key.1), &mut refs).await?;
+        let firsts = read_first(tx, ctx, dim, &refs).await?;
+        // A reference a real version already covers changes nothing.
+        refs.retain(|k, ts| firsts.get(k).is_none_or(|f| !f.covers(*ts)));
+        stats = extend_inferred(tx, ctx, dim, (&key.0, key.1), &mut refs, &firsts).await?;
     }
     if refs.is_empty() {
         return Ok(stats);
@@ -787,11 +791,7 @@ pub(super) async fn reference(
         .into_iter()
         .map(|(k, ts)| (k, vec![ref_entry(ts)]))
         .collect();
-    let fresh = apply(tx, ctx, dim, &[key], &[], entries).await?.0;
-    stats.opened += fresh.opened;
-    stats.inferred += fresh.inferred;
-    stats.updated += fresh.updated;
-    stats.facts_resolved += fresh.facts_resolved;
+    stats += &apply(tx, ctx, dim, &[key], &[], entries).await?.0;
     Ok(stats)
 }
 
@@ -808,22 +808,22 @@ fn ref_entry(ts_ms: i64) -> LogEntry {
     }
 }
 
-/// References older than every real version of keys that have versions: their inferred member
-/// starts at the reference, without reading or recomputing the key's history (the member is
-/// version 0, so no other version changes). A key with a member gets it moved earlier; a key
-/// without one gets it, with its first version's values. The keys handled leave `refs`; those
-/// left have no version at all.
+/// References (not covered) of keys that have versions, whose earliest stored version is in
+/// `firsts`: their inferred member starts at the reference, without reading or recomputing the
+/// key's history (the member is version 0, so no other version changes). A key with a member
+/// gets it moved earlier; a key without one gets it, with its first version's values. The keys
+/// handled leave `refs`; those left have no version at all.
 async fn extend_inferred(
     tx: &mut Tx,
     ctx: Context<'_>,
     dim: &TableSpec,
     (key_col, key_ty): (&str, ColType),
     refs: &mut BTreeMap<String, i64>,
+    firsts: &BTreeMap<String, Stored>,
 ) -> Result<DimStats, ApplyError> {
     let mut stats = DimStats::default();
-    let firsts = read_first(tx, ctx, dim, refs).await?;
     let (mut moves, mut infers, mut plan) = (Vec::new(), Vec::new(), Plan::default());
-    for (k, first) in &firsts {
+    for (k, first) in firsts {
         let Some(ts) = refs.remove(k) else { continue };
         if ts >= first.valid_from_ms {
             continue; // an earlier reference made the member already
@@ -904,45 +904,18 @@ async fn read_first(
     spec: &TableSpec,
     keys: &BTreeMap<String, i64>,
 ) -> Result<BTreeMap<String, Stored>, sqlx::Error> {
-    let rows: Vec<Vec<Cell>> = keys.keys().map(|k| vec![Cell::Text(k.clone())]).collect();
-    tx.stage("tm_dim_touch", &[("k".into(), ColType::Text)], &rows)
-        .await?;
+    stage_touched(tx, keys.keys()).await?;
     one_version_per_key(tx, ctx, spec, ("_start_pos", "true")).await
 }
 
-/// The referenced keys whose history a reference cannot change: a real (not inferred) version
-/// had started by the reference's time. Only the others need their history (inferred members),
-/// so a batch of facts on known keys reads no change log.
-async fn covered_keys(
+/// Stages `keys` as `tm_dim_touch`, which [`one_per_key`] probes from.
+async fn stage_touched(
     tx: &mut Tx,
-    ctx: Context<'_>,
-    dim: &TableSpec,
-    refs: &BTreeMap<String, i64>,
-) -> Result<std::collections::BTreeSet<String>, sqlx::Error> {
-    let table = ctx.target.dim(&dim.name);
-    let rows: Vec<Vec<Cell>> = refs
-        .iter()
-        .map(|(k, ts)| vec![Cell::Text(k.clone()), ts_cell(*ts)])
-        .collect();
-    let cols = [
-        ("k".to_owned(), ColType::Text),
-        ("ts".to_owned(), ColType::TimestampTz),
-    ];
-    tx.stage("tm_refs", &cols, &rows).await?;
-    let found = tx
-        .fetch(
-            &format!(
-                "SELECT DISTINCT s.k FROM {} AS s JOIN {table} AS d ON d._key = s.k \
-                 AND NOT d.is_inferred AND d.valid_from <= s.ts",
-                quote("tm_refs")
-            ),
-            &[],
-        )
-        .await?;
-    Ok(found
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
-        .collect())
+    keys: impl Iterator<Item = &String>,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<Vec<Cell>> = keys.map(|k| vec![Cell::Text(k.clone())]).collect();
+    tx.stage("tm_dim_touch", &[("k".into(), ColType::Text)], &rows)
+        .await
 }
 
 /// Log entries written before decimals were canonical hash like the new ones.

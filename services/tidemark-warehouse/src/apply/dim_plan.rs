@@ -44,6 +44,17 @@ impl Stored {
             && self.row_hash == v.row_hash
     }
 
+    /// Whether a fact's reference at `ts_ms` to the key whose earliest stored version this is
+    /// finds a real version started by then, so it changes nothing. An inferred member ends
+    /// where the key's first real version starts.
+    pub(super) fn covers(&self, ts_ms: i64) -> bool {
+        if self.is_inferred {
+            self.valid_to_ms.is_some_and(|to| to <= ts_ms)
+        } else {
+            self.valid_from_ms <= ts_ms
+        }
+    }
+
     /// The version as newer changes continue from it.
     pub(super) fn head(&self) -> Head {
         Head {
@@ -293,6 +304,40 @@ mod tests {
 
     fn up(pos: &str, ts: i64, x: i64) -> LogEntry {
         LogEntry::update(pos, ts, [("x", Cell::Int(x))])
+    }
+
+    #[test]
+    fn a_reference_is_covered_once_a_real_version_started() {
+        let real = Stored {
+            sk: 1,
+            start_pos: "a".into(),
+            version: 1,
+            valid_from_ms: 100,
+            valid_to_ms: None,
+            is_current: true,
+            is_deleted: false,
+            is_inferred: false,
+            row_hash: String::new(),
+        };
+        assert!(real.covers(100) && real.covers(150));
+        assert!(
+            !real.covers(99),
+            "older than the first version: an inferred member"
+        );
+        let member = Stored {
+            is_inferred: true,
+            version: 0,
+            valid_from_ms: 50,
+            valid_to_ms: Some(100),
+            ..real.clone()
+        };
+        assert!(member.covers(100), "the first real version started");
+        assert!(!member.covers(99) && !member.covers(10));
+        let alone = Stored {
+            valid_to_ms: None,
+            ..member
+        };
+        assert!(!alone.covers(1_000), "no real version yet");
     }
 
     fn all(_: &str) -> bool {

@@ -801,13 +801,7 @@ impl Merger {
                 e.facts += a.facts;
                 e.truncates += a.truncates;
                 e.unkeyed += a.unkeyed;
-                e.dim.opened += a.dim.opened;
-                e.dim.updated += a.dim.updated;
-                e.dim.removed += a.dim.removed;
-                e.dim.inferred += a.dim.inferred;
-                e.dim.late += a.dim.late;
-                e.dim.redelivered += a.dim.redelivered;
-                e.dim.facts_resolved += a.dim.facts_resolved;
+                e.dim += &a.dim;
                 e.referenced.extend(a.referenced);
             }
         }

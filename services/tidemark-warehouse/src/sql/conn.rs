@@ -244,9 +244,10 @@ impl Tx {
     }
 
     /// `SELECT cols` of the rows of `table` (aliased `alias`) whose `_key` is one of `keys`,
-    /// every column as text. PostgreSQL probes the `_key` index once per key from a stage (a
-    /// list or array of many keys makes it hash them and scan the whole table); SQLite gets
-    /// an `IN` list per 500 keys, which it probes the index for.
+    /// every column as text, in `IN` lists of up to 500 keys (one statement each; the index is
+    /// probed per listed key). More keys on PostgreSQL are staged and probed from the stage in
+    /// one statement instead (a list or array of many keys makes it hash them and scan the
+    /// whole table).
     pub async fn fetch_in(
         &mut self,
         (table, alias): (&str, &str),
@@ -256,7 +257,7 @@ impl Tx {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        if self.backend() == Backend::Postgres {
+        if self.backend() == Backend::Postgres && keys.len() > IN_LIST_KEYS {
             let stage = "tm_in_keys";
             let rows: Vec<Vec<Cell>> = keys
                 .iter()
@@ -272,7 +273,7 @@ impl Tx {
             return self.fetch(&sql, &[]).await;
         }
         let mut out = Vec::new();
-        for chunk in keys.chunks(500) {
+        for chunk in keys.chunks(IN_LIST_KEYS) {
             let params: Vec<String> = (1..=chunk.len()).map(|i| self.param(i)).collect();
             let sql = format!(
                 "SELECT {cols} FROM {table} AS {alias} WHERE {alias}._key IN ({})",
@@ -528,6 +529,9 @@ impl Tx {
         }
     }
 }
+
+/// Keys per `IN` list of [`Tx::fetch_in`].
+const IN_LIST_KEYS: usize = 500;
 
 /// How much CSV a `COPY` sends at a time.
 const COPY_CHUNK: usize = 1 << 20;
